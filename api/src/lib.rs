@@ -1,0 +1,448 @@
+//! The control protocol spoken on vswitchd's unix socket.
+//!
+//! One JSON object per line in each direction: a [`Request`] from the client,
+//! a [`Response`] from the switch. A connection may carry many requests. The
+//! types have no DPDK in them so that `vsctl`, the CNI plugin and the node
+//! agent can share them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+mod mac;
+pub use mac::{MacAddr, MacParseError};
+
+/// Where vswitchd listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";
+
+/// How a port is attached.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortKind {
+    /// vhost-user, the switch listens on `path` and the pod's virtio-user connects.
+    VhostServer,
+    /// vhost-user, the pod listens on `path`; the switch connects and reconnects.
+    VhostClient,
+    /// A kernel TAP interface named `iface`, owned by the switch.
+    Tap,
+}
+
+impl PortKind {
+    pub const ALL: [PortKind; 3] = [PortKind::VhostServer, PortKind::VhostClient, PortKind::Tap];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::VhostServer => "vhost-server",
+            PortKind::VhostClient => "vhost-client",
+            PortKind::Tap => "tap",
+        }
+    }
+}
+
+impl std::fmt::Display for PortKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PortKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        PortKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown port kind '{s}' (expected one of: vhost-server, vhost-client, tap)"
+                )
+            })
+    }
+}
+
+/// A port as configured.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    pub name: String,
+    pub kind: PortKind,
+    /// vhost-user socket path (vhost kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Kernel interface name (tap); defaults to the port name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iface: Option<String>,
+}
+
+/// Longest port name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest unix socket path (sun_path is 108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+/// Longest Linux interface name (IFNAMSIZ less the NUL).
+pub const MAX_IFNAME: usize = 15;
+
+impl PortSpec {
+    /// Checks what can be checked without the switch: the name, which fields
+    /// the kind needs, and their shape.
+    pub fn validate(&self) -> Result<(), String> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if self.name.is_empty() || self.name.len() > MAX_NAME_LEN || !self.name.chars().all(ok_char)
+        {
+            return Err(format!(
+                "bad port name '{}': 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 - _ .",
+                self.name
+            ));
+        }
+        match self.kind {
+            PortKind::VhostServer | PortKind::VhostClient => {
+                if self.iface.is_some() {
+                    return Err(format!("port {}: iface is only for tap ports", self.name));
+                }
+                let Some(path) = &self.path else {
+                    return Err(format!(
+                        "port {}: a {} port needs a socket path",
+                        self.name, self.kind
+                    ));
+                };
+                if !path.starts_with('/') {
+                    return Err(format!("bad socket path '{path}': it must be absolute"));
+                }
+                if path.len() > MAX_SOCKET_PATH {
+                    return Err(format!(
+                        "bad socket path '{path}': longer than {MAX_SOCKET_PATH} bytes"
+                    ));
+                }
+                if path.ends_with('/') || path.contains(',') {
+                    return Err(format!(
+                        "bad socket path '{path}': must name a file and hold no comma"
+                    ));
+                }
+            }
+            PortKind::Tap => {
+                if self.path.is_some() {
+                    return Err(format!(
+                        "port {}: a tap port takes no socket path",
+                        self.name
+                    ));
+                }
+                let iface = self.tap_iface();
+                if iface.is_empty()
+                    || iface.len() > MAX_IFNAME
+                    || !iface.chars().all(|c| ok_char(c) && c != '.')
+                {
+                    return Err(format!(
+                        "bad interface name '{iface}': 1 to {MAX_IFNAME} characters of A-Z a-z 0-9 - _"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel interface of a tap port.
+    pub fn tap_iface(&self) -> &str {
+        self.iface.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A request on the control socket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    PortAdd {
+        port: PortSpec,
+    },
+    PortDel {
+        name: String,
+    },
+    PortList {},
+    Stats {},
+    FdbShow {},
+    /// Forget learned MACs: all of them, or those behind one port.
+    FdbFlush {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+    },
+    SetAging {
+        seconds: u32,
+    },
+    Status {},
+}
+
+/// The reply to one request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Response {
+    Ok {
+        #[serde(default)]
+        result: Reply,
+    },
+    Error {
+        error: String,
+    },
+}
+
+/// What a successful request returns.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(tag = "kind", content = "data", rename_all = "kebab-case")]
+pub enum Reply {
+    #[default]
+    Done,
+    Ports(Vec<PortInfo>),
+    Stats(Stats),
+    Fdb(Vec<FdbEntry>),
+    Flushed(u64),
+    Status(Status),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    pub name: String,
+    pub kind: PortKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iface: Option<String>,
+    /// DPDK ethdev port id.
+    pub port_id: u16,
+    /// The worker lcore that polls it.
+    pub lcore: u32,
+    pub link_up: bool,
+    pub mac: MacAddr,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct PortStats {
+    pub name: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Packets meant for this port that could not be sent.
+    pub tx_drops: u64,
+    /// Packets received on this port that the switch dropped.
+    pub rx_drops: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct FdbStats {
+    pub entries: u64,
+    pub capacity: u64,
+    pub learned: u64,
+    pub moved: u64,
+    pub aged: u64,
+    pub evicted: u64,
+    pub aging_seconds: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct WorkerStats {
+    pub lcore: u32,
+    pub ports: Vec<String>,
+    pub packets: u64,
+    /// TSC cycles spent in polls that returned packets.
+    pub busy_cycles: u64,
+    pub idle_polls: u64,
+    pub sleeps: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub ports: Vec<PortStats>,
+    /// Dropped packets by reason (snake_case names, every reason listed).
+    pub drops: BTreeMap<String, u64>,
+    pub fdb: FdbStats,
+    pub workers: Vec<WorkerStats>,
+    /// TSC frequency, to turn cycles into time.
+    pub tsc_hz: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FdbEntry {
+    pub mac: MacAddr,
+    pub port: String,
+    /// Seconds since a frame from this MAC was last seen.
+    pub age: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub version: String,
+    pub dpdk_version: String,
+    pub hugepages: bool,
+    pub workers: Vec<u32>,
+    pub generation: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach vswitchd at {path}: {source} (is vswitchd running?)")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("control socket I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad reply from vswitchd: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("vswitchd closed the connection")]
+    Closed,
+    #[error("vswitchd: {0}")]
+    Refused(String),
+}
+
+/// A blocking client for the control socket.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    pub fn connect(path: impl AsRef<Path>) -> Result<Self, ClientError> {
+        let p = path.as_ref();
+        let stream = UnixStream::connect(p).map_err(|source| ClientError::Connect {
+            path: p.display().to_string(),
+            source,
+        })?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let writer = stream.try_clone()?;
+        Ok(Client {
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    /// Sends one raw line and returns the raw reply line.
+    pub fn call_raw(&mut self, line: &str) -> Result<String, ClientError> {
+        self.writer.write_all(line.trim_end().as_bytes())?;
+        self.writer.write_all(b"\n")?;
+        let mut reply = String::new();
+        if self.reader.read_line(&mut reply)? == 0 {
+            return Err(ClientError::Closed);
+        }
+        Ok(reply)
+    }
+
+    /// Sends a request; an error reply becomes [`ClientError::Refused`].
+    pub fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
+        let line = serde_json::to_string(req)?;
+        let reply = self.call_raw(&line)?;
+        match serde_json::from_str(&reply)? {
+            Response::Ok { result } => Ok(result),
+            Response::Error { error } => Err(ClientError::Refused(error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format() {
+        let r: Request = serde_json::from_str(
+            r#"{"op":"port-add","port":{"name":"p0","kind":"vhost-server","path":"/tmp/p0.sock"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::PortAdd {
+                port: PortSpec {
+                    name: "p0".into(),
+                    kind: PortKind::VhostServer,
+                    path: Some("/tmp/p0.sock".into()),
+                    iface: None
+                }
+            }
+        );
+        let back = serde_json::to_string(&Request::FdbFlush { port: None }).unwrap();
+        assert_eq!(back, r#"{"op":"fdb-flush"}"#);
+    }
+
+    #[test]
+    fn unknown_kind_is_refused_with_its_name() {
+        let e = serde_json::from_str::<Request>(
+            r#"{"op":"port-add","port":{"name":"p0","kind":"ethernet"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ethernet"), "{e}");
+        let e = "bogus".parse::<PortKind>().unwrap_err();
+        assert!(e.contains("bogus"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(serde_json::from_str::<Request>(r#"{"op":"stats","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"reboot"}"#).is_err());
+    }
+
+    fn spec(kind: PortKind, path: Option<&str>, iface: Option<&str>) -> PortSpec {
+        PortSpec {
+            name: "p0".into(),
+            kind,
+            path: path.map(Into::into),
+            iface: iface.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn port_spec_validation() {
+        assert!(spec(PortKind::VhostServer, Some("/tmp/a.sock"), None)
+            .validate()
+            .is_ok());
+        assert!(spec(PortKind::Tap, None, Some("tap0")).validate().is_ok());
+        assert!(spec(PortKind::Tap, None, None).validate().is_ok());
+        for (s, want) in [
+            (
+                spec(PortKind::VhostServer, None, None),
+                "needs a socket path",
+            ),
+            (
+                spec(PortKind::VhostClient, Some("rel/a.sock"), None),
+                "absolute",
+            ),
+            (
+                spec(
+                    PortKind::VhostServer,
+                    Some(&format!("/{}", "x".repeat(200))),
+                    None,
+                ),
+                "longer",
+            ),
+            (
+                spec(PortKind::VhostServer, Some("/tmp/"), None),
+                "name a file",
+            ),
+            (spec(PortKind::VhostServer, Some("/tmp/a,b"), None), "comma"),
+            (
+                spec(PortKind::VhostServer, Some("/tmp/a"), Some("x")),
+                "only for tap",
+            ),
+            (spec(PortKind::Tap, Some("/tmp/a"), None), "no socket path"),
+            (
+                spec(PortKind::Tap, None, Some("much-too-long-name")),
+                "bad interface",
+            ),
+        ] {
+            let e = s.validate().unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+        let mut bad = spec(PortKind::Tap, None, None);
+        bad.name = "a b".into();
+        assert!(bad.validate().unwrap_err().contains("bad port name"));
+    }
+
+    #[test]
+    fn response_round_trip() {
+        let r = Response::Ok {
+            result: Reply::Flushed(3),
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(s, r#"{"status":"ok","result":{"kind":"flushed","data":3}}"#);
+        assert_eq!(serde_json::from_str::<Response>(&s).unwrap(), r);
+        let e: Response = serde_json::from_str(r#"{"status":"error","error":"no"}"#).unwrap();
+        assert_eq!(e, Response::Error { error: "no".into() });
+    }
+}

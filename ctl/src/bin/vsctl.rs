@@ -1,0 +1,13 @@
+//! vsctl: the operator CLI of vswitchd. See the `ctl` library for the logic.
+
+use clap::Parser;
+
+fn main() {
+    let cli = ctl::cli::Cli::parse();
+    let code = ctl::main_with(
+        &cli,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    std::process::exit(code);
+}

@@ -1,0 +1,367 @@
+//! The command line of `vsctl`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug, Clone, PartialEq)]
+#[command(name = "vsctl", version, about = "Control and inspect vswitchd")]
+pub struct Cli {
+    /// vswitchd's control socket.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "VSWITCH_SOCKET",
+        default_value = api::DEFAULT_SOCKET
+    )]
+    pub socket: PathBuf,
+
+    /// Print the reply's data as pretty JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Add, delete and list ports.
+    #[command(subcommand)]
+    Port(PortCmd),
+    /// Port, drop, FDB and worker counters; with --rate, live per-port rates.
+    Stats(StatsArgs),
+    /// Inspect and manage the MAC learning table.
+    #[command(subcommand)]
+    Fdb(FdbCmd),
+    /// Version, DPDK, hugepages, workers and config generation.
+    Status,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq)]
+pub enum PortCmd {
+    /// Attach a port to the switch.
+    Add {
+        /// Port name.
+        name: String,
+        /// How the port is attached.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// vhost-user socket path (vhost kinds).
+        #[arg(long, value_name = "SOCK")]
+        path: Option<String>,
+        /// Kernel interface name (tap; defaults to the port name).
+        #[arg(long, value_name = "IFNAME")]
+        iface: Option<String>,
+    },
+    /// Detach a port.
+    Del {
+        /// Port name.
+        name: String,
+    },
+    /// List the ports.
+    List,
+}
+
+/// `--kind` values; mirrors [`api::PortKind`].
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindArg {
+    VhostServer,
+    VhostClient,
+    Tap,
+}
+
+impl From<KindArg> for api::PortKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::VhostServer => api::PortKind::VhostServer,
+            KindArg::VhostClient => api::PortKind::VhostClient,
+            KindArg::Tap => api::PortKind::Tap,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct StatsArgs {
+    /// Print live per-port packet rates every interval instead of counters.
+    #[arg(long)]
+    pub rate: bool,
+    /// Seconds between two samples (fractions allowed).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "1",
+        value_parser = parse_interval,
+        requires = "rate"
+    )]
+    pub interval: Duration,
+    /// Stop after N intervals (default: run until Ctrl-C).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), requires = "rate")]
+    pub count: Option<u64>,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq)]
+pub enum FdbCmd {
+    /// List learned MACs, sorted by port then MAC.
+    Show,
+    /// Forget learned MACs: all of them, or those behind one port.
+    Flush {
+        /// Only the MACs learned on this port.
+        #[arg(long, value_name = "NAME")]
+        port: Option<String>,
+    },
+    /// Set the aging time of learned MACs.
+    Aging {
+        /// Seconds a MAC stays without being seen.
+        seconds: u32,
+    },
+}
+
+/// A positive, finite number of seconds, at least a millisecond.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(0.001..=86_400.0).contains(&secs) {
+        return Err(format!(
+            "'{s}': the interval must be between 0.001 and 86400 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut v = vec!["vsctl"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v) {
+            Ok(c) => c,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    fn parse_err(args: &[&str]) -> ErrorKind {
+        let mut v = vec!["vsctl"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v) {
+            Ok(c) => panic!("{args:?} parsed as {c:?}"),
+            Err(e) => e.kind(),
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_defaults_and_positions() {
+        let c = parse(&["status"]);
+        assert_eq!(c.command, Command::Status);
+        assert!(!c.json);
+        if std::env::var_os("VSWITCH_SOCKET").is_none() {
+            assert_eq!(c.socket, PathBuf::from(api::DEFAULT_SOCKET));
+        }
+        let c = parse(&["--socket", "/tmp/x.sock", "--json", "status"]);
+        assert_eq!(c.socket, PathBuf::from("/tmp/x.sock"));
+        assert!(c.json);
+        // Global options may follow the subcommand too.
+        let c = parse(&["port", "list", "--json", "--socket=/tmp/y.sock"]);
+        assert_eq!(c.command, Command::Port(PortCmd::List));
+        assert_eq!(c.socket, PathBuf::from("/tmp/y.sock"));
+        assert!(c.json);
+    }
+
+    #[test]
+    fn port_add() {
+        let c = parse(&[
+            "port",
+            "add",
+            "p0",
+            "--kind",
+            "vhost-server",
+            "--path",
+            "/run/p0.sock",
+        ]);
+        assert_eq!(
+            c.command,
+            Command::Port(PortCmd::Add {
+                name: "p0".into(),
+                kind: KindArg::VhostServer,
+                path: Some("/run/p0.sock".into()),
+                iface: None
+            })
+        );
+        let c = parse(&["port", "add", "t0", "--kind=tap", "--iface", "vs-t0"]);
+        assert_eq!(
+            c.command,
+            Command::Port(PortCmd::Add {
+                name: "t0".into(),
+                kind: KindArg::Tap,
+                path: None,
+                iface: Some("vs-t0".into())
+            })
+        );
+        let c = parse(&[
+            "port",
+            "add",
+            "c0",
+            "--kind",
+            "vhost-client",
+            "--path",
+            "/x",
+        ]);
+        assert!(matches!(
+            c.command,
+            Command::Port(PortCmd::Add {
+                kind: KindArg::VhostClient,
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_err(&["port", "add", "p0"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_err(&["port", "add", "p0", "--kind", "ethernet"]),
+            ErrorKind::InvalidValue
+        );
+        assert_eq!(
+            parse_err(&["port", "add", "--kind", "tap"]),
+            ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn kinds_map_onto_the_api() {
+        for (arg, kind) in [
+            (KindArg::VhostServer, api::PortKind::VhostServer),
+            (KindArg::VhostClient, api::PortKind::VhostClient),
+            (KindArg::Tap, api::PortKind::Tap),
+        ] {
+            assert_eq!(api::PortKind::from(arg), kind);
+            // The clap spelling is the wire spelling.
+            let v = arg.to_possible_value().map(|v| v.get_name().to_owned());
+            assert_eq!(v.as_deref(), Some(kind.as_str()));
+        }
+    }
+
+    #[test]
+    fn port_del_and_list() {
+        assert_eq!(
+            parse(&["port", "del", "p0"]).command,
+            Command::Port(PortCmd::Del { name: "p0".into() })
+        );
+        assert_eq!(
+            parse(&["port", "list"]).command,
+            Command::Port(PortCmd::List)
+        );
+        assert_eq!(
+            parse_err(&["port", "del"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_err(&["port"]),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+    }
+
+    #[test]
+    fn stats() {
+        let c = parse(&["stats"]);
+        assert_eq!(
+            c.command,
+            Command::Stats(StatsArgs {
+                rate: false,
+                interval: Duration::from_secs(1),
+                count: None
+            })
+        );
+        let c = parse(&["stats", "--rate"]);
+        assert_eq!(
+            c.command,
+            Command::Stats(StatsArgs {
+                rate: true,
+                interval: Duration::from_secs(1),
+                count: None
+            })
+        );
+        let c = parse(&["stats", "--rate", "--interval", "0.5", "--count", "3"]);
+        assert_eq!(
+            c.command,
+            Command::Stats(StatsArgs {
+                rate: true,
+                interval: Duration::from_millis(500),
+                count: Some(3)
+            })
+        );
+        assert_eq!(
+            parse_err(&["stats", "--interval", "2"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_err(&["stats", "--count", "2"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_err(&["stats", "--rate", "--count", "0"]),
+            ErrorKind::ValueValidation
+        );
+        for bad in ["0", "-1", "0.0001", "abc", "inf", "NaN", "1e9"] {
+            let arg = format!("--interval={bad}");
+            assert_eq!(
+                parse_err(&["stats", "--rate", &arg]),
+                ErrorKind::ValueValidation,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn fdb() {
+        assert_eq!(parse(&["fdb", "show"]).command, Command::Fdb(FdbCmd::Show));
+        assert_eq!(
+            parse(&["fdb", "flush"]).command,
+            Command::Fdb(FdbCmd::Flush { port: None })
+        );
+        assert_eq!(
+            parse(&["fdb", "flush", "--port", "p1"]).command,
+            Command::Fdb(FdbCmd::Flush {
+                port: Some("p1".into())
+            })
+        );
+        assert_eq!(
+            parse(&["fdb", "aging", "300"]).command,
+            Command::Fdb(FdbCmd::Aging { seconds: 300 })
+        );
+        assert_eq!(
+            parse_err(&["fdb", "aging"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_err(&["fdb", "aging", "-5"]),
+            ErrorKind::UnknownArgument
+        );
+        assert_eq!(
+            parse_err(&["fdb", "aging", "soon"]),
+            ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn status_and_unknown() {
+        assert_eq!(parse(&["status"]).command, Command::Status);
+        assert_eq!(parse_err(&["reboot"]), ErrorKind::InvalidSubcommand);
+        assert_eq!(
+            parse_err(&[]),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+    }
+}

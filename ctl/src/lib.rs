@@ -1,0 +1,529 @@
+//! `vsctl`, the operator CLI of vswitchd: the command line ([`cli`]), the
+//! tables it prints ([`table`], [`render`]), per-port rates ([`rate`]) and
+//! the glue that sends requests over the control socket ([`main_with`]).
+//!
+//! Exit status: 0 on success; 1 when vswitchd refuses a request (the message
+//! goes to stderr as `vsctl: <message>`) or output cannot be written; 2 when
+//! vswitchd cannot be reached or the conversation breaks (connect, I/O,
+//! undecodable or unexpected reply). clap's usage errors also exit 2.
+
+pub mod cli;
+pub mod rate;
+pub mod render;
+pub mod table;
+
+use api::{Client, ClientError, PortSpec, Reply, Request};
+use cli::{Cli, Command, FdbCmd, PortCmd, StatsArgs};
+use serde::Serialize;
+use std::fmt;
+use std::io::{self, Write};
+use std::time::Instant;
+
+/// Why a `vsctl` command failed.
+#[derive(Debug)]
+pub enum Error {
+    /// Talking to vswitchd failed, or it refused the request.
+    Client(ClientError),
+    /// vswitchd answered with another kind of reply than the request calls for.
+    Unexpected {
+        expected: &'static str,
+        got: &'static str,
+    },
+    /// Writing to stdout failed.
+    Output(io::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Client(ClientError::Refused(_)) => 1,
+            Error::Client(_) | Error::Unexpected { .. } => 2,
+            Error::Output(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // vswitchd's own words, without the "vswitchd: " prefix.
+            Error::Client(ClientError::Refused(msg)) => f.write_str(msg),
+            Error::Client(e) => e.fmt(f),
+            Error::Unexpected { expected, got } => write!(
+                f,
+                "unexpected reply from vswitchd: expected '{expected}', got '{got}'"
+            ),
+            Error::Output(e) => write!(f, "cannot write output: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<ClientError> for Error {
+    fn from(e: ClientError) -> Self {
+        Error::Client(e)
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Output(e)
+    }
+}
+
+/// The wire name of a reply's kind.
+pub fn reply_kind(r: &Reply) -> &'static str {
+    match r {
+        Reply::Done => "done",
+        Reply::Ports(_) => "ports",
+        Reply::Stats(_) => "stats",
+        Reply::Fdb(_) => "fdb",
+        Reply::Flushed(_) => "flushed",
+        Reply::Status(_) => "status",
+    }
+}
+
+/// Unwraps the reply variant a request calls for, or fails with
+/// [`Error::Unexpected`].
+macro_rules! expect_reply {
+    ($reply:expr, $variant:ident, $name:literal) => {
+        match $reply {
+            Reply::$variant(v) => v,
+            other => {
+                return Err(Error::Unexpected {
+                    expected: $name,
+                    got: reply_kind(&other),
+                })
+            }
+        }
+    };
+}
+
+fn expect_done(r: Reply) -> Result<(), Error> {
+    match r {
+        Reply::Done => Ok(()),
+        other => Err(Error::Unexpected {
+            expected: "done",
+            got: reply_kind(&other),
+        }),
+    }
+}
+
+fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> Result<(), Error> {
+    serde_json::to_writer_pretty(&mut *out, v).map_err(io::Error::from)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Prints `data` as pretty JSON with `--json`, else `text()`.
+fn emit<T: Serialize + ?Sized>(
+    json: bool,
+    out: &mut dyn Write,
+    data: &T,
+    text: impl FnOnce() -> String,
+) -> Result<(), Error> {
+    if json {
+        write_json(out, data)
+    } else {
+        out.write_all(text().as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Runs one parsed command line, writing its output to `out`.
+pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
+    let mut client = Client::connect(&cli.socket)?;
+    let json = cli.json;
+    match &cli.command {
+        Command::Port(PortCmd::Add {
+            name,
+            kind,
+            path,
+            iface,
+        }) => {
+            let port = PortSpec {
+                name: name.clone(),
+                kind: (*kind).into(),
+                path: path.clone(),
+                iface: iface.clone(),
+            };
+            expect_done(client.call(&Request::PortAdd { port })?)
+        }
+        Command::Port(PortCmd::Del { name }) => {
+            expect_done(client.call(&Request::PortDel { name: name.clone() })?)
+        }
+        Command::Port(PortCmd::List) => {
+            let ports = expect_reply!(client.call(&Request::PortList {})?, Ports, "ports");
+            emit(json, out, &ports, || render::ports(&ports))
+        }
+        Command::Stats(args) if args.rate => rates(&mut client, args, json, out),
+        Command::Stats(_) => {
+            let stats = expect_reply!(client.call(&Request::Stats {})?, Stats, "stats");
+            emit(json, out, &stats, || render::stats(&stats))
+        }
+        Command::Fdb(FdbCmd::Show) => {
+            let mut entries = expect_reply!(client.call(&Request::FdbShow {})?, Fdb, "fdb");
+            render::sort_fdb(&mut entries);
+            emit(json, out, &entries, || render::fdb(&entries))
+        }
+        Command::Fdb(FdbCmd::Flush { port }) => {
+            let req = Request::FdbFlush { port: port.clone() };
+            let n = expect_reply!(client.call(&req)?, Flushed, "flushed");
+            emit(json, out, &n, || render::flushed(n))
+        }
+        Command::Fdb(FdbCmd::Aging { seconds }) => {
+            expect_done(client.call(&Request::SetAging { seconds: *seconds })?)
+        }
+        Command::Status => {
+            let status = expect_reply!(client.call(&Request::Status {})?, Status, "status");
+            emit(json, out, &status, || render::status(&status))
+        }
+    }
+}
+
+fn snapshot(client: &mut Client) -> Result<(Vec<api::PortStats>, Instant), Error> {
+    let stats = expect_reply!(client.call(&Request::Stats {})?, Stats, "stats");
+    Ok((stats.ports, Instant::now()))
+}
+
+/// One interval of `stats --rate --json`.
+#[derive(Serialize)]
+struct RateSample<'a> {
+    elapsed_secs: f64,
+    ports: &'a [rate::PortRate],
+}
+
+/// `stats --rate`: a header, then one block of per-port rates per interval,
+/// `--count` times or until interrupted. Samples are scheduled on a fixed
+/// grid so the period does not drift; rates use the measured time between
+/// the two replies.
+fn rates(
+    client: &mut Client,
+    args: &StatsArgs,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let (mut prev, mut prev_at) = snapshot(client)?;
+    let widths = render::rate_widths(prev.iter().map(|p| p.name.as_str()));
+    if !json {
+        out.write_all(render::rate_header(&widths).as_bytes())?;
+        out.flush()?;
+    }
+    let mut next = prev_at;
+    let mut done = 0u64;
+    while args.count.is_none_or(|n| done < n) {
+        next += args.interval;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now; // We fell behind (slow reply): restart the grid.
+        }
+        let (cur, cur_at) = snapshot(client)?;
+        let elapsed = cur_at.duration_since(prev_at);
+        let rates = rate::compute_rates(&prev, &cur, elapsed);
+        if json {
+            write_json(
+                out,
+                &RateSample {
+                    elapsed_secs: elapsed.as_secs_f64(),
+                    ports: &rates,
+                },
+            )?;
+        } else {
+            if done > 0 {
+                out.write_all(b"\n")?;
+            }
+            out.write_all(render::rate_block(&rates, &widths).as_bytes())?;
+        }
+        out.flush()?;
+        (prev, prev_at) = (cur, cur_at);
+        done += 1;
+    }
+    Ok(())
+}
+
+/// Runs `cli`, reporting failure on `err` as `vsctl: <message>`; returns the
+/// process exit status. A closed stdout (`vsctl stats --rate | head`) ends
+/// the command quietly with status 0.
+pub fn main_with(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    match execute(cli, out).and_then(|()| out.flush().map_err(Error::Output)) {
+        Ok(()) => 0,
+        Err(Error::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            // Nothing more useful can be done if stderr is gone too.
+            let _ = writeln!(err, "vsctl: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    /// A fake vswitchd on a fresh temp socket: accepts one connection and
+    /// answers each request line with the next of `replies`; the thread
+    /// returns the request lines it received.
+    struct FakeServer {
+        path: PathBuf,
+        thread: Option<JoinHandle<Vec<String>>>,
+    }
+
+    impl FakeServer {
+        fn start(replies: Vec<String>) -> Self {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "vsctl-test-{}-{}.sock",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_file(&path);
+            let listener = UnixListener::bind(&path).expect("bind fake socket");
+            listener.set_nonblocking(true).expect("nonblocking");
+            let thread = std::thread::spawn(move || {
+                // Give up after a while so a client that never connects
+                // fails the test instead of hanging it.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let stream = loop {
+                    match listener.accept() {
+                        Ok((s, _)) => break s,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            assert!(Instant::now() < deadline, "client never connected");
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                };
+                stream.set_nonblocking(false).expect("blocking");
+                let mut writer = stream.try_clone().expect("clone");
+                let mut reader = BufReader::new(stream);
+                let mut got = Vec::new();
+                for reply in replies {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).expect("read request") == 0 {
+                        break;
+                    }
+                    got.push(line.trim_end().to_owned());
+                    writer.write_all(reply.as_bytes()).expect("write reply");
+                    writer.write_all(b"\n").expect("write reply");
+                }
+                got
+            });
+            FakeServer {
+                path,
+                thread: Some(thread),
+            }
+        }
+
+        /// The request lines received, parsed.
+        fn requests(mut self) -> Vec<Request> {
+            let lines = self
+                .thread
+                .take()
+                .expect("joined once")
+                .join()
+                .expect("fake server panicked");
+            lines
+                .iter()
+                .map(|l| serde_json::from_str(l).expect("request is valid JSON"))
+                .collect()
+        }
+    }
+
+    impl Drop for FakeServer {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// Runs `vsctl --socket <fake> args...`; returns (status, stdout, stderr).
+    fn run(server: &FakeServer, args: &[&str]) -> (i32, String, String) {
+        let sock = server.path.to_str().expect("utf-8 temp path").to_owned();
+        let mut argv = vec!["vsctl", "--socket", &sock];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("valid command line");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = main_with(&cli, &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).expect("utf-8 stdout"),
+            String::from_utf8(err).expect("utf-8 stderr"),
+        )
+    }
+
+    const PORTS_REPLY: &str = r#"{"status":"ok","result":{"kind":"ports","data":[
+        {"name":"p0","kind":"vhost-server","path":"/run/vswitch/p0.sock","port_id":0,"lcore":2,"link_up":true,"mac":"02:00:00:00:00:a0"},
+        {"name":"t0","kind":"tap","iface":"vs-t0","port_id":1,"lcore":3,"link_up":false,"mac":"02:00:00:00:00:a1"}]}}"#;
+
+    fn one_line(s: &str) -> String {
+        s.lines().map(str::trim).collect()
+    }
+
+    #[test]
+    fn port_list_against_a_fake_server() {
+        let server = FakeServer::start(vec![one_line(PORTS_REPLY)]);
+        let (code, out, err) = run(&server, &["port", "list"]);
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            "NAME  KIND          PORT-ID  LCORE  LINK  MAC                PATH/IFACE\n\
+             p0    vhost-server  0        2      up    02:00:00:00:00:a0  /run/vswitch/p0.sock\n\
+             t0    tap           1        3      down  02:00:00:00:00:a1  vs-t0\n"
+        );
+        assert_eq!(server.requests(), vec![Request::PortList {}]);
+    }
+
+    #[test]
+    fn port_list_json_prints_the_data_only() {
+        let server = FakeServer::start(vec![one_line(PORTS_REPLY)]);
+        let (code, out, _) = run(&server, &["port", "list", "--json"]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is JSON");
+        assert_eq!(v[0]["name"], "p0");
+        assert_eq!(v[1]["iface"], "vs-t0");
+        assert!(out.contains("\n  "), "pretty-printed: {out}");
+        assert_eq!(server.requests(), vec![Request::PortList {}]);
+    }
+
+    #[test]
+    fn refused_request_prints_message_and_exits_1() {
+        let server = FakeServer::start(vec![
+            r#"{"status":"error","error":"no such port 'p9'"}"#.into()
+        ]);
+        let (code, out, err) = run(&server, &["port", "del", "p9"]);
+        assert_eq!(code, 1);
+        assert_eq!(out, "");
+        assert_eq!(err, "vsctl: no such port 'p9'\n");
+        assert_eq!(
+            server.requests(),
+            vec![Request::PortDel { name: "p9".into() }]
+        );
+    }
+
+    #[test]
+    fn port_add_sends_the_spec() {
+        let server = FakeServer::start(vec![r#"{"status":"ok","result":{"kind":"done"}}"#.into()]);
+        let (code, out, err) = run(
+            &server,
+            &[
+                "port",
+                "add",
+                "p0",
+                "--kind",
+                "vhost-client",
+                "--path",
+                "/tmp/p0.sock",
+            ],
+        );
+        assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+        assert_eq!(
+            server.requests(),
+            vec![Request::PortAdd {
+                port: PortSpec {
+                    name: "p0".into(),
+                    kind: api::PortKind::VhostClient,
+                    path: Some("/tmp/p0.sock".into()),
+                    iface: None,
+                }
+            }]
+        );
+    }
+
+    #[test]
+    fn fdb_flush_and_aging() {
+        let server = FakeServer::start(vec![
+            r#"{"status":"ok","result":{"kind":"flushed","data":3}}"#.into(),
+        ]);
+        let (code, out, _) = run(&server, &["fdb", "flush", "--port", "p1"]);
+        assert_eq!((code, out.as_str()), (0, "flushed 3 FDB entries\n"));
+        assert_eq!(
+            server.requests(),
+            vec![Request::FdbFlush {
+                port: Some("p1".into())
+            }]
+        );
+
+        // `status: ok` without a result is Done.
+        let server = FakeServer::start(vec![r#"{"status":"ok"}"#.into()]);
+        let (code, out, _) = run(&server, &["fdb", "aging", "60"]);
+        assert_eq!((code, out.as_str()), (0, ""));
+        assert_eq!(server.requests(), vec![Request::SetAging { seconds: 60 }]);
+    }
+
+    #[test]
+    fn unexpected_reply_kind_exits_2() {
+        let server = FakeServer::start(vec![r#"{"status":"ok","result":{"kind":"done"}}"#.into()]);
+        let (code, out, err) = run(&server, &["status"]);
+        assert_eq!((code, out.as_str()), (2, ""));
+        assert_eq!(
+            err,
+            "vsctl: unexpected reply from vswitchd: expected 'status', got 'done'\n"
+        );
+        assert_eq!(server.requests(), vec![Request::Status {}]);
+    }
+
+    #[test]
+    fn garbage_reply_exits_2() {
+        let server = FakeServer::start(vec!["not json".into()]);
+        let (code, _, err) = run(&server, &["fdb", "show"]);
+        assert_eq!(code, 2);
+        assert!(err.starts_with("vsctl: bad reply from vswitchd"), "{err}");
+    }
+
+    #[test]
+    fn stats_rate_polls_count_plus_one_times() {
+        let stats = |rx: u64| {
+            format!(
+                r#"{{"status":"ok","result":{{"kind":"stats","data":{{"ports":[{{"name":"p0","rx_packets":{rx},"rx_bytes":0,"tx_packets":5,"tx_bytes":0,"tx_drops":0,"rx_drops":0}}],"drops":{{}},"fdb":{{"entries":0,"capacity":0,"learned":0,"moved":0,"aged":0,"evicted":0,"aging_seconds":300}},"workers":[],"tsc_hz":1}}}}}}"#
+            )
+        };
+        let server = FakeServer::start(vec![stats(100), stats(100), stats(100)]);
+        let (code, out, err) = run(
+            &server,
+            &["stats", "--rate", "--interval", "0.01", "--count", "2"],
+        );
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            "PORT  RX-PPS      TX-PPS      DROPS/S\n\
+             p0    0           0           0\n\
+             \n\
+             p0    0           0           0\n"
+        );
+        assert_eq!(server.requests(), vec![Request::Stats {}; 3]);
+    }
+
+    #[test]
+    fn unreachable_socket_exits_2() {
+        let path =
+            std::env::temp_dir().join(format!("vsctl-test-{}-absent.sock", std::process::id()));
+        let cli =
+            Cli::try_parse_from(["vsctl", "--socket", path.to_str().expect("utf-8"), "status"])
+                .expect("valid command line");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(main_with(&cli, &mut out, &mut err), 2);
+        let err = String::from_utf8(err).expect("utf-8");
+        assert!(err.starts_with("vsctl: cannot reach vswitchd at "), "{err}");
+        assert!(err.contains("absent.sock"), "{err}");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(
+            Error::Client(ClientError::Refused("x".into())).exit_code(),
+            1
+        );
+        assert_eq!(Error::Client(ClientError::Closed).exit_code(), 2);
+        assert_eq!(Error::Output(io::Error::other("x")).exit_code(), 1);
+    }
+}

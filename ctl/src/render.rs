@@ -1,0 +1,368 @@
+//! Replies as plain-text tables.
+
+use crate::rate::{format_rate, PortRate};
+use crate::table::{format_line, Table};
+use api::{FdbEntry, PortInfo, Stats, Status};
+
+/// `port list`: NAME KIND PORT-ID LCORE LINK MAC PATH/IFACE.
+pub fn ports(ports: &[PortInfo]) -> String {
+    let mut t = Table::new([
+        "name",
+        "kind",
+        "port-id",
+        "lcore",
+        "link",
+        "mac",
+        "path/iface",
+    ]);
+    for p in ports {
+        let attach = p.path.as_deref().or(p.iface.as_deref()).unwrap_or("-");
+        t.row([
+            p.name.clone(),
+            p.kind.to_string(),
+            p.port_id.to_string(),
+            p.lcore.to_string(),
+            if p.link_up { "up" } else { "down" }.to_owned(),
+            p.mac.to_string(),
+            attach.to_owned(),
+        ]);
+    }
+    t.render()
+}
+
+/// Busy cycles per packet, "-" when no packet was seen.
+pub fn cycles_per_packet(busy_cycles: u64, packets: u64) -> String {
+    busy_cycles
+        .checked_div(packets)
+        .map_or_else(|| "-".to_owned(), |c| c.to_string())
+}
+
+/// `stats`: per-port counters, drops by reason, FDB, workers; four tables
+/// separated by blank lines.
+pub fn stats(s: &Stats) -> String {
+    let mut ports = Table::new([
+        "port", "rx-pkts", "rx-bytes", "tx-pkts", "tx-bytes", "tx-drops", "rx-drops",
+    ]);
+    for p in &s.ports {
+        ports.row([
+            p.name.clone(),
+            p.rx_packets.to_string(),
+            p.rx_bytes.to_string(),
+            p.tx_packets.to_string(),
+            p.tx_bytes.to_string(),
+            p.tx_drops.to_string(),
+            p.rx_drops.to_string(),
+        ]);
+    }
+
+    // Every reason the switch reports, zero ones included (BTreeMap: sorted).
+    let mut drops = Table::new(["drop-reason", "packets"]);
+    for (reason, n) in &s.drops {
+        drops.row([reason.clone(), n.to_string()]);
+    }
+
+    let f = &s.fdb;
+    let mut fdb = Table::new([
+        "fdb-entries",
+        "capacity",
+        "learned",
+        "moved",
+        "aged",
+        "evicted",
+        "aging-secs",
+    ]);
+    fdb.row([
+        f.entries,
+        f.capacity,
+        f.learned,
+        f.moved,
+        f.aged,
+        f.evicted,
+        u64::from(f.aging_seconds),
+    ]);
+
+    let mut workers = Table::new([
+        "lcore",
+        "ports",
+        "packets",
+        "cycles/pkt",
+        "idle-polls",
+        "sleeps",
+    ]);
+    for w in &s.workers {
+        let ports = if w.ports.is_empty() {
+            "-".to_owned()
+        } else {
+            w.ports.join(",")
+        };
+        workers.row([
+            w.lcore.to_string(),
+            ports,
+            w.packets.to_string(),
+            cycles_per_packet(w.busy_cycles, w.packets),
+            w.idle_polls.to_string(),
+            w.sleeps.to_string(),
+        ]);
+    }
+
+    [ports, drops, fdb, workers]
+        .iter()
+        .map(Table::render)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// FDB entries sorted by port, then MAC.
+pub fn sort_fdb(entries: &mut [FdbEntry]) {
+    entries.sort_by(|a, b| a.port.cmp(&b.port).then(a.mac.cmp(&b.mac)));
+}
+
+/// `fdb show`: MAC PORT AGE, sorted by port then MAC.
+pub fn fdb(entries: &[FdbEntry]) -> String {
+    let mut sorted = entries.to_vec();
+    sort_fdb(&mut sorted);
+    let mut t = Table::new(["mac", "port", "age"]);
+    for e in &sorted {
+        t.row([e.mac.to_string(), e.port.clone(), format!("{}s", e.age)]);
+    }
+    t.render()
+}
+
+/// `fdb flush`.
+pub fn flushed(n: u64) -> String {
+    format!(
+        "flushed {n} FDB {}\n",
+        if n == 1 { "entry" } else { "entries" }
+    )
+}
+
+/// `status`: one row.
+pub fn status(s: &Status) -> String {
+    let workers = if s.workers.is_empty() {
+        "-".to_owned()
+    } else {
+        s.workers
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut t = Table::new(["version", "dpdk", "hugepages", "workers", "generation"]);
+    t.row([
+        s.version.clone(),
+        s.dpdk_version.clone(),
+        if s.hugepages { "yes" } else { "no" }.to_owned(),
+        workers,
+        s.generation.to_string(),
+    ]);
+    t.render()
+}
+
+/// Column titles of `stats --rate`.
+pub const RATE_HEADER: [&str; 4] = ["PORT", "RX-PPS", "TX-PPS", "DROPS/S"];
+
+/// Fixed column widths for `stats --rate`, so that every block lines up under
+/// the header printed once: the port column fits the names known at start.
+pub fn rate_widths<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<usize> {
+    let name_w = names
+        .into_iter()
+        .map(|n| n.chars().count())
+        .chain([RATE_HEADER[0].len()])
+        .max()
+        .unwrap_or(0);
+    let mut w = vec![name_w];
+    w.extend(RATE_HEADER[1..].iter().map(|h| h.len().max(10)));
+    w
+}
+
+/// The header line of `stats --rate`.
+pub fn rate_header(widths: &[usize]) -> String {
+    format_line(&RATE_HEADER, widths) + "\n"
+}
+
+/// One interval of `stats --rate`: a line per port.
+pub fn rate_block(rates: &[PortRate], widths: &[usize]) -> String {
+    let mut out = String::new();
+    for r in rates {
+        let cells = [
+            r.name.clone(),
+            format_rate(r.rx_pps),
+            format_rate(r.tx_pps),
+            format_rate(r.drops_per_sec),
+        ];
+        out.push_str(&format_line(&cells, widths));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::{FdbStats, MacAddr, PortKind, PortStats, WorkerStats};
+    use std::collections::BTreeMap;
+
+    fn mac(s: &str) -> MacAddr {
+        s.parse().expect("test MAC")
+    }
+
+    #[test]
+    fn port_table() {
+        let ps = vec![
+            PortInfo {
+                name: "p0".into(),
+                kind: PortKind::VhostServer,
+                path: Some("/run/vswitch/p0.sock".into()),
+                iface: None,
+                port_id: 0,
+                lcore: 2,
+                link_up: true,
+                mac: mac("02:00:00:00:00:a0"),
+            },
+            PortInfo {
+                name: "tap0".into(),
+                kind: PortKind::Tap,
+                path: None,
+                iface: Some("vs-tap0".into()),
+                port_id: 1,
+                lcore: 3,
+                link_up: false,
+                mac: mac("02:00:00:00:00:a1"),
+            },
+        ];
+        assert_eq!(
+            ports(&ps),
+            "NAME  KIND          PORT-ID  LCORE  LINK  MAC                PATH/IFACE\n\
+             p0    vhost-server  0        2      up    02:00:00:00:00:a0  /run/vswitch/p0.sock\n\
+             tap0  tap           1        3      down  02:00:00:00:00:a1  vs-tap0\n"
+        );
+    }
+
+    #[test]
+    fn stats_tables() {
+        let s = Stats {
+            ports: vec![PortStats {
+                name: "p0".into(),
+                rx_packets: 10,
+                rx_bytes: 640,
+                tx_packets: 9,
+                tx_bytes: 576,
+                tx_drops: 1,
+                rx_drops: 0,
+            }],
+            drops: BTreeMap::from([("no_fdb_room".to_owned(), 0), ("tx_full".to_owned(), 1)]),
+            fdb: FdbStats {
+                entries: 2,
+                capacity: 4096,
+                learned: 3,
+                moved: 1,
+                aged: 1,
+                evicted: 0,
+                aging_seconds: 300,
+            },
+            workers: vec![
+                WorkerStats {
+                    lcore: 2,
+                    ports: vec!["p0".into(), "p1".into()],
+                    packets: 10,
+                    busy_cycles: 1234,
+                    idle_polls: 7,
+                    sleeps: 1,
+                },
+                WorkerStats {
+                    lcore: 3,
+                    ports: vec![],
+                    packets: 0,
+                    busy_cycles: 0,
+                    idle_polls: 9,
+                    sleeps: 4,
+                },
+            ],
+            tsc_hz: 2_000_000_000,
+        };
+        assert_eq!(
+            stats(&s),
+            "PORT  RX-PKTS  RX-BYTES  TX-PKTS  TX-BYTES  TX-DROPS  RX-DROPS\n\
+             p0    10       640       9        576       1         0\n\
+             \n\
+             DROP-REASON  PACKETS\n\
+             no_fdb_room  0\n\
+             tx_full      1\n\
+             \n\
+             FDB-ENTRIES  CAPACITY  LEARNED  MOVED  AGED  EVICTED  AGING-SECS\n\
+             2            4096      3        1      1     0        300\n\
+             \n\
+             LCORE  PORTS  PACKETS  CYCLES/PKT  IDLE-POLLS  SLEEPS\n\
+             2      p0,p1  10       123         7           1\n\
+             3      -      0        -           9           4\n"
+        );
+    }
+
+    #[test]
+    fn cycles_per_packet_handles_zero() {
+        assert_eq!(cycles_per_packet(0, 0), "-");
+        assert_eq!(cycles_per_packet(500, 0), "-");
+        assert_eq!(cycles_per_packet(999, 10), "99");
+    }
+
+    #[test]
+    fn fdb_sorted_by_port_then_mac() {
+        let e = |m: &str, p: &str, age| FdbEntry {
+            mac: mac(m),
+            port: p.into(),
+            age,
+        };
+        let entries = vec![
+            e("02:00:00:00:00:0b", "p1", 3),
+            e("02:00:00:00:00:0c", "p0", 0),
+            e("02:00:00:00:00:0a", "p1", 120),
+            e("02:00:00:00:00:01", "p0", 7),
+        ];
+        assert_eq!(
+            fdb(&entries),
+            "MAC                PORT  AGE\n\
+             02:00:00:00:00:01  p0    7s\n\
+             02:00:00:00:00:0c  p0    0s\n\
+             02:00:00:00:00:0a  p1    120s\n\
+             02:00:00:00:00:0b  p1    3s\n"
+        );
+    }
+
+    #[test]
+    fn flushed_and_status() {
+        assert_eq!(flushed(1), "flushed 1 FDB entry\n");
+        assert_eq!(flushed(0), "flushed 0 FDB entries\n");
+        let s = Status {
+            version: "0.1.0".into(),
+            dpdk_version: "DPDK 22.11.4".into(),
+            hugepages: true,
+            workers: vec![1, 2],
+            generation: 7,
+        };
+        assert_eq!(
+            status(&s),
+            "VERSION  DPDK          HUGEPAGES  WORKERS  GENERATION\n\
+             0.1.0    DPDK 22.11.4  yes        1,2      7\n"
+        );
+    }
+
+    #[test]
+    fn rate_lines_align_under_the_header() {
+        let w = rate_widths(["p0", "longer-port"]);
+        assert_eq!(w, vec![11, 10, 10, 10]);
+        assert_eq!(
+            rate_header(&w),
+            "PORT         RX-PPS      TX-PPS      DROPS/S\n"
+        );
+        let rates = [PortRate {
+            name: "p0".into(),
+            rx_pps: 1000.4,
+            tx_pps: 999.6,
+            drops_per_sec: 0.0,
+        }];
+        assert_eq!(
+            rate_block(&rates, &w),
+            "p0           1000        1000        0\n"
+        );
+    }
+}

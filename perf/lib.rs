@@ -1,0 +1,1 @@
+//! Benchmarks live in benches/; the PVP harness is the script `pvp`.

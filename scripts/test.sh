@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean clone, as root:
+#
+#   scripts/test.sh
+#
+# Installs what it needs (Debian packages, hugepages), then runs: format and
+# lint checks, unit tests, the DPDK integration tests (vswitchd with testpmd
+# pods over vhost-user), the criterion benches once each as tests, the demo,
+# and a short PVP harness run. Every step must pass; the last line counts them.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+[ "$(id -u)" = 0 ] || { echo "test: run as root (hugepages, vhost-user, TAP): sudo $0" >&2; exit 1; }
+
+PASSED=0
+FAILED=0
+FAILED_STEPS=()
+step() {
+  local name=$1; shift
+  echo
+  echo "==> $name"
+  local t0=$SECONDS
+  if "$@"; then
+    PASSED=$((PASSED + 1))
+    echo "<== $name: ok ($((SECONDS - t0)) s)"
+  else
+    FAILED=$((FAILED + 1))
+    FAILED_STEPS+=("$name")
+    echo "<== $name: FAILED ($((SECONDS - t0)) s)"
+  fi
+}
+
+demo_check() {
+  local out
+  out=$(scripts/demo.sh --duration 3 2>&1) || { echo "$out"; return 1; }
+  echo "$out" | tail -12
+  # every rate line of both pods after the first interval must be nonzero
+  echo "$out" | awk '$1 ~ /^pod-[ab]$/ && NF == 4 { n[$1]++; if ($2 + 0 == 0 || $3 + 0 == 0) bad = 1 }
+    END { exit !(n["pod-a"] >= 3 && n["pod-b"] >= 3 && !bad) }'
+}
+
+pvp_smoke() {
+  local out
+  out=$(perf/pvp --switches io-ceiling,vswitch --runs 1 --duration 3 --report "$(mktemp -d)" 2>&1) || { echo "$out"; return 1; }
+  echo "$out" | grep -E '^RESULT|^\|'
+  [ "$(echo "$out" | grep -c '^RESULT ')" = 2 ]
+}
+
+if ! deploy/host-setup.sh; then
+  echo "host setup failed"; echo "0 passed, 1 failed"; exit 1
+fi
+export CARGO_TERM_COLOR=never
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --release -- -D warnings
+step "cargo test (unit and DPDK integration)" cargo test --workspace --release
+step "criterion benches run once" cargo bench -p perf --bench l2 -- --test
+step "demo shows nonzero rates for both pods" demo_check
+step "PVP harness smoke run" pvp_smoke
+
+echo
+if [ "$FAILED" -gt 0 ]; then
+  echo "failed steps: ${FAILED_STEPS[*]}"
+fi
+echo "suite: $PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]

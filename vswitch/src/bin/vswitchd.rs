@@ -1,0 +1,254 @@
+//! vswitchd: the DPDK dataplane daemon.
+//!
+//! Started with no arguments it uses hugepages when hugetlbfs is mounted with
+//! free pages (otherwise `--no-huge`, with a warning), one worker lcore, and
+//! the control socket at /run/vswitch/vswitchd.sock.
+
+use api::{PortKind, PortSpec};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use vswitch::switch::{Switch, SwitchConfig};
+use vswitch::{control, dpdk};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vswitchd",
+    version,
+    about = "DPDK virtual switch for Kubernetes pods"
+)]
+struct Args {
+    /// Control socket.
+    #[arg(long, default_value = api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// EAL lcore map: the first lcore runs the control thread, every other one
+    /// is a worker (e.g. "0@0,1@1"). Default: control on CPU 0, `--workers`
+    /// workers on the last CPUs.
+    #[arg(long)]
+    lcores: Option<String>,
+    /// Worker lcores when --lcores is not given; ports are split among them.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Run without hugepages (development; slower).
+    #[arg(long)]
+    no_huge: bool,
+    /// Memory for the EAL, MiB.
+    #[arg(long, default_value_t = 256)]
+    mem: u32,
+    /// EAL file prefix (several DPDK processes on one host need distinct ones).
+    #[arg(long, default_value = "vswitchd")]
+    file_prefix: String,
+    /// Packet buffers in the pool.
+    #[arg(long, default_value_t = 16384)]
+    mbufs: u32,
+    /// Seconds after which a silent MAC is forgotten.
+    #[arg(long, default_value_t = 300)]
+    aging: u32,
+    /// Most MACs the FDB holds; beyond, the least recently seen are evicted.
+    #[arg(long, default_value_t = 1 << 20)]
+    fdb_max: usize,
+    /// A port to add at start: NAME=KIND:ARG, KIND one of vhost-server,
+    /// vhost-client (ARG: socket path) or tap (ARG: interface name). Repeatable.
+    #[arg(long = "port", value_name = "NAME=KIND:ARG")]
+    ports: Vec<String>,
+    /// Extra EAL arguments, after `--`.
+    #[arg(last = true)]
+    eal: Vec<String>,
+}
+
+fn parse_port(s: &str) -> Result<PortSpec, String> {
+    let (name, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--port {s}: expected NAME=KIND:ARG"))?;
+    let (kind, arg) = rest.split_once(':').unwrap_or((rest, ""));
+    let kind: PortKind = kind.parse()?;
+    let arg = (!arg.is_empty()).then(|| arg.to_owned());
+    let (path, iface) = match kind {
+        PortKind::Tap => (None, arg),
+        _ => (arg, None),
+    };
+    let spec = PortSpec {
+        name: name.to_owned(),
+        kind,
+        path,
+        iface,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// True when hugetlbfs is mounted and holds at least `mb` MiB free.
+fn hugepages_available(mb: u32) -> bool {
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"))
+        })
+        .unwrap_or(false);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |k: &str| -> u64 {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let free_kb = field("HugePages_Free:") * field("Hugepagesize:");
+    mounted && free_kb >= u64::from(mb) * 1024
+}
+
+fn default_lcores(workers: usize) -> String {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = workers.max(1);
+    let mut l = vec!["0@0".to_owned()];
+    for w in 0..workers {
+        // workers on the last CPUs, away from CPU 0 where the kernel and control run
+        let cpu = if cpus > workers {
+            cpus - workers + w
+        } else {
+            w % cpus
+        };
+        l.push(format!("{}@{}", w + 1, cpu));
+    }
+    l.join(",")
+}
+
+fn eal_args(a: &Args, huge: bool) -> Vec<String> {
+    let mut v: Vec<String> = vec!["vswitchd".into(), "--no-pci".into()];
+    v.push("--lcores".into());
+    v.push(
+        a.lcores
+            .clone()
+            .unwrap_or_else(|| default_lcores(a.workers)),
+    );
+    v.push("-m".into());
+    v.push(a.mem.to_string());
+    v.push(format!("--file-prefix={}", a.file_prefix));
+    if huge {
+        // nothing of ours needs to be shared with another process
+        v.push("--in-memory".into());
+    } else {
+        v.push("--no-huge".into());
+        v.push("--no-shconf".into());
+    }
+    v.push("--log-level=lib.eal:notice".into());
+    v.extend(a.eal.iter().cloned());
+    v
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VSWITCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("vswitchd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let initial: Vec<PortSpec> = args
+        .ports
+        .iter()
+        .map(|p| parse_port(p))
+        .collect::<Result<_, _>>()?;
+    let huge = !args.no_huge && hugepages_available(args.mem);
+    if !args.no_huge && !huge {
+        tracing::warn!(
+            "no hugetlbfs mount with {} MiB free: running with --no-huge (slower); see deploy/host-setup.sh",
+            args.mem
+        );
+    }
+    let eal = eal_args(&args, huge);
+    tracing::info!("EAL: {}", eal.join(" "));
+    dpdk::eal_init(&eal).map_err(|e| e.to_string())?;
+    let cfg = SwitchConfig {
+        fdb_max: args.fdb_max,
+        aging_secs: args.aging,
+        mbufs: args.mbufs,
+        ..SwitchConfig::default()
+    };
+    let sw = Switch::new(&cfg, dpdk::worker_lcores(), huge).map_err(|e| e.to_string())?;
+    tracing::info!(
+        "{} on {}; control on lcore {}, workers on lcores {:?}",
+        env!("CARGO_PKG_NAME"),
+        dpdk::version(),
+        dpdk::main_lcore(),
+        sw.lcores()
+    );
+    let sw = Arc::new(Mutex::new(sw));
+    let result = serve(&args, &sw, initial);
+    // stop polling before the ports go away
+    if let Ok(mut s) = sw.lock() {
+        s.stop_workers();
+        s.close_all();
+    }
+    drop(sw);
+    let _ = std::fs::remove_file(&args.socket);
+    dpdk::eal_cleanup();
+    tracing::info!("stopped");
+    result
+}
+
+fn serve(args: &Args, sw: &Arc<Mutex<Switch>>, initial: Vec<PortSpec>) -> Result<(), String> {
+    {
+        let mut s = sw.lock().map_err(|_| "switch state poisoned".to_owned())?;
+        s.launch_workers().map_err(|e| e.to_string())?;
+        for p in initial {
+            let name = p.name.clone();
+            s.add_port(p).map_err(|e| format!("port {name}: {e}"))?;
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let listener = control::bind(&args.socket)
+            .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
+        tracing::info!("control socket {}", args.socket.display());
+        control::serve(sw.clone(), listener)
+            .await
+            .map_err(|e| format!("control socket: {e}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_flags() {
+        let p = parse_port("vhu0=vhost-server:/tmp/v0.sock").unwrap();
+        assert_eq!(p.kind, PortKind::VhostServer);
+        assert_eq!(p.path.as_deref(), Some("/tmp/v0.sock"));
+        let t = parse_port("t0=tap:vtap0").unwrap();
+        assert_eq!(t.iface.as_deref(), Some("vtap0"));
+        assert!(parse_port("x=ethernet:/a")
+            .unwrap_err()
+            .contains("unknown port kind"));
+        assert!(parse_port("novalue").is_err());
+        assert!(parse_port("v=vhost-server")
+            .unwrap_err()
+            .contains("socket path"));
+    }
+
+    #[test]
+    fn lcore_defaults() {
+        let l = default_lcores(1);
+        assert!(l.starts_with("0@0,1@"), "{l}");
+        assert_eq!(default_lcores(2).split(',').count(), 3);
+    }
+}

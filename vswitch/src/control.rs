@@ -1,0 +1,147 @@
+//! The control socket: one JSON request per line, one JSON reply per line.
+//!
+//! A malformed or refused request gets an error reply and the connection
+//! stays open; nothing a client sends stops the switch.
+
+use crate::switch::Switch;
+use api::{Reply, Request, Response};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Longest request line accepted.
+const MAX_LINE: usize = 1 << 20;
+
+/// Answers one request line.
+pub fn handle_line(sw: &Mutex<Switch>, line: &str) -> Response {
+    let req: Request = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => {
+            return Response::Error {
+                error: format!("bad request: {e}"),
+            }
+        }
+    };
+    let Ok(mut sw) = sw.lock() else {
+        return Response::Error {
+            error: "internal error: switch state poisoned".into(),
+        };
+    };
+    let result = match req {
+        Request::PortAdd { port } => sw.add_port(port).map(|i| Reply::Ports(vec![i])),
+        Request::PortDel { name } => sw.del_port(&name).map(|()| Reply::Done),
+        Request::PortList {} => Ok(Reply::Ports(sw.list_ports())),
+        Request::Stats {} => Ok(Reply::Stats(sw.stats())),
+        Request::FdbShow {} => Ok(Reply::Fdb(sw.fdb_show())),
+        Request::FdbFlush { port } => sw.fdb_flush(port.as_deref()).map(Reply::Flushed),
+        Request::SetAging { seconds } => sw.set_aging(seconds).map(|()| Reply::Done),
+        Request::Status {} => Ok(Reply::Status(sw.status())),
+    };
+    match result {
+        Ok(result) => Response::Ok { result },
+        Err(e) => Response::Error {
+            error: e.to_string(),
+        },
+    }
+}
+
+async fn serve_conn(sw: Arc<Mutex<Switch>>, stream: UnixStream) {
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = match (&mut rd)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let resp = if n > MAX_LINE {
+            // skip the rest of the oversized line before answering
+            let mut rest = Vec::new();
+            let _ = rd.read_until(b'\n', &mut rest).await;
+            Response::Error {
+                error: format!("bad request: longer than {MAX_LINE} bytes"),
+            }
+        } else {
+            match std::str::from_utf8(&buf) {
+                Ok(s) if s.trim().is_empty() => continue,
+                Ok(s) => handle_line(&sw, s.trim()),
+                Err(_) => Response::Error {
+                    error: "bad request: not UTF-8".into(),
+                },
+            }
+        };
+        let mut out = match serde_json::to_vec(&resp) {
+            Ok(v) => v,
+            Err(e) => format!(r#"{{"status":"error","error":"encoding reply: {e}"}}"#).into_bytes(),
+        };
+        out.push(b'\n');
+        if wr.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Binds the control socket with owner-only permissions.
+///
+/// The socket is bound in a fresh owner-only directory, made 0600, then
+/// renamed into place, so there is no moment at which others may connect.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir)?;
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use: is another vswitchd running?", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let tmpdir: PathBuf = dir.join(format!(".vswitchd.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmpdir);
+    std::fs::DirBuilder::new().mode(0o700).create(&tmpdir)?;
+    let tmp = tmpdir.join("sock");
+    let bound = (|| {
+        let l = std::os::unix::net::UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, path)?;
+        l.set_nonblocking(true)?;
+        UnixListener::from_std(l)
+    })();
+    let _ = std::fs::remove_dir_all(&tmpdir);
+    bound
+}
+
+/// Serves the control socket until SIGINT or SIGTERM, running housekeeping
+/// between requests.
+pub async fn serve(sw: Arc<Mutex<Switch>>, listener: UnixListener) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            acc = listener.accept() => match acc {
+                Ok((stream, _)) => {
+                    tokio::task::spawn_local(serve_conn(sw.clone(), stream));
+                }
+                Err(e) => tracing::warn!("control socket accept: {e}"),
+            },
+            _ = tick.tick() => {
+                if let Ok(s) = sw.lock() {
+                    s.housekeeping();
+                }
+            }
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Per-worker counters: written by one worker, read by the control thread.
+//!
+//! Each worker owns its block, so a count is a plain load and store (no
+//! atomic read-modify-write, no shared cache line between workers); the
+//! control thread sums the blocks when asked.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a packet was dropped. Every drop in the dataplane has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    Runt,
+    /// A length field that does not fit the frame.
+    BadLength,
+    /// Source MAC is multicast, broadcast or zero.
+    BadSrcMac,
+    /// Destination learned behind the port the frame came in on.
+    SamePort,
+    /// Nowhere to send it (a flood in a domain of one port).
+    NoPort,
+    /// Output queue full.
+    TxFull,
+    /// Output port's peer is not connected.
+    LinkDown,
+    /// Hand-off ring to the worker that owns the output port was full.
+    HandoffFull,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 8] = [
+        DropReason::Runt,
+        DropReason::BadLength,
+        DropReason::BadSrcMac,
+        DropReason::SamePort,
+        DropReason::NoPort,
+        DropReason::TxFull,
+        DropReason::LinkDown,
+        DropReason::HandoffFull,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::BadLength => "bad_length",
+            DropReason::BadSrcMac => "bad_src_mac",
+            DropReason::SamePort => "same_port",
+            DropReason::NoPort => "no_port",
+            DropReason::TxFull => "tx_full",
+            DropReason::LinkDown => "link_down",
+            DropReason::HandoffFull => "handoff_full",
+        }
+    }
+}
+
+/// A counter with one writer.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline(always)]
+    pub fn add(&self, n: u64) {
+        // single writer: load + store is exact and compiles to a plain add
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    #[inline(always)]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Traffic of one port as seen by one worker.
+#[derive(Default, Debug)]
+pub struct PortCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+    pub tx_drops: Counter,
+    pub rx_drops: Counter,
+}
+
+/// Everything one worker counts. Aligned so two workers never share a line.
+#[repr(align(128))]
+#[derive(Debug)]
+pub struct WorkerCounters {
+    pub ports: Box<[PortCounters]>,
+    pub drops: [Counter; DropReason::COUNT],
+    pub learned: Counter,
+    pub moved: Counter,
+    pub aged: Counter,
+    pub evicted: Counter,
+    pub packets: Counter,
+    pub busy_cycles: Counter,
+    pub idle_polls: Counter,
+    pub sleeps: Counter,
+}
+
+impl WorkerCounters {
+    pub fn new(max_ports: usize) -> Self {
+        WorkerCounters {
+            ports: (0..max_ports).map(|_| PortCounters::default()).collect(),
+            drops: Default::default(),
+            learned: Counter::default(),
+            moved: Counter::default(),
+            aged: Counter::default(),
+            evicted: Counter::default(),
+            packets: Counter::default(),
+            busy_cycles: Counter::default(),
+            idle_polls: Counter::default(),
+            sleeps: Counter::default(),
+        }
+    }
+
+    #[inline(always)]
+    pub fn drop(&self, reason: DropReason, n: u64) {
+        self.drops[reason as usize].add(n);
+    }
+
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].get()
+    }
+}

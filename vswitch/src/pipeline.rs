@@ -1,0 +1,403 @@
+//! The burst pipeline: a burst from one port goes through the stages
+//! together, and what leaves is batched per output port.
+//!
+//! Stages, per burst: parse and check each frame; learn its source; decide its
+//! output (learned port, or flood to the bridge domain); queue it on the
+//! output's tx batch. Batches go out when full and at the end of the burst.
+//! Nothing here allocates, locks or calls the kernel.
+
+use crate::counters::{DropReason, WorkerCounters};
+use crate::fdb::{Fdb, FdbCounters};
+use crate::packet::PacketBuf;
+use crate::wire::{self, Malformed};
+use arrayvec::ArrayVec;
+
+/// Packets handled together.
+pub const BURST: usize = 32;
+/// Port ids are DPDK ethdev ids, below `RTE_MAX_ETHPORTS`.
+pub const MAX_PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
+
+pub type Burst<P> = ArrayVec<P, BURST>;
+
+/// Where batches go.
+pub trait TxSink<P> {
+    /// Sends what it can from the front of `pkts` to `port` and removes what
+    /// it sent; returns why the rest, if any, could not be sent.
+    fn send(&mut self, port: u16, pkts: &mut Burst<P>) -> DropReason;
+}
+
+/// The forwarding context of one burst.
+pub struct L2Context<'a> {
+    pub fdb: &'a Fdb,
+    /// Ports of the bridge domain: where unknown, broadcast and multicast go.
+    pub domain: &'a [u16],
+    /// Seconds since the switch started, for learning and aging.
+    pub now: u32,
+}
+
+/// Per-worker pipeline state: the tx batches.
+pub struct Pipeline<P> {
+    queues: Box<[Burst<P>]>,
+    pending: ArrayVec<u16, MAX_PORTS>,
+}
+
+impl<P: PacketBuf> Default for Pipeline<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: PacketBuf> Pipeline<P> {
+    pub fn new() -> Self {
+        Pipeline {
+            queues: (0..MAX_PORTS).map(|_| Burst::new()).collect(),
+            pending: ArrayVec::new(),
+        }
+    }
+
+    /// Switches one received burst, emptying `pkts`, and flushes the batches.
+    pub fn process<S: TxSink<P>>(
+        &mut self,
+        cx: &L2Context<'_>,
+        in_port: u16,
+        pkts: &mut Burst<P>,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) {
+        let pc = &ctr.ports[usize::from(in_port)];
+        let mut fc = FdbCounters::default();
+        let mut rx_bytes = 0u64;
+        let mut rx_drops = 0u64;
+        let n = pkts.len() as u64;
+        for pkt in pkts.drain(..) {
+            rx_bytes += pkt.frame_len() as u64;
+            let eth = match wire::parse_eth(pkt.data()) {
+                Ok(e) => e,
+                Err(m) => {
+                    ctr.drop(
+                        match m {
+                            Malformed::Runt => DropReason::Runt,
+                            Malformed::BadLength => DropReason::BadLength,
+                        },
+                        1,
+                    );
+                    rx_drops += 1;
+                    continue;
+                }
+            };
+            if eth.src == 0 || wire::is_group(eth.src) {
+                ctr.drop(DropReason::BadSrcMac, 1);
+                rx_drops += 1;
+                continue;
+            }
+            cx.fdb.learn(eth.src, in_port, cx.now, &mut fc);
+            if wire::is_group(eth.dst) {
+                self.flood(cx, in_port, pkt, sink, ctr);
+                continue;
+            }
+            match cx.fdb.lookup(eth.dst, cx.now) {
+                Some(out) if out == in_port => {
+                    ctr.drop(DropReason::SamePort, 1);
+                    rx_drops += 1;
+                }
+                Some(out) => self.enqueue(out, pkt, sink, ctr),
+                None => self.flood(cx, in_port, pkt, sink, ctr),
+            }
+        }
+        pc.rx_packets.add(n);
+        pc.rx_bytes.add(rx_bytes);
+        if rx_drops != 0 {
+            pc.rx_drops.add(rx_drops);
+        }
+        if fc != FdbCounters::default() {
+            ctr.learned.add(fc.learned);
+            ctr.moved.add(fc.moved);
+            ctr.aged.add(fc.aged);
+            ctr.evicted.add(fc.evicted);
+        }
+        self.flush(sink, ctr);
+    }
+
+    fn flood<S: TxSink<P>>(
+        &mut self,
+        cx: &L2Context<'_>,
+        in_port: u16,
+        pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) {
+        let mut last = None;
+        for &p in cx.domain {
+            if p == in_port {
+                continue;
+            }
+            if let Some(prev) = last.replace(p) {
+                match pkt.share() {
+                    Some(copy) => self.enqueue(prev, copy, sink, ctr),
+                    None => {
+                        ctr.drop(DropReason::TxFull, 1);
+                        ctr.ports[usize::from(prev)].tx_drops.add(1);
+                    }
+                }
+            }
+        }
+        match last {
+            Some(p) => self.enqueue(p, pkt, sink, ctr),
+            None => {
+                ctr.drop(DropReason::NoPort, 1);
+                ctr.ports[usize::from(in_port)].rx_drops.add(1);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn enqueue<S: TxSink<P>>(&mut self, port: u16, pkt: P, sink: &mut S, ctr: &WorkerCounters) {
+        let q = &mut self.queues[usize::from(port)];
+        if q.is_empty() {
+            self.pending.push(port);
+        }
+        q.push(pkt);
+        if q.is_full() {
+            Self::send(&mut self.queues[usize::from(port)], port, sink, ctr);
+        }
+    }
+
+    /// Sends every pending batch.
+    pub fn flush<S: TxSink<P>>(&mut self, sink: &mut S, ctr: &WorkerCounters) {
+        for port in self.pending.drain(..) {
+            let q = &mut self.queues[usize::from(port)];
+            if !q.is_empty() {
+                Self::send(q, port, sink, ctr);
+            }
+        }
+    }
+
+    fn send<S: TxSink<P>>(q: &mut Burst<P>, port: u16, sink: &mut S, ctr: &WorkerCounters) {
+        let n = q.len() as u64;
+        let bytes: u64 = q.iter().map(|p| p.frame_len() as u64).sum();
+        let why = sink.send(port, q);
+        let pc = &ctr.ports[usize::from(port)];
+        let unsent = q.len() as u64;
+        let unsent_bytes: u64 = q.iter().map(|p| p.frame_len() as u64).sum();
+        q.clear();
+        pc.tx_packets.add(n - unsent);
+        pc.tx_bytes.add(bytes - unsent_bytes);
+        if unsent != 0 {
+            pc.tx_drops.add(unsent);
+            ctr.drop(why, unsent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A sink that records what each port got; ports listed in `full` take nothing.
+    #[derive(Default)]
+    struct Recorder {
+        got: HashMap<u16, Vec<Vec<u8>>>,
+        full: Vec<u16>,
+        limit: Option<usize>,
+    }
+
+    impl TxSink<Vec<u8>> for Recorder {
+        fn send(&mut self, port: u16, pkts: &mut Burst<Vec<u8>>) -> DropReason {
+            if self.full.contains(&port) {
+                return DropReason::TxFull;
+            }
+            let n = self.limit.map_or(pkts.len(), |l| l.min(pkts.len()));
+            self.got.entry(port).or_default().extend(pkts.drain(..n));
+            DropReason::TxFull
+        }
+    }
+
+    impl Recorder {
+        fn count(&self, port: u16) -> usize {
+            self.got.get(&port).map_or(0, Vec::len)
+        }
+    }
+
+    fn mac(last: u8) -> [u8; 6] {
+        [0x02, 0, 0, 0, 0, last]
+    }
+
+    fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+        let mut f = Vec::with_capacity(60);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&0x88b5u16.to_be_bytes());
+        f.resize(60, 0);
+        f
+    }
+
+    struct Rig {
+        fdb: Fdb,
+        domain: Vec<u16>,
+        pipe: Pipeline<Vec<u8>>,
+        ctr: WorkerCounters,
+        sink: Recorder,
+        now: u32,
+    }
+
+    impl Rig {
+        fn new(ports: &[u16]) -> Rig {
+            Rig {
+                fdb: Fdb::new(1024, 300),
+                domain: ports.to_vec(),
+                pipe: Pipeline::new(),
+                ctr: WorkerCounters::new(MAX_PORTS),
+                sink: Recorder::default(),
+                now: 0,
+            }
+        }
+
+        fn rx(&mut self, port: u16, frames: Vec<Vec<u8>>) {
+            let mut b: Burst<Vec<u8>> = frames.into_iter().collect();
+            let cx = L2Context {
+                fdb: &self.fdb,
+                domain: &self.domain,
+                now: self.now,
+            };
+            self.pipe
+                .process(&cx, port, &mut b, &mut self.sink, &self.ctr);
+            assert!(b.is_empty());
+        }
+
+        fn drops(&self, r: DropReason) -> u64 {
+            self.ctr.drops_of(r)
+        }
+    }
+
+    #[test]
+    fn unknown_unicast_floods_then_learned_goes_to_one_port() {
+        let mut r = Rig::new(&[0, 1, 2, 3]);
+        r.rx(0, vec![frame(mac(0xa1), mac(0xa0))]);
+        assert_eq!(
+            [
+                r.sink.count(0),
+                r.sink.count(1),
+                r.sink.count(2),
+                r.sink.count(3)
+            ],
+            [0, 1, 1, 1]
+        );
+        // the reply teaches the switch where a1 lives
+        r.rx(1, vec![frame(mac(0xa0), mac(0xa1))]);
+        assert_eq!(r.sink.count(0), 1, "a0 was learned on port 0: unicast");
+        assert_eq!([r.sink.count(2), r.sink.count(3)], [1, 1], "no flood");
+        r.rx(0, vec![frame(mac(0xa1), mac(0xa0)); 5]);
+        assert_eq!(
+            [r.sink.count(1), r.sink.count(2), r.sink.count(3)],
+            [6, 1, 1]
+        );
+        assert_eq!(r.ctr.ports[0].rx_packets.get(), 6);
+        assert_eq!(r.ctr.ports[1].tx_packets.get(), 6);
+        assert_eq!(r.ctr.ports[1].tx_bytes.get(), 360);
+        assert_eq!(r.ctr.learned.get(), 2);
+    }
+
+    #[test]
+    fn broadcast_and_multicast_flood_to_all_others() {
+        let mut r = Rig::new(&[0, 1, 2]);
+        r.rx(1, vec![frame([0xff; 6], mac(0xa0))]); // a0 behind port 1
+        r.rx(
+            0,
+            vec![
+                frame([0xff; 6], mac(0xb0)),
+                frame([0x01, 0, 0x5e, 0, 0, 1], mac(0xb0)),
+            ],
+        );
+        assert_eq!(
+            [r.sink.count(0), r.sink.count(1), r.sink.count(2)],
+            [1, 2, 3]
+        );
+        assert_eq!(r.sink.got[&2][1][..6], [0xff; 6]);
+    }
+
+    #[test]
+    fn flood_with_no_other_port_is_counted() {
+        let mut r = Rig::new(&[0]);
+        r.rx(0, vec![frame([0xff; 6], mac(1))]);
+        assert_eq!(r.drops(DropReason::NoPort), 1);
+        assert_eq!(r.ctr.ports[0].rx_drops.get(), 1);
+    }
+
+    #[test]
+    fn same_port_destination_is_dropped() {
+        let mut r = Rig::new(&[0, 1]);
+        r.rx(0, vec![frame(mac(2), mac(1))]);
+        r.rx(0, vec![frame(mac(1), mac(2))]); // 2 is now on port 0 too
+        assert_eq!(r.drops(DropReason::SamePort), 1);
+        assert_eq!(r.sink.count(1), 1);
+    }
+
+    #[test]
+    fn mac_move_follows_the_newest_port() {
+        let mut r = Rig::new(&[0, 1, 2]);
+        r.rx(1, vec![frame([0xff; 6], mac(0xaa))]);
+        r.rx(0, vec![frame(mac(0xaa), mac(0xbb))]);
+        assert_eq!(r.sink.count(1), 1);
+        // aa moves to port 2
+        r.rx(2, vec![frame([0xff; 6], mac(0xaa))]);
+        r.rx(0, vec![frame(mac(0xaa), mac(0xbb))]);
+        assert_eq!(r.sink.count(2), 2, "after the move frames go to port 2");
+        assert_eq!(r.sink.count(1), 2, "the second broadcast only");
+        assert_eq!(r.ctr.moved.get(), 1);
+    }
+
+    #[test]
+    fn aged_entry_floods_again() {
+        let mut r = Rig::new(&[0, 1, 2]);
+        r.fdb.set_aging(10);
+        r.rx(1, vec![frame([0xff; 6], mac(0xaa))]);
+        r.now = 5;
+        r.rx(0, vec![frame(mac(0xaa), mac(0xbb))]);
+        assert_eq!(r.sink.count(2), 1, "only the broadcast");
+        r.now = 20;
+        r.rx(0, vec![frame(mac(0xaa), mac(0xbb))]);
+        assert_eq!(r.sink.count(2), 2, "aged out: flooded");
+    }
+
+    #[test]
+    fn malformed_frames_are_dropped_by_reason_and_others_flow() {
+        let mut r = Rig::new(&[0, 1]);
+        let mut bad_len = frame(mac(1), mac(2));
+        bad_len[12..14].copy_from_slice(&1000u16.to_be_bytes());
+        let mut bad_src = frame(mac(1), mac(2));
+        bad_src[6] = 0x01;
+        r.rx(
+            0,
+            vec![
+                vec![0u8; 13],
+                bad_len,
+                frame(mac(1), mac(2)),
+                bad_src,
+                vec![],
+            ],
+        );
+        assert_eq!(r.drops(DropReason::Runt), 2);
+        assert_eq!(r.drops(DropReason::BadLength), 1);
+        assert_eq!(r.drops(DropReason::BadSrcMac), 1);
+        assert_eq!(r.sink.count(1), 1, "the good frame still went through");
+        assert_eq!(r.ctr.ports[0].rx_drops.get(), 4);
+        assert_eq!(r.ctr.ports[0].rx_packets.get(), 5);
+    }
+
+    #[test]
+    fn full_batches_are_sent_early_and_refusals_counted() {
+        let mut r = Rig::new(&[0, 1, 2]);
+        r.rx(1, vec![frame([0xff; 6], mac(1))]);
+        r.rx(2, vec![frame([0xff; 6], mac(2))]);
+        r.sink.full = vec![2];
+        r.sink.limit = Some(20);
+        r.rx(0, vec![frame(mac(1), mac(9)); 32]);
+        assert_eq!(r.sink.count(1), 1 + 20);
+        assert_eq!(r.drops(DropReason::TxFull), 12);
+        assert_eq!(r.ctr.ports[1].tx_drops.get(), 12);
+        r.rx(0, vec![frame(mac(2), mac(9)); 3]);
+        assert_eq!(r.ctr.ports[2].tx_drops.get(), 3);
+        assert_eq!(r.drops(DropReason::TxFull), 15);
+    }
+}

@@ -1,0 +1,65 @@
+//! The configuration the workers run, and what they share with the control
+//! thread.
+//!
+//! The control thread builds a new immutable [`Snapshot`] for every change and
+//! swaps it in; workers pick it up between bursts, so no packet sees half of
+//! a change. Learned state (the FDB) and counters live beside it and outlive
+//! every swap.
+
+use crate::counters::WorkerCounters;
+use crate::dpdk::MbufRing;
+use crate::fdb::Fdb;
+use crate::pipeline::MAX_PORTS;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+/// What the dataplane knows of one port.
+pub struct PortEntry {
+    pub id: u16,
+    /// Index of the worker that polls it and transmits on it.
+    pub owner: usize,
+    /// Link state, refreshed by the control thread.
+    pub link: AtomicBool,
+    /// Where other workers put packets for this port (several workers only).
+    pub handoff: Option<MbufRing>,
+}
+
+pub struct Snapshot {
+    pub generation: u64,
+    /// Indexed by port id.
+    pub ports: Vec<Option<Arc<PortEntry>>>,
+    /// Ports of the bridge domain, for flooding.
+    pub domain: Vec<u16>,
+    /// Ports each worker polls.
+    pub polls: Vec<Vec<u16>>,
+}
+
+impl Snapshot {
+    pub fn empty(workers: usize) -> Snapshot {
+        Snapshot {
+            generation: 0,
+            ports: (0..MAX_PORTS).map(|_| None).collect(),
+            domain: Vec::new(),
+            polls: vec![Vec::new(); workers],
+        }
+    }
+
+    #[inline(always)]
+    pub fn port(&self, id: u16) -> Option<&PortEntry> {
+        self.ports.get(usize::from(id))?.as_deref()
+    }
+}
+
+/// Shared between the control thread and the workers.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub generation: AtomicU64,
+    /// The generation each worker runs (u64::MAX once it has stopped).
+    pub seen: Vec<AtomicU64>,
+    pub stop: AtomicBool,
+    pub fdb: Fdb,
+    pub counters: Vec<WorkerCounters>,
+    pub tsc_hz: u64,
+    pub tsc_start: u64,
+}

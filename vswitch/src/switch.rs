@@ -1,0 +1,509 @@
+//! The control side of the switch: ports, snapshots, queries.
+//!
+//! Every change builds a complete new [`Snapshot`] and swaps it in. Removing a
+//! port waits until every worker runs a snapshot without it before the device
+//! is torn down, so no worker ever polls or sends to a port that is gone.
+
+use crate::counters::{DropReason, WorkerCounters};
+use crate::dpdk::{self, MbufRing, Mempool};
+use crate::fdb::Fdb;
+use crate::pipeline::MAX_PORTS;
+use crate::snapshot::{PortEntry, Shared, Snapshot};
+use api::{
+    FdbEntry, FdbStats, MacAddr, PortInfo, PortKind, PortSpec, PortStats, Stats, WorkerStats,
+};
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the switch is built at start.
+#[derive(Debug, Clone)]
+pub struct SwitchConfig {
+    pub fdb_max: usize,
+    pub aging_secs: u32,
+    pub mbufs: u32,
+    /// Descriptors per queue.
+    pub ring_size: u16,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig {
+            fdb_max: 1 << 20,
+            aging_secs: 300,
+            mbufs: 16384,
+            ring_size: 1024,
+        }
+    }
+}
+
+/// Counter values at the moment a port was added: a port id may be reused,
+/// and a new port starts from zero.
+#[derive(Default, Clone, Copy)]
+struct Baseline([u64; 6]);
+
+struct Port {
+    spec: PortSpec,
+    id: u16,
+    devname: String,
+    entry: Arc<PortEntry>,
+    base: Baseline,
+}
+
+pub struct Switch {
+    shared: Arc<Shared>,
+    pool: Mempool,
+    lcores: Vec<u32>,
+    ring_size: u16,
+    ports: BTreeMap<String, Port>,
+    seq: u64,
+    hugepages: bool,
+    /// Entries the control thread's sweeps removed (workers count their own).
+    aged_by_sweep: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Dpdk(#[from] dpdk::Error),
+}
+
+type Result<T> = std::result::Result<T, SwitchError>;
+
+fn invalid<T>(msg: impl Into<String>) -> Result<T> {
+    Err(SwitchError::Invalid(msg.into()))
+}
+
+impl Switch {
+    /// Builds the shared state for workers on `lcores` (the EAL must be up).
+    pub fn new(cfg: &SwitchConfig, lcores: Vec<u32>, hugepages: bool) -> Result<Switch> {
+        if lcores.is_empty() {
+            return invalid(
+                "no worker lcore: give --lcores at least two entries (main and a worker)",
+            );
+        }
+        let n = lcores.len();
+        let pool = Mempool::pktmbuf("vsw_mbufs", cfg.mbufs, 256)?;
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty(n)),
+            generation: AtomicU64::new(0),
+            seen: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            stop: AtomicBool::new(false),
+            fdb: Fdb::new(cfg.fdb_max, cfg.aging_secs),
+            counters: (0..n).map(|_| WorkerCounters::new(MAX_PORTS)).collect(),
+            tsc_hz: dpdk::tsc_hz(),
+            tsc_start: dpdk::rdtsc(),
+        });
+        Ok(Switch {
+            shared,
+            pool,
+            lcores,
+            ring_size: cfg.ring_size,
+            ports: BTreeMap::new(),
+            seq: 0,
+            hugepages,
+            aged_by_sweep: AtomicU64::new(0),
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn lcores(&self) -> &[u32] {
+        &self.lcores
+    }
+
+    /// Seconds since start, the FDB's clock.
+    pub fn now(&self) -> u32 {
+        ((dpdk::rdtsc() - self.shared.tsc_start) / self.shared.tsc_hz.max(1)) as u32
+    }
+
+    /// Starts one worker per lcore.
+    pub fn launch_workers(&self) -> Result<()> {
+        for (i, &lc) in self.lcores.iter().enumerate() {
+            let shared = self.shared.clone();
+            dpdk::launch(lc, move || crate::worker::run(shared, i))?;
+        }
+        Ok(())
+    }
+
+    fn check_new(&self, spec: &PortSpec) -> Result<()> {
+        spec.validate().map_err(SwitchError::Invalid)?;
+        if self.ports.contains_key(&spec.name) {
+            return invalid(format!("a port named '{}' exists already", spec.name));
+        }
+        if self.ports.len() >= MAX_PORTS {
+            return invalid(format!(
+                "the switch holds at most {MAX_PORTS} ports (RTE_MAX_ETHPORTS)"
+            ));
+        }
+        match spec.kind {
+            PortKind::VhostServer | PortKind::VhostClient => {
+                let path = spec.path.as_deref().unwrap_or_default();
+                if let Some(other) = self
+                    .ports
+                    .values()
+                    .find(|p| p.spec.path.as_deref() == Some(path))
+                {
+                    return invalid(format!(
+                        "socket path {path} is used by port '{}'",
+                        other.spec.name
+                    ));
+                }
+                let parent = Path::new(path).parent().unwrap_or(Path::new("/"));
+                if !parent.is_dir() {
+                    return invalid(format!(
+                        "bad socket path {path}: directory {} does not exist",
+                        parent.display()
+                    ));
+                }
+                if spec.kind == PortKind::VhostServer {
+                    match std::fs::symlink_metadata(path) {
+                        Ok(m) if !std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+                            return invalid(format!(
+                                "bad socket path {path}: a file that is not a socket is there"
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            PortKind::Tap => {
+                let iface = spec.tap_iface();
+                if let Some(other) = self
+                    .ports
+                    .values()
+                    .find(|p| p.spec.kind == PortKind::Tap && p.spec.tap_iface() == iface)
+                {
+                    return invalid(format!(
+                        "interface {iface} is used by port '{}'",
+                        other.spec.name
+                    ));
+                }
+                if Path::new("/sys/class/net").join(iface).exists() {
+                    return invalid(format!("interface {iface} exists already on this host"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a port and starts switching to and from it.
+    pub fn add_port(&mut self, spec: PortSpec) -> Result<PortInfo> {
+        self.check_new(&spec)?;
+        self.seq += 1;
+        let (devname, args) = match spec.kind {
+            PortKind::VhostServer | PortKind::VhostClient => {
+                let path = spec.path.as_deref().unwrap_or_default();
+                if spec.kind == PortKind::VhostServer {
+                    // a stale socket from an earlier run would make the bind fail
+                    let _ = std::fs::remove_file(path);
+                }
+                let client = u8::from(spec.kind == PortKind::VhostClient);
+                (
+                    format!("net_vhost_vs{}", self.seq),
+                    format!("iface={path},queues=1,client={client}"),
+                )
+            }
+            PortKind::Tap => (
+                format!("net_tap_vs{}", self.seq),
+                format!("iface={}", spec.tap_iface()),
+            ),
+        };
+        let id = dpdk::vdev_create(&devname, &args)?;
+        if usize::from(id) >= MAX_PORTS {
+            dpdk::vdev_remove(&devname);
+            return invalid(format!("port id {id} out of range"));
+        }
+        if let Err(e) = dpdk::port_start(id, &self.pool, 1, self.ring_size) {
+            dpdk::vdev_remove(&devname);
+            return Err(e.into());
+        }
+        let owner = self.least_loaded_worker();
+        let handoff = if self.lcores.len() > 1 {
+            match MbufRing::new(&format!("vsw_h{}", self.seq), 1024) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    dpdk::vdev_remove(&devname);
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
+        };
+        let entry = Arc::new(PortEntry {
+            id,
+            owner,
+            link: AtomicBool::new(dpdk::link_up(id)),
+            handoff,
+        });
+        // a reused port id must not inherit MACs learned on its predecessor
+        self.shared.fdb.flush(Some(id));
+        let base = self.port_counters(id);
+        let name = spec.name.clone();
+        self.ports.insert(
+            name.clone(),
+            Port {
+                spec,
+                id,
+                devname,
+                entry,
+                base,
+            },
+        );
+        self.publish();
+        tracing::info!(
+            "port {name} added as ethdev {id} on lcore {}",
+            self.lcores[owner]
+        );
+        Ok(self.port_info(&self.ports[&name]))
+    }
+
+    /// Removes a port; other ports keep forwarding throughout.
+    pub fn del_port(&mut self, name: &str) -> Result<()> {
+        let Some(port) = self.ports.remove(name) else {
+            return invalid(format!("no port named '{name}'"));
+        };
+        self.publish();
+        self.wait_quiescent();
+        dpdk::vdev_remove(&port.devname);
+        self.shared.fdb.flush(Some(port.id));
+        if port.spec.kind == PortKind::VhostServer {
+            if let Some(p) = &port.spec.path {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        tracing::info!("port {name} removed");
+        Ok(())
+    }
+
+    /// Removes every port (at shutdown, after the workers stopped).
+    pub fn close_all(&mut self) {
+        let names: Vec<String> = self.ports.keys().cloned().collect();
+        for n in names {
+            let _ = self.del_port(&n);
+        }
+    }
+
+    fn least_loaded_worker(&self) -> usize {
+        let mut load = vec![0usize; self.lcores.len()];
+        for p in self.ports.values() {
+            load[p.entry.owner] += 1;
+        }
+        (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0)
+    }
+
+    /// Builds and swaps in the snapshot for the current port set.
+    fn publish(&self) {
+        let gen = self.shared.generation.load(Relaxed) + 1;
+        let mut snap = Snapshot::empty(self.lcores.len());
+        snap.generation = gen;
+        for p in self.ports.values() {
+            snap.ports[usize::from(p.id)] = Some(p.entry.clone());
+            snap.domain.push(p.id);
+            snap.polls[p.entry.owner].push(p.id);
+        }
+        snap.domain.sort_unstable();
+        self.shared.snapshot.store(Arc::new(snap));
+        self.shared.generation.store(gen, Release);
+    }
+
+    /// Waits until every worker runs the newest snapshot.
+    fn wait_quiescent(&self) {
+        let gen = self.shared.generation.load(Acquire);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.shared.seen.iter().any(|s| s.load(Acquire) < gen) {
+            if Instant::now() > deadline {
+                tracing::error!("a worker did not pick up generation {gen} within 5 s");
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    /// Stops the workers and waits for them.
+    pub fn stop_workers(&self) {
+        self.shared.stop.store(true, Release);
+        for &lc in &self.lcores {
+            dpdk::wait_lcore(lc);
+        }
+    }
+
+    /// Periodic chores: link states, FDB aging.
+    pub fn housekeeping(&self) {
+        for p in self.ports.values() {
+            let up = dpdk::link_up(p.id);
+            if p.entry.link.swap(up, Relaxed) != up {
+                tracing::info!(
+                    "port {} link {}",
+                    p.spec.name,
+                    if up { "up" } else { "down" }
+                );
+            }
+        }
+        let aged = self.shared.fdb.sweep(self.now());
+        self.aged_by_sweep.fetch_add(aged, Relaxed);
+    }
+
+    fn port_counters(&self, id: u16) -> Baseline {
+        let mut b = [0u64; 6];
+        for w in &self.shared.counters {
+            let c = &w.ports[usize::from(id)];
+            for (slot, v) in b.iter_mut().zip([
+                c.rx_packets.get(),
+                c.rx_bytes.get(),
+                c.tx_packets.get(),
+                c.tx_bytes.get(),
+                c.tx_drops.get(),
+                c.rx_drops.get(),
+            ]) {
+                *slot += v;
+            }
+        }
+        Baseline(b)
+    }
+
+    fn port_info(&self, p: &Port) -> PortInfo {
+        PortInfo {
+            name: p.spec.name.clone(),
+            kind: p.spec.kind,
+            path: p.spec.path.clone(),
+            iface: (p.spec.kind == PortKind::Tap).then(|| p.spec.tap_iface().to_owned()),
+            port_id: p.id,
+            lcore: self.lcores[p.entry.owner],
+            link_up: p.entry.link.load(Relaxed),
+            mac: MacAddr(dpdk::mac_addr(p.id)),
+        }
+    }
+
+    pub fn list_ports(&self) -> Vec<PortInfo> {
+        self.ports.values().map(|p| self.port_info(p)).collect()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let ports = self
+            .ports
+            .values()
+            .map(|p| {
+                let now = self.port_counters(p.id).0;
+                let d: Vec<u64> = now
+                    .iter()
+                    .zip(p.base.0)
+                    .map(|(a, b)| a.wrapping_sub(b))
+                    .collect();
+                PortStats {
+                    name: p.spec.name.clone(),
+                    rx_packets: d[0],
+                    rx_bytes: d[1],
+                    tx_packets: d[2],
+                    tx_bytes: d[3],
+                    tx_drops: d[4],
+                    rx_drops: d[5],
+                }
+            })
+            .collect();
+        let drops = DropReason::ALL
+            .iter()
+            .map(|&r| {
+                let n = self.shared.counters.iter().map(|w| w.drops_of(r)).sum();
+                (r.name().to_owned(), n)
+            })
+            .collect();
+        let sum = |f: fn(&WorkerCounters) -> u64| self.shared.counters.iter().map(f).sum::<u64>();
+        let fdb = FdbStats {
+            entries: self.shared.fdb.len(),
+            capacity: self.shared.fdb.capacity(),
+            learned: sum(|w| w.learned.get()),
+            moved: sum(|w| w.moved.get()),
+            aged: sum(|w| w.aged.get()) + self.aged_by_sweep.load(Relaxed),
+            evicted: sum(|w| w.evicted.get()),
+            aging_seconds: self.shared.fdb.aging(),
+        };
+        let snap = self.shared.snapshot.load();
+        let workers = self
+            .lcores
+            .iter()
+            .enumerate()
+            .map(|(i, &lc)| {
+                let w = &self.shared.counters[i];
+                WorkerStats {
+                    lcore: lc,
+                    ports: snap.polls[i]
+                        .iter()
+                        .filter_map(|&id| self.name_of(id))
+                        .collect(),
+                    packets: w.packets.get(),
+                    busy_cycles: w.busy_cycles.get(),
+                    idle_polls: w.idle_polls.get(),
+                    sleeps: w.sleeps.get(),
+                }
+            })
+            .collect();
+        Stats {
+            ports,
+            drops,
+            fdb,
+            workers,
+            tsc_hz: self.shared.tsc_hz,
+        }
+    }
+
+    fn name_of(&self, id: u16) -> Option<String> {
+        self.ports
+            .values()
+            .find(|p| p.id == id)
+            .map(|p| p.spec.name.clone())
+    }
+
+    pub fn fdb_show(&self) -> Vec<FdbEntry> {
+        let mut v: Vec<FdbEntry> = self
+            .shared
+            .fdb
+            .entries(self.now())
+            .into_iter()
+            .map(|(mac, id, age)| FdbEntry {
+                mac: MacAddr::from_u64(mac),
+                port: self.name_of(id).unwrap_or_else(|| format!("#{id}")),
+                age,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.port, a.mac).cmp(&(&b.port, b.mac)));
+        v
+    }
+
+    pub fn fdb_flush(&self, port: Option<&str>) -> Result<u64> {
+        let id = match port {
+            None => None,
+            Some(n) => match self.ports.get(n) {
+                Some(p) => Some(p.id),
+                None => return invalid(format!("no port named '{n}'")),
+            },
+        };
+        Ok(self.shared.fdb.flush(id))
+    }
+
+    pub fn set_aging(&self, secs: u32) -> Result<()> {
+        if secs == 0 || secs > 1_000_000 {
+            return invalid(format!("aging time {secs} s out of range 1..=1000000"));
+        }
+        self.shared.fdb.set_aging(secs);
+        Ok(())
+    }
+
+    pub fn status(&self) -> api::Status {
+        api::Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            dpdk_version: dpdk::version(),
+            hugepages: self.hugepages,
+            workers: self.lcores.clone(),
+            generation: self.shared.generation.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Worker lcores: poll ports, run bursts through the pipeline, transmit.
+//!
+//! A worker reads the configuration snapshot once per loop iteration (a
+//! generation number compared, the snapshot reloaded only when it changed)
+//! and reports the generation it runs, so the control thread knows when no
+//! worker can still touch a removed port. When a whole pass over its ports
+//! finds nothing it spins a little, then sleeps with growing pauses, so that
+//! two pollers can share a small machine.
+
+use crate::counters::{DropReason, WorkerCounters};
+use crate::dpdk::{self, Mbuf};
+use crate::fdb::Fdb;
+use crate::pipeline::{Burst, L2Context, Pipeline, TxSink};
+use crate::snapshot::{Shared, Snapshot};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Empty passes over the ports before the worker starts to sleep.
+const SPIN_POLLS: u32 = 2048;
+const MIN_SLEEP_US: u64 = 16;
+const MAX_SLEEP_US: u64 = 1000;
+
+/// Sends to ports owned by this worker directly, and hands packets for ports
+/// owned by another worker to that worker's ring.
+struct PortSink<'a> {
+    snap: &'a Snapshot,
+    me: usize,
+}
+
+impl TxSink<Mbuf> for PortSink<'_> {
+    #[inline]
+    fn send(&mut self, port: u16, pkts: &mut Burst<Mbuf>) -> DropReason {
+        let Some(p) = self.snap.port(port) else {
+            return DropReason::NoPort;
+        };
+        if p.owner == self.me {
+            dpdk::tx_burst(port, 0, pkts);
+            if p.link.load(Relaxed) {
+                DropReason::TxFull
+            } else {
+                DropReason::LinkDown
+            }
+        } else {
+            match &p.handoff {
+                Some(r) => {
+                    r.enqueue(pkts);
+                    DropReason::HandoffFull
+                }
+                None => DropReason::NoPort,
+            }
+        }
+    }
+}
+
+/// The body of worker `me`; returns when the switch stops.
+pub fn run(shared: Arc<Shared>, me: usize) {
+    let ctr: &WorkerCounters = &shared.counters[me];
+    let fdb: &Fdb = &shared.fdb;
+    let hz = shared.tsc_hz.max(1);
+    let mut pipe: Pipeline<Mbuf> = Pipeline::new();
+    let mut snap = shared.snapshot.load_full();
+    let mut gen = snap.generation;
+    shared.seen[me].store(gen, Release);
+    let mut burst: Burst<Mbuf> = Burst::new();
+    let mut idle: u32 = 0;
+    let mut sleep_us = MIN_SLEEP_US;
+
+    while !shared.stop.load(Relaxed) {
+        if shared.generation.load(Acquire) != gen {
+            snap = shared.snapshot.load_full();
+            gen = snap.generation;
+            shared.seen[me].store(gen, Release);
+        }
+        let now = ((dpdk::rdtsc() - shared.tsc_start) / hz) as u32;
+        let cx = L2Context {
+            fdb,
+            domain: &snap.domain,
+            now,
+        };
+        let mut got = 0usize;
+        for &port in &snap.polls[me] {
+            let Some(p) = snap.port(port) else { continue };
+            if let Some(ring) = &p.handoff {
+                // packets other workers switched to this port
+                if ring.dequeue(&mut burst) > 0 {
+                    let n = burst.len() as u64;
+                    dpdk::tx_burst(port, 0, &mut burst);
+                    let unsent = burst.len() as u64;
+                    burst.clear();
+                    let pc = &ctr.ports[usize::from(port)];
+                    pc.tx_packets.add(n - unsent);
+                    if unsent != 0 {
+                        pc.tx_drops.add(unsent);
+                        ctr.drop(DropReason::TxFull, unsent);
+                    }
+                }
+            }
+            let t0 = dpdk::rdtsc();
+            let n = dpdk::rx_burst(port, 0, &mut burst);
+            if n == 0 {
+                continue;
+            }
+            got += n;
+            let mut sink = PortSink { snap: &snap, me };
+            pipe.process(&cx, port, &mut burst, &mut sink, ctr);
+            ctr.busy_cycles.add(dpdk::rdtsc() - t0);
+        }
+        if got != 0 {
+            ctr.packets.add(got as u64);
+            idle = 0;
+            sleep_us = MIN_SLEEP_US;
+            continue;
+        }
+        ctr.idle_polls.add(1);
+        idle += 1;
+        if idle < SPIN_POLLS {
+            dpdk::pause();
+        } else {
+            ctr.sleeps.add(1);
+            std::thread::sleep(Duration::from_micros(sleep_us));
+            sleep_us = (sleep_us * 2).min(MAX_SLEEP_US);
+        }
+    }
+    shared.seen[me].store(u64::MAX, Release);
+}
