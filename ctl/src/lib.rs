@@ -148,7 +148,9 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 path: path.clone(),
                 iface: iface.clone(),
             };
-            expect_done(client.call(&Request::PortAdd { port })?)
+            // the switch answers with the port as created (id, lcore, MAC)
+            let ports = expect_reply!(client.call(&Request::PortAdd { port })?, Ports, "ports");
+            emit(json, out, &ports, || render::ports(&ports))
         }
         Command::Port(PortCmd::Del { name }) => {
             expect_done(client.call(&Request::PortDel { name: name.clone() })?)
@@ -411,7 +413,11 @@ mod tests {
 
     #[test]
     fn port_add_sends_the_spec() {
-        let server = FakeServer::start(vec![r#"{"status":"ok","result":{"kind":"done"}}"#.into()]);
+        let server = FakeServer::start(vec![concat!(
+            r#"{"status":"ok","result":{"kind":"ports","data":[{"name":"p0","kind":"vhost-client","#,
+            r#""path":"/tmp/p0.sock","port_id":3,"lcore":1,"link_up":false,"mac":"02:00:00:00:00:01"}]}}"#
+        )
+        .into()]);
         let (code, out, err) = run(
             &server,
             &[
@@ -424,7 +430,11 @@ mod tests {
                 "/tmp/p0.sock",
             ],
         );
-        assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert!(
+            out.contains("p0") && out.contains("vhost-client") && out.contains("/tmp/p0.sock"),
+            "{out}"
+        );
         assert_eq!(
             server.requests(),
             vec![Request::PortAdd {

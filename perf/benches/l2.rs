@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use vswitch::counters::{DropReason, WorkerCounters};
 use vswitch::fdb::{Fdb, FdbCounters};
-use vswitch::pipeline::{Burst, L2Context, Pipeline, TxSink, BURST, MAX_PORTS};
+use vswitch::pipeline::{Burst, L2Context, Pipeline, Sent, TxSink, BURST, MAX_PORTS};
 
 const PORTS: u16 = 4;
 
@@ -18,9 +18,9 @@ const PORTS: u16 = 4;
 struct Recycle(Vec<Vec<u8>>);
 
 impl TxSink<Vec<u8>> for Recycle {
-    fn send(&mut self, _port: u16, pkts: &mut Burst<Vec<u8>>) -> DropReason {
+    fn send(&mut self, _port: u16, pkts: &mut Burst<Vec<u8>>) -> Sent {
         self.0.extend(pkts.drain(..));
-        DropReason::TxFull
+        Sent::wire(DropReason::TxFull)
     }
 }
 

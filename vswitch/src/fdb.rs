@@ -118,7 +118,7 @@ impl Fdb {
 
     #[inline(always)]
     fn live(&self, seen: u32, now: u32, aging: u32) -> bool {
-        now.wrapping_sub(seen) < aging
+        now.wrapping_sub(seen) <= aging
     }
 
     /// The port `mac` was learned on, if it was seen within the aging time.
@@ -223,7 +223,7 @@ impl Fdb {
     }
 
     fn count_removal(&self, age: u32, aging: u32, ctr: &mut FdbCounters) {
-        if age >= aging {
+        if age > aging {
             ctr.aged += 1;
         } else {
             ctr.evicted += 1;
@@ -316,14 +316,15 @@ mod tests {
         let f = Fdb::new(16, 10);
         let mut c = FdbCounters::default();
         f.learn(A, 1, 100, &mut c);
-        assert_eq!(f.lookup(A, 109), Some(1));
-        assert_eq!(f.lookup(A, 110), None, "expired at exactly the aging time");
+        // the clock ticks in whole seconds: an entry lives at least the aging time
+        assert_eq!(f.lookup(A, 110), Some(1));
+        assert_eq!(f.lookup(A, 111), None, "expired after the aging time");
         f.learn(A, 1, 105, &mut c); // seen again: refreshed
-        assert_eq!(f.lookup(A, 114), Some(1));
-        assert_eq!(f.sweep(114), 0);
-        assert_eq!(f.sweep(115), 1);
+        assert_eq!(f.lookup(A, 115), Some(1));
+        assert_eq!(f.sweep(115), 0);
+        assert_eq!(f.sweep(116), 1);
         assert_eq!(f.len(), 0);
-        assert!(f.entries(115).is_empty());
+        assert!(f.entries(116).is_empty());
         f.set_aging(1000);
         f.learn(A, 1, 200, &mut c);
         assert_eq!(f.lookup(A, 1100), Some(1));

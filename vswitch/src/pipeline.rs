@@ -19,11 +19,30 @@ pub const MAX_PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
 
 pub type Burst<P> = ArrayVec<P, BURST>;
 
+/// What became of a batch handed to a [`TxSink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Why the packets left in the batch could not go.
+    pub refused: DropReason,
+    /// False when the packets taken were handed to another worker, which
+    /// counts them as transmitted when it sends them.
+    pub on_wire: bool,
+}
+
+impl Sent {
+    pub const fn wire(refused: DropReason) -> Sent {
+        Sent {
+            refused,
+            on_wire: true,
+        }
+    }
+}
+
 /// Where batches go.
 pub trait TxSink<P> {
     /// Sends what it can from the front of `pkts` to `port` and removes what
-    /// it sent; returns why the rest, if any, could not be sent.
-    fn send(&mut self, port: u16, pkts: &mut Burst<P>) -> DropReason;
+    /// it took; says why the rest, if any, could not go.
+    fn send(&mut self, port: u16, pkts: &mut Burst<P>) -> Sent;
 }
 
 /// The forwarding context of one burst.
@@ -173,19 +192,33 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     fn send<S: TxSink<P>>(q: &mut Burst<P>, port: u16, sink: &mut S, ctr: &WorkerCounters) {
-        let n = q.len() as u64;
-        let bytes: u64 = q.iter().map(|p| p.frame_len() as u64).sum();
-        let why = sink.send(port, q);
-        let pc = &ctr.ports[usize::from(port)];
-        let unsent = q.len() as u64;
-        let unsent_bytes: u64 = q.iter().map(|p| p.frame_len() as u64).sum();
-        q.clear();
+        transmit_counted(q, port, ctr, |q| sink.send(port, q));
+    }
+}
+
+/// Hands a batch for `port` to `send`, counts what went and what did not,
+/// and drops (frees) what is left.
+#[inline]
+pub fn transmit_counted<P: PacketBuf>(
+    q: &mut Burst<P>,
+    port: u16,
+    ctr: &WorkerCounters,
+    send: impl FnOnce(&mut Burst<P>) -> Sent,
+) {
+    let n = q.len() as u64;
+    let bytes: u64 = q.iter().map(|p| p.frame_len() as u64).sum();
+    let sent = send(q);
+    let pc = &ctr.ports[usize::from(port)];
+    let unsent = q.len() as u64;
+    let unsent_bytes: u64 = q.iter().map(|p| p.frame_len() as u64).sum();
+    q.clear();
+    if sent.on_wire {
         pc.tx_packets.add(n - unsent);
         pc.tx_bytes.add(bytes - unsent_bytes);
-        if unsent != 0 {
-            pc.tx_drops.add(unsent);
-            ctr.drop(why, unsent);
-        }
+    }
+    if unsent != 0 {
+        pc.tx_drops.add(unsent);
+        ctr.drop(sent.refused, unsent);
     }
 }
 
@@ -203,13 +236,13 @@ mod tests {
     }
 
     impl TxSink<Vec<u8>> for Recorder {
-        fn send(&mut self, port: u16, pkts: &mut Burst<Vec<u8>>) -> DropReason {
+        fn send(&mut self, port: u16, pkts: &mut Burst<Vec<u8>>) -> Sent {
             if self.full.contains(&port) {
-                return DropReason::TxFull;
+                return Sent::wire(DropReason::TxFull);
             }
             let n = self.limit.map_or(pkts.len(), |l| l.min(pkts.len()));
             self.got.entry(port).or_default().extend(pkts.drain(..n));
-            DropReason::TxFull
+            Sent::wire(DropReason::TxFull)
         }
     }
 

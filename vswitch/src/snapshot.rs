@@ -6,12 +6,12 @@
 //! a change. Learned state (the FDB) and counters live beside it and outlive
 //! every swap.
 
-use crate::counters::WorkerCounters;
+use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::MbufRing;
 use crate::fdb::Fdb;
 use crate::pipeline::MAX_PORTS;
 use arc_swap::ArcSwap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// What the dataplane knows of one port.
@@ -23,6 +23,18 @@ pub struct PortEntry {
     pub link: AtomicBool,
     /// Where other workers put packets for this port (several workers only).
     pub handoff: Option<MbufRing>,
+}
+
+impl PortEntry {
+    /// Why a packet the port's queue did not take was refused.
+    #[inline]
+    pub fn refusal(&self) -> DropReason {
+        if self.link.load(Relaxed) {
+            DropReason::TxFull
+        } else {
+            DropReason::LinkDown
+        }
+    }
 }
 
 pub struct Snapshot {

@@ -10,14 +10,16 @@
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::{self, Mbuf};
 use crate::fdb::Fdb;
-use crate::pipeline::{Burst, L2Context, Pipeline, TxSink};
+use crate::pipeline::{transmit_counted, Burst, L2Context, Pipeline, Sent, TxSink};
 use crate::snapshot::{Shared, Snapshot};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Empty passes over the ports before the worker starts to sleep.
-const SPIN_POLLS: u32 = 2048;
+/// How long a worker keeps spinning on empty ports before it sleeps. Long
+/// enough that a peer's scheduling hiccup under load does not put the switch
+/// to sleep, short enough that an idle switch gives its CPU away at once.
+const SPIN_MICROS: u64 = 1000;
 const MIN_SLEEP_US: u64 = 16;
 const MAX_SLEEP_US: u64 = 1000;
 
@@ -30,24 +32,23 @@ struct PortSink<'a> {
 
 impl TxSink<Mbuf> for PortSink<'_> {
     #[inline]
-    fn send(&mut self, port: u16, pkts: &mut Burst<Mbuf>) -> DropReason {
+    fn send(&mut self, port: u16, pkts: &mut Burst<Mbuf>) -> Sent {
         let Some(p) = self.snap.port(port) else {
-            return DropReason::NoPort;
+            return Sent::wire(DropReason::NoPort);
         };
         if p.owner == self.me {
             dpdk::tx_burst(port, 0, pkts);
-            if p.link.load(Relaxed) {
-                DropReason::TxFull
-            } else {
-                DropReason::LinkDown
-            }
+            Sent::wire(p.refusal())
         } else {
             match &p.handoff {
                 Some(r) => {
                     r.enqueue(pkts);
-                    DropReason::HandoffFull
+                    Sent {
+                        refused: DropReason::HandoffFull,
+                        on_wire: false,
+                    }
                 }
-                None => DropReason::NoPort,
+                None => Sent::wire(DropReason::NoPort),
             }
         }
     }
@@ -63,7 +64,9 @@ pub fn run(shared: Arc<Shared>, me: usize) {
     let mut gen = snap.generation;
     shared.seen[me].store(gen, Release);
     let mut burst: Burst<Mbuf> = Burst::new();
-    let mut idle: u32 = 0;
+    let spin_cycles = hz * SPIN_MICROS / 1_000_000;
+    // TSC of the first empty pass of the current idle stretch (0: not idle)
+    let mut idle_since: u64 = 0;
     let mut sleep_us = MIN_SLEEP_US;
 
     while !shared.stop.load(Relaxed) {
@@ -84,16 +87,10 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             if let Some(ring) = &p.handoff {
                 // packets other workers switched to this port
                 if ring.dequeue(&mut burst) > 0 {
-                    let n = burst.len() as u64;
-                    dpdk::tx_burst(port, 0, &mut burst);
-                    let unsent = burst.len() as u64;
-                    burst.clear();
-                    let pc = &ctr.ports[usize::from(port)];
-                    pc.tx_packets.add(n - unsent);
-                    if unsent != 0 {
-                        pc.tx_drops.add(unsent);
-                        ctr.drop(DropReason::TxFull, unsent);
-                    }
+                    transmit_counted(&mut burst, port, ctr, |b| {
+                        dpdk::tx_burst(port, 0, b);
+                        Sent::wire(p.refusal())
+                    });
                 }
             }
             let t0 = dpdk::rdtsc();
@@ -108,13 +105,16 @@ pub fn run(shared: Arc<Shared>, me: usize) {
         }
         if got != 0 {
             ctr.packets.add(got as u64);
-            idle = 0;
+            idle_since = 0;
             sleep_us = MIN_SLEEP_US;
             continue;
         }
         ctr.idle_polls.add(1);
-        idle += 1;
-        if idle < SPIN_POLLS {
+        let t = dpdk::rdtsc();
+        if idle_since == 0 {
+            idle_since = t;
+        }
+        if t - idle_since < spin_cycles {
             dpdk::pause();
         } else {
             ctr.sleeps.add(1);

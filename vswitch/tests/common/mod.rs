@@ -14,7 +14,7 @@ use api::{Client, FdbEntry, MacAddr, PortInfo, Reply, Request, Stats};
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
@@ -40,9 +40,9 @@ pub fn unique() -> usize {
     SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Hugepages (2 MiB) this file needs at most at once: the switch's 256 MiB
-/// plus five pods of 128 MiB, with some slack.
-const HUGEPAGES_NEEDED: u64 = 512;
+/// Hugepages (2 MiB) a test needs at most at once: the switch's 256 MiB plus
+/// four pods of 128 MiB, with some slack.
+const HUGEPAGES_NEEDED: u64 = 400;
 
 /// Fails unless we are root and the tools are there; sets up hugepages once.
 pub fn must_be_root() {
@@ -57,7 +57,10 @@ pub fn must_be_root() {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
-        assert!(found, "{tool} is not on PATH (apt-get install dpdk coreutils iproute2)");
+        assert!(
+            found,
+            "{tool} is not on PATH (apt-get install dpdk coreutils iproute2)"
+        );
     }
     static HUGE: Once = Once::new();
     HUGE.call_once(setup_hugepages);
@@ -75,8 +78,9 @@ fn meminfo(key: &str) -> u64 {
 
 fn setup_hugepages() {
     if meminfo("HugePages_Total:") < 1024 {
-        std::fs::write("/proc/sys/vm/nr_hugepages", "1024")
-            .unwrap_or_else(|e| panic!("cannot reserve hugepages (/proc/sys/vm/nr_hugepages): {e}"));
+        std::fs::write("/proc/sys/vm/nr_hugepages", "1024").unwrap_or_else(|e| {
+            panic!("cannot reserve hugepages (/proc/sys/vm/nr_hugepages): {e}")
+        });
     }
     let mounted = std::fs::read_to_string("/proc/mounts")
         .unwrap_or_default()
@@ -88,10 +92,17 @@ fn setup_hugepages() {
             .args(["-t", "hugetlbfs", "nodev", "/dev/hugepages"])
             .status()
             .expect("running mount");
-        assert!(st.success(), "mount -t hugetlbfs nodev /dev/hugepages failed");
+        assert!(
+            st.success(),
+            "mount -t hugetlbfs nodev /dev/hugepages failed"
+        );
     }
     let free = meminfo("HugePages_Free:");
-    assert_eq!(meminfo("Hugepagesize:"), 2048, "these tests expect 2 MiB hugepages");
+    assert_eq!(
+        meminfo("Hugepagesize:"),
+        2048,
+        "these tests expect 2 MiB hugepages"
+    );
     assert!(
         free >= HUGEPAGES_NEEDED,
         "only {free} free 2 MiB hugepages, these tests need {HUGEPAGES_NEEDED}: \
@@ -111,21 +122,24 @@ fn signal(pid: u32, sig: i32) {
     }
 }
 
-/// Sends SIGTERM (or `first`), waits up to `grace`, then SIGKILL; reaps the child.
-fn terminate(child: &mut Child, first: i32, grace: Duration) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        return;
+/// Sends signal `first`, waits up to `grace`, then SIGKILL; reaps the child.
+/// Returns how it ended: Ok(status) when it exited by itself or on `first`,
+/// Err(what) when it was already gone or had to be killed.
+fn terminate(child: &mut Child, first: i32, grace: Duration) -> Result<ExitStatus, String> {
+    if let Ok(Some(st)) = child.try_wait() {
+        return Err(format!("it had exited already ({st})"));
     }
     signal(child.id(), first);
     let end = Instant::now() + grace;
     while Instant::now() < end {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
+        if let Ok(Some(st)) = child.try_wait() {
+            return Ok(st);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     let _ = child.wait();
+    Err(format!("it did not exit within {grace:?} and was killed"))
 }
 
 /// Polls `f` until it returns Some, or panics with `what` after `timeout`.
@@ -135,7 +149,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -166,8 +183,17 @@ impl Switch {
         let child = Command::new(env!("CARGO_BIN_EXE_vswitchd"))
             .arg("--socket")
             .arg(&sock)
-            .args(["--file-prefix", &format!("vswt{pid}{n}"), "--lcores", "0@0,1@1"])
-            .args(extra.iter().map(|a| a.replace("{dir}", dir.to_str().unwrap())))
+            .args([
+                "--file-prefix",
+                &format!("vswt{pid}{n}"),
+                "--lcores",
+                "0@0,1@1",
+            ])
+            .args(
+                extra
+                    .iter()
+                    .map(|a| a.replace("{dir}", dir.to_str().unwrap())),
+            )
             .env("VSWITCH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())
@@ -183,12 +209,19 @@ impl Switch {
         let end = Instant::now() + TIMEOUT;
         loop {
             if let Ok(Some(st)) = sw.child.try_wait() {
-                panic!("vswitchd exited ({st}) before serving its socket:\n{}", sw.log_tail(40));
+                panic!(
+                    "vswitchd exited ({st}) before serving its socket:\n{}",
+                    sw.log_tail(40)
+                );
             }
             if Client::connect(&sw.sock).is_ok() {
                 break;
             }
-            assert!(Instant::now() < end, "vswitchd did not open {} in time", sw.sock.display());
+            assert!(
+                Instant::now() < end,
+                "vswitchd did not open {} in time",
+                sw.sock.display()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         sw
@@ -196,7 +229,11 @@ impl Switch {
 
     /// A vhost-user socket path in the switch's dir.
     pub fn vhost_path(&self, name: &str) -> String {
-        self.dir.join(format!("{name}.sock")).to_str().unwrap().to_owned()
+        self.dir
+            .join(format!("{name}.sock"))
+            .to_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub fn client(&self) -> Client {
@@ -227,7 +264,10 @@ impl Switch {
     /// The port `mac` is learned behind, if any.
     pub fn fdb_port_of(&self, mac: &str) -> Option<String> {
         let mac: MacAddr = mac.parse().unwrap();
-        self.fdb().into_iter().find(|e| e.mac == mac).map(|e| e.port)
+        self.fdb()
+            .into_iter()
+            .find(|e| e.mac == mac)
+            .map(|e| e.port)
     }
 
     pub fn ports(&self) -> Vec<PortInfo> {
@@ -239,30 +279,45 @@ impl Switch {
 
     /// Waits until the switch sees port `name`'s link in state `up`.
     pub fn wait_link(&self, name: &str, up: bool) {
-        wait_for(&format!("switch port {name} link {}", if up { "up" } else { "down" }), TIMEOUT, || {
-            self.ports().iter().any(|p| p.name == name && p.link_up == up).then_some(())
-        })
+        wait_for(
+            &format!("switch port {name} link {}", if up { "up" } else { "down" }),
+            TIMEOUT,
+            || {
+                self.ports()
+                    .iter()
+                    .any(|p| p.name == name && p.link_up == up)
+                    .then_some(())
+            },
+        )
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        format!("--- {} (last {lines} lines) ---\n{}", self.log.display(), tail(&text, lines))
-    }
-
-    /// Still running?
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        format!(
+            "--- {} (last {lines} lines) ---\n{}",
+            self.log.display(),
+            tail(&text, lines)
+        )
     }
 }
 
 impl Drop for Switch {
     fn drop(&mut self) {
-        let panicking = std::thread::panicking();
-        terminate(&mut self.child, libc::SIGTERM, Duration::from_secs(10));
-        if panicking {
+        let ended = terminate(&mut self.child, libc::SIGTERM, Duration::from_secs(10));
+        if std::thread::panicking() {
             eprintln!("{}", self.log_tail(60));
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            return;
+        }
+        // a clean stop on SIGTERM is part of what is tested
+        match ended {
+            Ok(st) if st.success() => {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+            Ok(st) => panic!(
+                "vswitchd exited with {st} on SIGTERM\n{}",
+                self.log_tail(40)
+            ),
+            Err(e) => panic!("vswitchd: {e}\n{}", self.log_tail(40)),
         }
     }
 }
@@ -272,7 +327,12 @@ impl Switch {
     /// `DIR/vhuI.sock`) added at start, plus `extra` arguments.
     pub fn start_with_vhost(n: usize, extra: &[&str]) -> Switch {
         let flags: Vec<String> = (0..n)
-            .flat_map(|i| ["--port".to_owned(), format!("vhu{i}=vhost-server:{{dir}}/vhu{i}.sock")])
+            .flat_map(|i| {
+                [
+                    "--port".to_owned(),
+                    format!("vhu{i}=vhost-server:{{dir}}/vhu{i}.sock"),
+                ]
+            })
             .collect();
         let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
         args.extend_from_slice(extra);
@@ -355,17 +415,35 @@ impl Pod {
         let n = unique();
         // each pod's forwarding lcore on the other CPU than its idle main lcore;
         // alternate so that polling pods spread over both CPUs
-        let lcores = if n % 2 == 0 { "0@1,1@0" } else { "0@0,1@1" };
+        let lcores = if n.is_multiple_of(2) {
+            "0@1,1@0"
+        } else {
+            "0@0,1@1"
+        };
         let prefix = format!("vswtpod{}x{n}", std::process::id());
         let mut child = Command::new("stdbuf")
             .arg("-oL")
             .arg("dpdk-testpmd")
             .args(["--lcores", lcores])
-            .args(["--no-pci", "--in-memory", "--single-file-segments", "-m", "128"])
+            .args([
+                "--no-pci",
+                "--in-memory",
+                "--single-file-segments",
+                "-m",
+                "128",
+            ])
             .args(["--file-prefix", &prefix])
             .arg("--vdev")
-            .arg(format!("net_virtio_user0,path={sock},server=0,mac={mac},queue_size=256"))
-            .args(["--", "-i", "--forward-mode=rxonly", "--nb-cores=1", "--total-num-mbufs=2048"])
+            .arg(format!(
+                "net_virtio_user0,path={sock},server=0,mac={mac},queue_size=256"
+            ))
+            .args([
+                "--",
+                "-i",
+                "--forward-mode=rxonly",
+                "--nb-cores=1",
+                "--total-num-mbufs=2048",
+            ])
             .arg(format!("--eth-peer=0,{peer_mac}"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -404,7 +482,11 @@ impl Pod {
     }
 
     fn diag(&self) -> String {
-        format!("--- pod {} output (tail) ---\n{}", self.name, tail(&self.output(), 40))
+        format!(
+            "--- pod {} output (tail) ---\n{}",
+            self.name,
+            tail(&self.output(), 40)
+        )
     }
 
     /// Waits for a prompt after byte `from` of stdout; returns the text up to it.
@@ -448,7 +530,11 @@ impl Pod {
             if info.contains("Link status: up") {
                 return;
             }
-            assert!(Instant::now() < end, "pod {}: link not up:\n{info}", self.name);
+            assert!(
+                Instant::now() < end,
+                "pod {}: link not up:\n{info}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -478,9 +564,22 @@ impl Pod {
         self.stat("TX-packets:")
     }
 
+    /// Zeroes the port counters. Only while stopped: on a polling virtio-user
+    /// port the forwarding lcore can write the old count back.
     pub fn clear_stats(&mut self) {
+        assert!(
+            !self.forwarding,
+            "pod {}: clear_stats while forwarding",
+            self.name
+        );
         let out = self.cmd("clear port stats 0");
-        assert!(out.contains("cleared"), "pod {}: clear port stats: {out}", self.name);
+        assert!(
+            out.contains("cleared"),
+            "pod {}: clear port stats: {out}",
+            self.name
+        );
+        let left = self.rx_packets();
+        assert_eq!(left, 0, "pod {}: RX-packets after clear", self.name);
     }
 
     /// Starts forwarding (polling) in the current mode.
@@ -502,7 +601,11 @@ impl Pod {
     /// then polls.
     pub fn send_burst(&mut self, dst: &str) {
         let out = self.cmd(&format!("set eth-peer 0 {dst}"));
-        assert!(!out.contains("rror") && !out.contains("Bad"), "pod {}: set eth-peer: {out}", self.name);
+        assert!(
+            !out.contains("rror") && !out.contains("Bad"),
+            "pod {}: set eth-peer: {out}",
+            self.name
+        );
         self.stop_fwd();
         self.cmd("start tx_first 1");
         self.forwarding = true;
@@ -512,7 +615,11 @@ impl Pod {
     pub fn set_fwd(&mut self, mode: &str) {
         self.stop_fwd();
         let out = self.cmd(&format!("set fwd {mode}"));
-        assert!(out.contains(mode), "pod {}: set fwd {mode}: {out}", self.name);
+        assert!(
+            out.contains(mode),
+            "pod {}: set fwd {mode}: {out}",
+            self.name
+        );
     }
 
     /// Kills the pod as a crash would (SIGKILL).
@@ -537,7 +644,7 @@ impl Drop for Pod {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            terminate(&mut self.child, libc::SIGKILL, Duration::from_secs(1));
+            let _ = terminate(&mut self.child, libc::SIGKILL, Duration::from_secs(1));
         }
     }
 }
@@ -569,7 +676,7 @@ pub fn start_pods(sw: &Switch, n: usize) -> Vec<Pod> {
 }
 
 /// One measured phase: every pod polls, stale frames are drained, counters
-/// cleared; `pods[sender]` sends one burst of 32 to `dst`; `during` runs right
+/// cleared (pods stopped), receivers polling again; `pods[sender]` sends one burst of 32 to `dst`; `during` runs right
 /// after (more traffic, switch queries); then the pods' RX-packets are read
 /// once the expected total has arrived and a little more time has passed for
 /// frames that should not come. Asserts the sender sent 32 and every pod got
@@ -581,9 +688,17 @@ pub fn phase(pods: &mut [Pod], sender: usize, dst: &str, expect: &[u64], during:
     }
     // frames that reached a stopped pod are still in its ring: let them be counted now
     std::thread::sleep(Duration::from_millis(200));
-    pods[sender].stop_fwd();
+    // Clear while stopped: testpmd's `clear port stats` on a virtio-user port
+    // that is polling races with its forwarding lcore, which can write the old
+    // count back.
     for p in pods.iter_mut() {
+        p.stop_fwd();
         p.clear_stats();
+    }
+    for (i, p) in pods.iter_mut().enumerate() {
+        if i != sender {
+            p.start_fwd();
+        }
     }
     pods[sender].send_burst(dst);
     during();
@@ -603,10 +718,13 @@ pub fn phase(pods: &mut [Pod], sender: usize, dst: &str, expect: &[u64], during:
     for p in pods.iter_mut() {
         p.stop_fwd();
     }
-    assert_eq!(sent, BURST, "pod {} sent {sent} frames, not one burst", pods[sender].name);
     assert_eq!(
-        got,
-        expect,
+        sent, BURST,
+        "pod {} sent {sent} frames, not one burst",
+        pods[sender].name
+    );
+    assert_eq!(
+        got, expect,
         "RX-packets per pod after {} sent {BURST} frames to {dst}",
         pods[sender].name
     );
@@ -657,7 +775,11 @@ pub fn send_raw(iface: &str, frames: &[Vec<u8>]) {
     assert_ne!(ifindex, 0, "no interface {iface}");
     // SAFETY: plain socket(2); the fd is closed below.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+    assert!(
+        fd >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
     // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
@@ -678,7 +800,10 @@ pub fn send_raw(iface: &str, frames: &[Vec<u8>]) {
             )
         };
         if n != f.len() as isize {
-            err = Some(format!("sendto {iface}: {n}: {}", std::io::Error::last_os_error()));
+            err = Some(format!(
+                "sendto {iface}: {n}: {}",
+                std::io::Error::last_os_error()
+            ));
             break;
         }
     }
