@@ -71,14 +71,12 @@ impl Counter {
     }
 }
 
-/// Traffic of one port as seen by one worker.
+/// What one worker dropped of one port's traffic (the PMD counts the rest).
 #[derive(Default, Debug)]
 pub struct PortCounters {
-    pub rx_packets: Counter,
-    pub rx_bytes: Counter,
-    pub tx_packets: Counter,
-    pub tx_bytes: Counter,
+    /// Meant for the port, not sent.
     pub tx_drops: Counter,
+    /// Received on the port, not switched.
     pub rx_drops: Counter,
 }
 

@@ -285,11 +285,6 @@ impl PacketBuf for Mbuf {
         }
     }
 
-    #[inline(always)]
-    fn frame_len(&self) -> usize {
-        self.raw().pkt_len as usize
-    }
-
     #[inline]
     fn share(&self) -> Option<Mbuf> {
         // SAFETY: bumps the reference count of a live mbuf; each Mbuf handle
@@ -384,6 +379,17 @@ pub fn link_up(port: u16) -> bool {
     // SAFETY: valid out-pointer; does not wait.
     let rc = unsafe { sys::rte_eth_link_get_nowait(port, &mut link) };
     rc == 0 && link.link_status() == 1
+}
+
+/// What a port's PMD counted: (rx packets, rx bytes, tx packets, tx bytes).
+pub fn port_traffic(port: u16) -> (u64, u64, u64, u64) {
+    let mut st = sys::rte_eth_stats::default();
+    // SAFETY: valid out-pointer; the PMD reads its own counters.
+    let rc = unsafe { sys::rte_eth_stats_get(port, &mut st) };
+    if rc != 0 {
+        return (0, 0, 0, 0);
+    }
+    (st.ipackets, st.ibytes, st.opackets, st.obytes)
 }
 
 pub fn mac_addr(port: u16) -> [u8; 6] {

@@ -39,14 +39,16 @@ impl FdbCounters {
     }
 }
 
-#[repr(C, align(64))]
+/// Eight entries and their last-seen seconds: two adjacent cache lines,
+/// which the CPU's adjacent-line prefetch brings in together.
+#[repr(C, align(128))]
 struct Bucket {
     words: [AtomicU64; WAYS],
+    seen: [AtomicU32; WAYS],
 }
 
 pub struct Fdb {
     buckets: Box<[Bucket]>,
-    seen: Box<[[AtomicU32; WAYS]]>,
     mask: usize,
     max_entries: u64,
     entries: AtomicU64,
@@ -77,12 +79,11 @@ impl Fdb {
         let buckets = (0..nbuckets)
             .map(|_| Bucket {
                 words: Default::default(),
+                seen: Default::default(),
             })
             .collect();
-        let seen = (0..nbuckets).map(|_| Default::default()).collect();
         Fdb {
             buckets,
-            seen,
             mask: nbuckets - 1,
             max_entries: max_entries as u64,
             entries: AtomicU64::new(0),
@@ -124,14 +125,18 @@ impl Fdb {
     /// The port `mac` was learned on, if it was seen within the aging time.
     #[inline]
     pub fn lookup(&self, mac: u64, now: u32) -> Option<u16> {
-        let b = self.bucket_of(mac);
-        let aging = self.aging.load(Relaxed);
-        let words = &self.buckets[b].words;
-        for (i, w) in words.iter().enumerate() {
+        self.lookup_aged(mac, now, self.aging())
+    }
+
+    /// [`Fdb::lookup`] with the aging time read once per burst by the caller.
+    #[inline]
+    pub fn lookup_aged(&self, mac: u64, now: u32, aging: u32) -> Option<u16> {
+        let bucket = &self.buckets[self.bucket_of(mac)];
+        for (w, seen) in bucket.words.iter().zip(&bucket.seen) {
             let w = w.load(Relaxed);
             if w != EMPTY && mac_of(w) == mac {
                 return self
-                    .live(self.seen[b][i].load(Relaxed), now, aging)
+                    .live(seen.load(Relaxed), now, aging)
                     .then_some(port_of(w));
             }
         }
@@ -142,10 +147,9 @@ impl Fdb {
     #[inline]
     pub fn learn(&self, mac: u64, port: u16, now: u32, ctr: &mut FdbCounters) {
         let b = self.bucket_of(mac);
-        let words = &self.buckets[b].words;
-        let seen = &self.seen[b];
+        let bucket = &self.buckets[b];
         let new = pack(mac, port);
-        for (i, w) in words.iter().enumerate() {
+        for (w, seen) in bucket.words.iter().zip(&bucket.seen) {
             let cur = w.load(Relaxed);
             if cur != EMPTY && mac_of(cur) == mac {
                 if cur != new {
@@ -155,8 +159,8 @@ impl Fdb {
                     }
                 }
                 // written once a second at most, so the line stays shared between readers
-                if seen[i].load(Relaxed) != now {
-                    seen[i].store(now, Relaxed);
+                if seen.load(Relaxed) != now {
+                    seen.store(now, Relaxed);
                 }
                 return;
             }
@@ -167,7 +171,7 @@ impl Fdb {
     #[cold]
     fn insert(&self, b: usize, new: u64, now: u32, ctr: &mut FdbCounters) {
         let words = &self.buckets[b].words;
-        let seen = &self.seen[b];
+        let seen = &self.buckets[b].seen;
         let aging = self.aging.load(Relaxed);
         // an empty slot, while the bound allows one more entry
         if self.entries.load(Relaxed) < self.max_entries {
@@ -238,7 +242,7 @@ impl Fdb {
             if cur == EMPTY {
                 continue;
             }
-            let age = now.wrapping_sub(self.seen[b][i].load(Relaxed));
+            let age = now.wrapping_sub(self.buckets[b].seen[i].load(Relaxed));
             if victim.is_none_or(|(_, _, a)| age > a) {
                 victim = Some((i, cur, age));
             }
@@ -259,8 +263,8 @@ impl Fdb {
 
     fn clear_where(&self, mut pred: impl FnMut(u64, u32) -> bool) -> u64 {
         let mut n = 0;
-        for (bucket, seen) in self.buckets.iter().zip(self.seen.iter()) {
-            for (w, s) in bucket.words.iter().zip(seen.iter()) {
+        for bucket in self.buckets.iter() {
+            for (w, s) in bucket.words.iter().zip(&bucket.seen) {
                 let cur = w.load(Relaxed);
                 if cur != EMPTY
                     && pred(cur, s.load(Relaxed))
@@ -278,8 +282,8 @@ impl Fdb {
     pub fn entries(&self, now: u32) -> Vec<(u64, u16, u32)> {
         let aging = self.aging.load(Relaxed);
         let mut out = Vec::new();
-        for (bucket, seen) in self.buckets.iter().zip(self.seen.iter()) {
-            for (w, s) in bucket.words.iter().zip(seen.iter()) {
+        for bucket in self.buckets.iter() {
+            for (w, s) in bucket.words.iter().zip(&bucket.seen) {
                 let cur = w.load(Relaxed);
                 let s = s.load(Relaxed);
                 if cur != EMPTY && self.live(s, now, aging) {

@@ -8,10 +8,6 @@
 pub trait PacketBuf: Sized {
     /// The frame from its first byte (the first segment, which holds every header).
     fn data(&self) -> &[u8];
-    /// Length of the whole frame (all segments), for byte counters.
-    fn frame_len(&self) -> usize {
-        self.data().len()
-    }
     /// The same bytes, writable.
     fn data_mut(&mut self) -> &mut [u8];
     /// Another handle on the same frame for flooding; `None` when it cannot be

@@ -19,30 +19,11 @@ pub const MAX_PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
 
 pub type Burst<P> = ArrayVec<P, BURST>;
 
-/// What became of a batch handed to a [`TxSink`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sent {
-    /// Why the packets left in the batch could not go.
-    pub refused: DropReason,
-    /// False when the packets taken were handed to another worker, which
-    /// counts them as transmitted when it sends them.
-    pub on_wire: bool,
-}
-
-impl Sent {
-    pub const fn wire(refused: DropReason) -> Sent {
-        Sent {
-            refused,
-            on_wire: true,
-        }
-    }
-}
-
 /// Where batches go.
 pub trait TxSink<P> {
     /// Sends what it can from the front of `pkts` to `port` and removes what
     /// it took; says why the rest, if any, could not go.
-    fn send(&mut self, port: u16, pkts: &mut Burst<P>) -> Sent;
+    fn send(&mut self, port: u16, pkts: &mut Burst<P>) -> DropReason;
 }
 
 /// The forwarding context of one burst.
@@ -55,10 +36,22 @@ pub struct L2Context<'a> {
 }
 
 /// Per-worker pipeline state: the tx batches.
+///
+/// Packets and bytes that ports receive and send are counted by the PMDs
+/// themselves; the pipeline counts only what it drops.
 pub struct Pipeline<P> {
-    queues: Box<[Burst<P>]>,
-    pending: ArrayVec<u16, MAX_PORTS>,
+    queues: Box<[Burst<P>; MAX_PORTS]>,
+    /// Bit per port whose batch may hold packets.
+    pending: u64,
 }
+
+/// A port id as an index that needs no bounds check (MAX_PORTS is a power of two).
+#[inline(always)]
+fn slot(port: u16) -> usize {
+    usize::from(port) & (MAX_PORTS - 1)
+}
+
+const _: () = assert!(MAX_PORTS.is_power_of_two() && MAX_PORTS <= 64);
 
 impl<P: PacketBuf> Default for Pipeline<P> {
     fn default() -> Self {
@@ -69,8 +62,8 @@ impl<P: PacketBuf> Default for Pipeline<P> {
 impl<P: PacketBuf> Pipeline<P> {
     pub fn new() -> Self {
         Pipeline {
-            queues: (0..MAX_PORTS).map(|_| Burst::new()).collect(),
-            pending: ArrayVec::new(),
+            queues: Box::new(std::array::from_fn(|_| Burst::new())),
+            pending: 0,
         }
     }
 
@@ -83,13 +76,10 @@ impl<P: PacketBuf> Pipeline<P> {
         sink: &mut S,
         ctr: &WorkerCounters,
     ) {
-        let pc = &ctr.ports[usize::from(in_port)];
         let mut fc = FdbCounters::default();
-        let mut rx_bytes = 0u64;
         let mut rx_drops = 0u64;
-        let n = pkts.len() as u64;
+        let aging = cx.fdb.aging();
         for pkt in pkts.drain(..) {
-            rx_bytes += pkt.frame_len() as u64;
             let eth = match wire::parse_eth(pkt.data()) {
                 Ok(e) => e,
                 Err(m) => {
@@ -114,7 +104,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 self.flood(cx, in_port, pkt, sink, ctr);
                 continue;
             }
-            match cx.fdb.lookup(eth.dst, cx.now) {
+            match cx.fdb.lookup_aged(eth.dst, cx.now, aging) {
                 Some(out) if out == in_port => {
                     ctr.drop(DropReason::SamePort, 1);
                     rx_drops += 1;
@@ -123,10 +113,8 @@ impl<P: PacketBuf> Pipeline<P> {
                 None => self.flood(cx, in_port, pkt, sink, ctr),
             }
         }
-        pc.rx_packets.add(n);
-        pc.rx_bytes.add(rx_bytes);
         if rx_drops != 0 {
-            pc.rx_drops.add(rx_drops);
+            ctr.ports[slot(in_port)].rx_drops.add(rx_drops);
         }
         if fc != FdbCounters::default() {
             ctr.learned.add(fc.learned);
@@ -155,7 +143,7 @@ impl<P: PacketBuf> Pipeline<P> {
                     Some(copy) => self.enqueue(prev, copy, sink, ctr),
                     None => {
                         ctr.drop(DropReason::TxFull, 1);
-                        ctr.ports[usize::from(prev)].tx_drops.add(1);
+                        ctr.ports[slot(prev)].tx_drops.add(1);
                     }
                 }
             }
@@ -164,61 +152,49 @@ impl<P: PacketBuf> Pipeline<P> {
             Some(p) => self.enqueue(p, pkt, sink, ctr),
             None => {
                 ctr.drop(DropReason::NoPort, 1);
-                ctr.ports[usize::from(in_port)].rx_drops.add(1);
+                ctr.ports[slot(in_port)].rx_drops.add(1);
             }
         }
     }
 
     #[inline(always)]
     fn enqueue<S: TxSink<P>>(&mut self, port: u16, pkt: P, sink: &mut S, ctr: &WorkerCounters) {
-        let q = &mut self.queues[usize::from(port)];
-        if q.is_empty() {
-            self.pending.push(port);
-        }
+        self.pending |= 1 << slot(port);
+        let q = &mut self.queues[slot(port)];
         q.push(pkt);
         if q.is_full() {
-            Self::send(&mut self.queues[usize::from(port)], port, sink, ctr);
+            transmit_counted(q, port, ctr, |q| sink.send(port, q));
         }
     }
 
     /// Sends every pending batch.
     pub fn flush<S: TxSink<P>>(&mut self, sink: &mut S, ctr: &WorkerCounters) {
-        for port in self.pending.drain(..) {
-            let q = &mut self.queues[usize::from(port)];
+        while self.pending != 0 {
+            let port = self.pending.trailing_zeros() as u16;
+            self.pending &= self.pending - 1;
+            let q = &mut self.queues[slot(port)];
             if !q.is_empty() {
-                Self::send(q, port, sink, ctr);
+                transmit_counted(q, port, ctr, |q| sink.send(port, q));
             }
         }
     }
-
-    fn send<S: TxSink<P>>(q: &mut Burst<P>, port: u16, sink: &mut S, ctr: &WorkerCounters) {
-        transmit_counted(q, port, ctr, |q| sink.send(port, q));
-    }
 }
 
-/// Hands a batch for `port` to `send`, counts what went and what did not,
-/// and drops (frees) what is left.
+/// Hands a batch for `port` to `send`, counts what it refused and drops
+/// (frees) that.
 #[inline]
 pub fn transmit_counted<P: PacketBuf>(
     q: &mut Burst<P>,
     port: u16,
     ctr: &WorkerCounters,
-    send: impl FnOnce(&mut Burst<P>) -> Sent,
+    send: impl FnOnce(&mut Burst<P>) -> DropReason,
 ) {
-    let n = q.len() as u64;
-    let bytes: u64 = q.iter().map(|p| p.frame_len() as u64).sum();
-    let sent = send(q);
-    let pc = &ctr.ports[usize::from(port)];
-    let unsent = q.len() as u64;
-    let unsent_bytes: u64 = q.iter().map(|p| p.frame_len() as u64).sum();
-    q.clear();
-    if sent.on_wire {
-        pc.tx_packets.add(n - unsent);
-        pc.tx_bytes.add(bytes - unsent_bytes);
-    }
-    if unsent != 0 {
-        pc.tx_drops.add(unsent);
-        ctr.drop(sent.refused, unsent);
+    let why = send(q);
+    if !q.is_empty() {
+        let unsent = q.len() as u64;
+        q.clear();
+        ctr.ports[slot(port)].tx_drops.add(unsent);
+        ctr.drop(why, unsent);
     }
 }
 
@@ -236,13 +212,13 @@ mod tests {
     }
 
     impl TxSink<Vec<u8>> for Recorder {
-        fn send(&mut self, port: u16, pkts: &mut Burst<Vec<u8>>) -> Sent {
+        fn send(&mut self, port: u16, pkts: &mut Burst<Vec<u8>>) -> DropReason {
             if self.full.contains(&port) {
-                return Sent::wire(DropReason::TxFull);
+                return DropReason::TxFull;
             }
             let n = self.limit.map_or(pkts.len(), |l| l.min(pkts.len()));
             self.got.entry(port).or_default().extend(pkts.drain(..n));
-            Sent::wire(DropReason::TxFull)
+            DropReason::TxFull
         }
     }
 
@@ -325,9 +301,9 @@ mod tests {
             [r.sink.count(1), r.sink.count(2), r.sink.count(3)],
             [6, 1, 1]
         );
-        assert_eq!(r.ctr.ports[0].rx_packets.get(), 6);
-        assert_eq!(r.ctr.ports[1].tx_packets.get(), 6);
-        assert_eq!(r.ctr.ports[1].tx_bytes.get(), 360);
+        assert!(r.sink.got[&1]
+            .iter()
+            .all(|f| f.len() == 60 && f[..6] == mac(0xa1)));
         assert_eq!(r.ctr.learned.get(), 2);
     }
 
@@ -415,7 +391,6 @@ mod tests {
         assert_eq!(r.drops(DropReason::BadSrcMac), 1);
         assert_eq!(r.sink.count(1), 1, "the good frame still went through");
         assert_eq!(r.ctr.ports[0].rx_drops.get(), 4);
-        assert_eq!(r.ctr.ports[0].rx_packets.get(), 5);
     }
 
     #[test]

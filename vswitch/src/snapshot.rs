@@ -11,7 +11,7 @@ use crate::dpdk::MbufRing;
 use crate::fdb::Fdb;
 use crate::pipeline::MAX_PORTS;
 use arc_swap::ArcSwap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// What the dataplane knows of one port.
@@ -74,4 +74,7 @@ pub struct Shared {
     pub counters: Vec<WorkerCounters>,
     pub tsc_hz: u64,
     pub tsc_start: u64,
+    /// Seconds since start, the FDB's clock; the control thread advances it
+    /// so that workers need no clock read per burst.
+    pub clock: AtomicU32,
 }

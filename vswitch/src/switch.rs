@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,10 +41,13 @@ impl Default for SwitchConfig {
     }
 }
 
-/// Counter values at the moment a port was added: a port id may be reused,
-/// and a new port starts from zero.
+/// Drop counts at the moment a port was added: a port id may be reused, and
+/// a new port starts from zero. (Its PMD's traffic counters start at zero.)
 #[derive(Default, Clone, Copy)]
-struct Baseline([u64; 6]);
+struct Baseline {
+    tx_drops: u64,
+    rx_drops: u64,
+}
 
 struct Port {
     spec: PortSpec,
@@ -99,6 +102,7 @@ impl Switch {
             counters: (0..n).map(|_| WorkerCounters::new(MAX_PORTS)).collect(),
             tsc_hz: dpdk::tsc_hz(),
             tsc_start: dpdk::rdtsc(),
+            clock: AtomicU32::new(0),
         });
         Ok(Switch {
             shared,
@@ -246,7 +250,7 @@ impl Switch {
         });
         // a reused port id must not inherit MACs learned on its predecessor
         self.shared.fdb.flush(Some(id));
-        let base = self.port_counters(id);
+        let base = self.port_drops(id);
         let name = spec.name.clone();
         self.ports.insert(
             name.clone(),
@@ -336,8 +340,9 @@ impl Switch {
         }
     }
 
-    /// Periodic chores: link states, FDB aging.
+    /// Periodic chores: the FDB clock, link states, FDB aging.
     pub fn housekeeping(&self) {
+        self.shared.clock.store(self.now(), Relaxed);
         for p in self.ports.values() {
             let up = dpdk::link_up(p.id);
             if p.entry.link.swap(up, Relaxed) != up {
@@ -352,22 +357,14 @@ impl Switch {
         self.aged_by_sweep.fetch_add(aged, Relaxed);
     }
 
-    fn port_counters(&self, id: u16) -> Baseline {
-        let mut b = [0u64; 6];
+    fn port_drops(&self, id: u16) -> Baseline {
+        let mut b = Baseline::default();
         for w in &self.shared.counters {
             let c = &w.ports[usize::from(id)];
-            for (slot, v) in b.iter_mut().zip([
-                c.rx_packets.get(),
-                c.rx_bytes.get(),
-                c.tx_packets.get(),
-                c.tx_bytes.get(),
-                c.tx_drops.get(),
-                c.rx_drops.get(),
-            ]) {
-                *slot += v;
-            }
+            b.tx_drops += c.tx_drops.get();
+            b.rx_drops += c.rx_drops.get();
         }
-        Baseline(b)
+        b
     }
 
     fn port_info(&self, p: &Port) -> PortInfo {
@@ -392,20 +389,16 @@ impl Switch {
             .ports
             .values()
             .map(|p| {
-                let now = self.port_counters(p.id).0;
-                let d: Vec<u64> = now
-                    .iter()
-                    .zip(p.base.0)
-                    .map(|(a, b)| a.wrapping_sub(b))
-                    .collect();
+                let drops = self.port_drops(p.id);
+                let (rx_packets, rx_bytes, tx_packets, tx_bytes) = dpdk::port_traffic(p.id);
                 PortStats {
                     name: p.spec.name.clone(),
-                    rx_packets: d[0],
-                    rx_bytes: d[1],
-                    tx_packets: d[2],
-                    tx_bytes: d[3],
-                    tx_drops: d[4],
-                    rx_drops: d[5],
+                    rx_packets,
+                    rx_bytes,
+                    tx_packets,
+                    tx_bytes,
+                    tx_drops: drops.tx_drops - p.base.tx_drops,
+                    rx_drops: drops.rx_drops - p.base.rx_drops,
                 }
             })
             .collect();

@@ -10,7 +10,7 @@
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::{self, Mbuf};
 use crate::fdb::Fdb;
-use crate::pipeline::{transmit_counted, Burst, L2Context, Pipeline, Sent, TxSink};
+use crate::pipeline::{transmit_counted, Burst, L2Context, Pipeline, TxSink};
 use crate::snapshot::{Shared, Snapshot};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
@@ -32,23 +32,20 @@ struct PortSink<'a> {
 
 impl TxSink<Mbuf> for PortSink<'_> {
     #[inline]
-    fn send(&mut self, port: u16, pkts: &mut Burst<Mbuf>) -> Sent {
+    fn send(&mut self, port: u16, pkts: &mut Burst<Mbuf>) -> DropReason {
         let Some(p) = self.snap.port(port) else {
-            return Sent::wire(DropReason::NoPort);
+            return DropReason::NoPort;
         };
         if p.owner == self.me {
             dpdk::tx_burst(port, 0, pkts);
-            Sent::wire(p.refusal())
+            p.refusal()
         } else {
             match &p.handoff {
                 Some(r) => {
                     r.enqueue(pkts);
-                    Sent {
-                        refused: DropReason::HandoffFull,
-                        on_wire: false,
-                    }
+                    DropReason::HandoffFull
                 }
-                None => Sent::wire(DropReason::NoPort),
+                None => DropReason::NoPort,
             }
         }
     }
@@ -59,12 +56,12 @@ pub fn run(shared: Arc<Shared>, me: usize) {
     let ctr: &WorkerCounters = &shared.counters[me];
     let fdb: &Fdb = &shared.fdb;
     let hz = shared.tsc_hz.max(1);
+    let spin_cycles = hz * SPIN_MICROS / 1_000_000;
     let mut pipe: Pipeline<Mbuf> = Pipeline::new();
     let mut snap = shared.snapshot.load_full();
     let mut gen = snap.generation;
     shared.seen[me].store(gen, Release);
     let mut burst: Burst<Mbuf> = Burst::new();
-    let spin_cycles = hz * SPIN_MICROS / 1_000_000;
     // TSC of the first empty pass of the current idle stretch (0: not idle)
     let mut idle_since: u64 = 0;
     let mut sleep_us = MIN_SLEEP_US;
@@ -75,11 +72,12 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             gen = snap.generation;
             shared.seen[me].store(gen, Release);
         }
-        let now = ((dpdk::rdtsc() - shared.tsc_start) / hz) as u32;
+        // one TSC read per pass: busy accounting and idle detection share it
+        let t0 = dpdk::rdtsc();
         let cx = L2Context {
             fdb,
             domain: &snap.domain,
-            now,
+            now: shared.clock.load(Relaxed),
         };
         let mut got = 0usize;
         for &port in &snap.polls[me] {
@@ -89,11 +87,10 @@ pub fn run(shared: Arc<Shared>, me: usize) {
                 if ring.dequeue(&mut burst) > 0 {
                     transmit_counted(&mut burst, port, ctr, |b| {
                         dpdk::tx_burst(port, 0, b);
-                        Sent::wire(p.refusal())
+                        p.refusal()
                     });
                 }
             }
-            let t0 = dpdk::rdtsc();
             let n = dpdk::rx_burst(port, 0, &mut burst);
             if n == 0 {
                 continue;
@@ -101,20 +98,20 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             got += n;
             let mut sink = PortSink { snap: &snap, me };
             pipe.process(&cx, port, &mut burst, &mut sink, ctr);
-            ctr.busy_cycles.add(dpdk::rdtsc() - t0);
         }
         if got != 0 {
+            // a pass that moved packets counts as busy, polls of empty ports included
+            ctr.busy_cycles.add(dpdk::rdtsc() - t0);
             ctr.packets.add(got as u64);
             idle_since = 0;
             sleep_us = MIN_SLEEP_US;
             continue;
         }
         ctr.idle_polls.add(1);
-        let t = dpdk::rdtsc();
         if idle_since == 0 {
-            idle_since = t;
+            idle_since = t0;
         }
-        if t - idle_since < spin_cycles {
+        if t0 - idle_since < spin_cycles {
             dpdk::pause();
         } else {
             ctr.sleeps.add(1);
