@@ -147,6 +147,49 @@ impl PortSpec {
     }
 }
 
+/// A pod attached to a port, routed at L3 the way Calico routes pods: the pod
+/// has `/32` addresses and a default route via [`GATEWAY_IP`], which the
+/// switch answers ARP for with [`GATEWAY_MAC`]. Frames from the pod must
+/// carry its MAC and one of its addresses as source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// The port the pod is attached to.
+    pub port: String,
+    /// The pod's interface MAC.
+    pub mac: MacAddr,
+    /// The pod's IPv4 addresses.
+    pub ips: Vec<std::net::Ipv4Addr>,
+    /// Pod namespace and name, for people reading `vsctl` output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+}
+
+/// The next hop every pod routes through, as in Calico.
+pub const GATEWAY_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 1, 1);
+/// The MAC the switch answers for the gateway with (Calico's host-side MAC).
+pub const GATEWAY_MAC: MacAddr = MacAddr([0xee; 6]);
+
+impl EndpointSpec {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.mac.is_multicast() || self.mac == MacAddr::default() {
+            return Err(format!("endpoint on {}: bad MAC {}", self.port, self.mac));
+        }
+        if self.ips.is_empty() {
+            return Err(format!("endpoint on {}: no address", self.port));
+        }
+        for ip in &self.ips {
+            if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || *ip == GATEWAY_IP {
+                return Err(format!(
+                    "endpoint on {}: {ip} cannot be a pod address",
+                    self.port
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A request on the control socket.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
@@ -169,6 +212,15 @@ pub enum Request {
         seconds: u32,
     },
     Status {},
+    /// Makes a port a routed pod endpoint (or updates it).
+    EndpointSet {
+        endpoint: EndpointSpec,
+    },
+    /// Turns a port back into a plain bridge port.
+    EndpointDel {
+        port: String,
+    },
+    EndpointList {},
 }
 
 /// The reply to one request.
@@ -194,6 +246,7 @@ pub enum Reply {
     Stats(Stats),
     Fdb(Vec<FdbEntry>),
     Flushed(u64),
+    Endpoints(Vec<EndpointSpec>),
     Status(Status),
 }
 

@@ -37,6 +37,34 @@ pub enum Command {
     Fdb(FdbCmd),
     /// Version, DPDK, hugepages, workers and config generation.
     Status,
+    /// Routed pods: proxy ARP for 169.254.1.1, /32 routes, anti-spoofing.
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq)]
+pub enum EndpointCmd {
+    /// Route a pod on PORT (or update it).
+    Set {
+        /// The port the pod is attached to.
+        port: String,
+        /// The pod's interface MAC.
+        #[arg(long)]
+        mac: api::MacAddr,
+        /// The pod's IPv4 address (repeatable).
+        #[arg(long = "ip", required = true)]
+        ips: Vec<std::net::Ipv4Addr>,
+        /// NAMESPACE/NAME of the pod, for display.
+        #[arg(long)]
+        pod: Option<String>,
+    },
+    /// Turn PORT back into a bridge port.
+    Del {
+        /// Port name.
+        port: String,
+    },
+    /// List the routed pods.
+    List,
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq)]

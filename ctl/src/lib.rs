@@ -13,7 +13,7 @@ pub mod render;
 pub mod table;
 
 use api::{Client, ClientError, PortSpec, Reply, Request};
-use cli::{Cli, Command, FdbCmd, PortCmd, StatsArgs};
+use cli::{Cli, Command, EndpointCmd, FdbCmd, PortCmd, StatsArgs};
 use serde::Serialize;
 use std::fmt;
 use std::io::{self, Write};
@@ -81,6 +81,7 @@ pub fn reply_kind(r: &Reply) -> &'static str {
         Reply::Fdb(_) => "fdb",
         Reply::Flushed(_) => "flushed",
         Reply::Status(_) => "status",
+        Reply::Endpoints(_) => "endpoints",
     }
 }
 
@@ -180,6 +181,31 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Status => {
             let status = expect_reply!(client.call(&Request::Status {})?, Status, "status");
             emit(json, out, &status, || render::status(&status))
+        }
+        Command::Endpoint(EndpointCmd::Set {
+            port,
+            mac,
+            ips,
+            pod,
+        }) => {
+            let endpoint = api::EndpointSpec {
+                port: port.clone(),
+                mac: *mac,
+                ips: ips.clone(),
+                pod: pod.clone(),
+            };
+            expect_done(client.call(&Request::EndpointSet { endpoint })?)
+        }
+        Command::Endpoint(EndpointCmd::Del { port }) => {
+            expect_done(client.call(&Request::EndpointDel { port: port.clone() })?)
+        }
+        Command::Endpoint(EndpointCmd::List) => {
+            let eps = expect_reply!(
+                client.call(&Request::EndpointList {})?,
+                Endpoints,
+                "endpoints"
+            );
+            emit(json, out, &eps, || render::endpoints(&eps))
         }
     }
 }

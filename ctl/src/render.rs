@@ -30,6 +30,20 @@ pub fn ports(ports: &[PortInfo]) -> String {
     t.render()
 }
 
+pub fn endpoints(eps: &[api::EndpointSpec]) -> String {
+    let mut t = Table::new(["port", "mac", "ips", "pod"]);
+    for e in eps {
+        let ips: Vec<String> = e.ips.iter().map(ToString::to_string).collect();
+        t.row([
+            e.port.clone(),
+            e.mac.to_string(),
+            ips.join(","),
+            e.pod.clone().unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    t.render()
+}
+
 /// Busy cycles per packet, "-" when no packet was seen.
 pub fn cycles_per_packet(busy_cycles: u64, packets: u64) -> String {
     busy_cycles

@@ -9,7 +9,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use vswitch::counters::{DropReason, WorkerCounters};
 use vswitch::fdb::{Fdb, FdbCounters};
-use vswitch::pipeline::{Burst, L2Context, Pipeline, TxSink, BURST, MAX_PORTS};
+use vswitch::l3::Routes;
+use vswitch::pipeline::{Burst, Context, Pipeline, TxSink, BURST, MAX_PORTS};
 
 const PORTS: u16 = 4;
 
@@ -74,6 +75,7 @@ fn bench_l2(c: &mut Criterion) {
             );
         }
         let domain: Vec<u16> = (0..PORTS).collect();
+        let routes = Routes::default();
         let ctr = WorkerCounters::new(MAX_PORTS);
         let mut pipe: Pipeline<Vec<u8>> = Pipeline::new();
         // bursts arriving on port 0 from stations behind port 0, to stations
@@ -110,9 +112,11 @@ fn bench_l2(c: &mut Criterion) {
                     burst.push(f);
                     next = (next + 1) % frames.len();
                 }
-                let cx = L2Context {
+                let cx = Context {
                     fdb: &fdb,
                     domain: &domain,
+                    endpoints: &[],
+                    routes: &routes,
                     now: 1,
                 };
                 received += burst.len() as u64;

@@ -38,6 +38,9 @@ pub fn handle_line(sw: &Mutex<Switch>, line: &str) -> Response {
         Request::FdbFlush { port } => sw.fdb_flush(port.as_deref()).map(Reply::Flushed),
         Request::SetAging { seconds } => sw.set_aging(seconds).map(|()| Reply::Done),
         Request::Status {} => Ok(Reply::Status(sw.status())),
+        Request::EndpointSet { endpoint } => sw.set_endpoint(endpoint).map(|()| Reply::Done),
+        Request::EndpointDel { port } => sw.del_endpoint(&port).map(|()| Reply::Done),
+        Request::EndpointList {} => Ok(Reply::Endpoints(sw.endpoints())),
     };
     match result {
         Ok(result) => Response::Ok { result },

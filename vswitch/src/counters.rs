@@ -26,10 +26,22 @@ pub enum DropReason {
     LinkDown,
     /// Hand-off ring to the worker that owns the output port was full.
     HandoffFull,
+    /// From a routed pod with a source MAC that is not the pod's.
+    SpoofedMac,
+    /// From a routed pod with a source address that is not the pod's.
+    SpoofedIp,
+    /// No pod owns the destination address.
+    NoRoute,
+    /// TTL would reach zero.
+    TtlExpired,
+    /// From a routed pod, neither IPv4 nor ARP.
+    NotIpv4,
+    /// ARP from a routed pod that needs no answer (replies, probes, gratuitous).
+    ArpIgnored,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Runt,
         DropReason::BadLength,
         DropReason::BadSrcMac,
@@ -38,6 +50,12 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::LinkDown,
         DropReason::HandoffFull,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::NoRoute,
+        DropReason::TtlExpired,
+        DropReason::NotIpv4,
+        DropReason::ArpIgnored,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -51,6 +69,12 @@ impl DropReason {
             DropReason::TxFull => "tx_full",
             DropReason::LinkDown => "link_down",
             DropReason::HandoffFull => "handoff_full",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::NoRoute => "no_route",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::NotIpv4 => "not_ipv4",
+            DropReason::ArpIgnored => "arp_ignored",
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod control;
 pub mod counters;
 pub mod dpdk;
 pub mod fdb;
+pub mod l3;
 pub mod packet;
 pub mod pipeline;
 pub mod snapshot;

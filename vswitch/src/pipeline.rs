@@ -8,6 +8,7 @@
 
 use crate::counters::{DropReason, WorkerCounters};
 use crate::fdb::{Fdb, FdbCounters};
+use crate::l3::{self, Endpoint, Routes, Verdict};
 use crate::packet::PacketBuf;
 use crate::wire::{self, Malformed};
 use arrayvec::ArrayVec;
@@ -27,10 +28,14 @@ pub trait TxSink<P> {
 }
 
 /// The forwarding context of one burst.
-pub struct L2Context<'a> {
+pub struct Context<'a> {
     pub fdb: &'a Fdb,
     /// Ports of the bridge domain: where unknown, broadcast and multicast go.
     pub domain: &'a [u16],
+    /// Routed pods by port id (`None`: a bridge port).
+    pub endpoints: &'a [Option<Endpoint>],
+    /// Pod addresses to ports.
+    pub routes: &'a Routes,
     /// Seconds since the switch started, for learning and aging.
     pub now: u32,
 }
@@ -70,7 +75,48 @@ impl<P: PacketBuf> Pipeline<P> {
     /// Switches one received burst, emptying `pkts`, and flushes the batches.
     pub fn process<S: TxSink<P>>(
         &mut self,
-        cx: &L2Context<'_>,
+        cx: &Context<'_>,
+        in_port: u16,
+        pkts: &mut Burst<P>,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) {
+        match cx.endpoints.get(slot(in_port)) {
+            Some(Some(ep)) => self.route(cx, in_port, ep, pkts, sink, ctr),
+            _ => self.bridge(cx, in_port, pkts, sink, ctr),
+        }
+        self.flush(sink, ctr);
+    }
+
+    /// A burst from a routed pod: answered, routed to another pod, or dropped.
+    fn route<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        in_port: u16,
+        ep: &Endpoint,
+        pkts: &mut Burst<P>,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) {
+        let mut rx_drops = 0u64;
+        for mut pkt in pkts.drain(..) {
+            match l3::route(pkt.data_mut(), in_port, ep, cx.routes) {
+                Verdict::Out(out) => self.enqueue(out, pkt, sink, ctr),
+                Verdict::Drop(why) => {
+                    ctr.drop(why, 1);
+                    rx_drops += 1;
+                }
+            }
+        }
+        if rx_drops != 0 {
+            ctr.ports[slot(in_port)].rx_drops.add(rx_drops);
+        }
+    }
+
+    /// A burst from a bridge port: learned, then switched or flooded.
+    fn bridge<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
         in_port: u16,
         pkts: &mut Burst<P>,
         sink: &mut S,
@@ -122,12 +168,11 @@ impl<P: PacketBuf> Pipeline<P> {
             ctr.aged.add(fc.aged);
             ctr.evicted.add(fc.evicted);
         }
-        self.flush(sink, ctr);
     }
 
     fn flood<S: TxSink<P>>(
         &mut self,
-        cx: &L2Context<'_>,
+        cx: &Context<'_>,
         in_port: u16,
         pkt: P,
         sink: &mut S,
@@ -264,9 +309,12 @@ mod tests {
 
         fn rx(&mut self, port: u16, frames: Vec<Vec<u8>>) {
             let mut b: Burst<Vec<u8>> = frames.into_iter().collect();
-            let cx = L2Context {
+            let routes = Routes::default();
+            let cx = Context {
                 fdb: &self.fdb,
                 domain: &self.domain,
+                endpoints: &[],
+                routes: &routes,
                 now: self.now,
             };
             self.pipe

@@ -9,6 +9,7 @@
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::MbufRing;
 use crate::fdb::Fdb;
+use crate::l3::{Endpoint, Routes};
 use crate::pipeline::MAX_PORTS;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -45,6 +46,10 @@ pub struct Snapshot {
     pub domain: Vec<u16>,
     /// Ports each worker polls.
     pub polls: Vec<Vec<u16>>,
+    /// Routed pods, indexed by port id.
+    pub endpoints: Vec<Option<Endpoint>>,
+    /// Pod addresses to their ports.
+    pub routes: Routes,
 }
 
 impl Snapshot {
@@ -54,6 +59,8 @@ impl Snapshot {
             ports: (0..MAX_PORTS).map(|_| None).collect(),
             domain: Vec::new(),
             polls: vec![Vec::new(); workers],
+            endpoints: vec![None; MAX_PORTS],
+            routes: Routes::default(),
         }
     }
 

@@ -7,10 +7,12 @@
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::{self, MbufRing, Mempool};
 use crate::fdb::Fdb;
+use crate::l3::{Endpoint, Route};
 use crate::pipeline::MAX_PORTS;
 use crate::snapshot::{PortEntry, Shared, Snapshot};
 use api::{
-    FdbEntry, FdbStats, MacAddr, PortInfo, PortKind, PortSpec, PortStats, Stats, WorkerStats,
+    EndpointSpec, FdbEntry, FdbStats, MacAddr, PortInfo, PortKind, PortSpec, PortStats, Stats,
+    WorkerStats,
 };
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -63,6 +65,8 @@ pub struct Switch {
     lcores: Vec<u32>,
     ring_size: u16,
     ports: BTreeMap<String, Port>,
+    /// Routed pods by port name.
+    endpoints: BTreeMap<String, EndpointSpec>,
     seq: u64,
     hugepages: bool,
     /// Entries the control thread's sweeps removed (workers count their own).
@@ -110,6 +114,7 @@ impl Switch {
             lcores,
             ring_size: cfg.ring_size,
             ports: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
             seq: 0,
             hugepages,
             aged_by_sweep: AtomicU64::new(0),
@@ -275,6 +280,7 @@ impl Switch {
         let Some(port) = self.ports.remove(name) else {
             return invalid(format!("no port named '{name}'"));
         };
+        self.endpoints.remove(name);
         self.publish();
         self.wait_quiescent();
         dpdk::vdev_remove(&port.devname);
@@ -309,10 +315,21 @@ impl Switch {
         let gen = self.shared.generation.load(Relaxed) + 1;
         let mut snap = Snapshot::empty(self.lcores.len());
         snap.generation = gen;
-        for p in self.ports.values() {
+        for (name, p) in &self.ports {
             snap.ports[usize::from(p.id)] = Some(p.entry.clone());
-            snap.domain.push(p.id);
             snap.polls[p.entry.owner].push(p.id);
+            match self.endpoints.get(name) {
+                Some(ep) => {
+                    let mac = ep.mac.to_u64();
+                    let ips: Box<[u32]> = ep.ips.iter().map(|&ip| u32::from(ip)).collect();
+                    for &ip in ips.iter() {
+                        snap.routes.insert(ip, Route { port: p.id, mac });
+                    }
+                    snap.endpoints[usize::from(p.id)] = Some(Endpoint { mac, ips });
+                }
+                // routed pods stay out of the bridge domain
+                None => snap.domain.push(p.id),
+            }
         }
         snap.domain.sort_unstable();
         self.shared.snapshot.store(Arc::new(snap));
@@ -488,6 +505,39 @@ impl Switch {
         }
         self.shared.fdb.set_aging(secs);
         Ok(())
+    }
+
+    /// Makes a port a routed pod endpoint, or updates it.
+    pub fn set_endpoint(&mut self, ep: EndpointSpec) -> Result<()> {
+        ep.validate().map_err(SwitchError::Invalid)?;
+        if !self.ports.contains_key(&ep.port) {
+            return invalid(format!("no port named '{}'", ep.port));
+        }
+        for (port, other) in &self.endpoints {
+            if port == &ep.port {
+                continue;
+            }
+            if let Some(ip) = ep.ips.iter().find(|ip| other.ips.contains(ip)) {
+                return invalid(format!(
+                    "address {ip} belongs to the endpoint on port '{port}'"
+                ));
+            }
+        }
+        self.endpoints.insert(ep.port.clone(), ep);
+        self.publish();
+        Ok(())
+    }
+
+    pub fn del_endpoint(&mut self, port: &str) -> Result<()> {
+        if self.endpoints.remove(port).is_none() {
+            return invalid(format!("no endpoint on port '{port}'"));
+        }
+        self.publish();
+        Ok(())
+    }
+
+    pub fn endpoints(&self) -> Vec<EndpointSpec> {
+        self.endpoints.values().cloned().collect()
     }
 
     pub fn status(&self) -> api::Status {

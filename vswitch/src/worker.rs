@@ -10,7 +10,7 @@
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::{self, Mbuf};
 use crate::fdb::Fdb;
-use crate::pipeline::{transmit_counted, Burst, L2Context, Pipeline, TxSink};
+use crate::pipeline::{transmit_counted, Burst, Context, Pipeline, TxSink};
 use crate::snapshot::{Shared, Snapshot};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
@@ -74,9 +74,11 @@ pub fn run(shared: Arc<Shared>, me: usize) {
         }
         // one TSC read per pass: busy accounting and idle detection share it
         let t0 = dpdk::rdtsc();
-        let cx = L2Context {
+        let cx = Context {
             fdb,
             domain: &snap.domain,
+            endpoints: &snap.endpoints,
+            routes: &snap.routes,
             now: shared.clock.load(Relaxed),
         };
         let mut got = 0usize;

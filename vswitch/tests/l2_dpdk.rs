@@ -206,6 +206,49 @@ fn a_restarted_pod_is_switched_to_again() {
 }
 
 #[test]
+fn a_vhost_client_port_reconnects_when_its_pod_restarts() {
+    let _g = serial();
+    must_be_root();
+    let sw = Switch::start_with_vhost(1, &[]);
+    let m: Vec<String> = (0..2).map(pod_mac).collect();
+    // the pod owns this socket; the switch connects to it
+    let sock = sw.vhost_path("pc1");
+    match sw.call(&Request::PortAdd {
+        port: PortSpec {
+            name: "pc1".into(),
+            kind: PortKind::VhostClient,
+            path: Some(sock.clone()),
+            iface: None,
+        },
+    }) {
+        Reply::Ports(v) if v.len() == 1 && v[0].kind == PortKind::VhostClient => {}
+        r => panic!("port-add vhost-client: {r:?}"),
+    }
+    let mut p0 = Pod::start("p0", &sw.vhost_path("vhu0"), &m[0], &m[1]);
+    p0.wait_link_up();
+    let mut p1 = Pod::start_listening("p1", &sock, &m[1], &m[0]);
+    p1.wait_link_up();
+    sw.wait_link("pc1", true);
+    let mut pods = vec![p0, p1];
+    phase(&mut pods, 0, &m[1], &[0, BURST], || {});
+    phase(&mut pods, 1, &m[0], &[BURST, 0], || {});
+
+    // the pod restarts: the switch notices, reconnects, and switches to it again
+    pods.pop().unwrap().kill();
+    sw.wait_link("pc1", false);
+    // virtio-user in server mode does not bind over a socket file left by a
+    // killed predecessor; a restarting pod clears it first
+    std::fs::remove_file(&sock).expect("removing the old pod's socket");
+    let mut p1 = Pod::start_listening("p1-again", &sock, &m[1], &m[0]);
+    p1.wait_link_up();
+    sw.wait_link("pc1", true);
+    pods.push(p1);
+    phase(&mut pods, 0, &m[1], &[0, BURST], || {});
+    phase(&mut pods, 1, &m[0], &[BURST, 0], || {});
+    assert_eq!(sw.fdb_port_of(&m[1]).as_deref(), Some("pc1"));
+}
+
+#[test]
 fn malformed_frames_are_dropped_by_reason_while_others_flow() {
     let _g = serial();
     must_be_root();

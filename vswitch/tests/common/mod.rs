@@ -53,7 +53,7 @@ pub fn must_be_root() {
         "the DPDK integration tests need root (hugepages, vhost-user sockets, TAP devices): \
          run them as root, e.g. `sudo -E cargo test -p vswitch --release --test l2_dpdk`"
     );
-    for tool in ["dpdk-testpmd", "stdbuf", "ip"] {
+    for tool in ["dpdk-testpmd", "stdbuf", "ip", "ping", "python3"] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
@@ -410,8 +410,20 @@ impl Pod {
         p
     }
 
+    /// Starts a pod that listens on `sock` (virtio-user server mode) for a
+    /// switch's vhost-client port, and waits for its first prompt.
+    pub fn start_listening(name: &str, sock: &str, mac: &str, peer_mac: &str) -> Pod {
+        let mut p = Pod::spawn_with(name, sock, mac, peer_mac, true);
+        p.wait_ready();
+        p
+    }
+
     /// Starts a pod without waiting for it (see [`Pod::wait_ready`]).
     pub fn spawn(name: &str, sock: &str, mac: &str, peer_mac: &str) -> Pod {
+        Pod::spawn_with(name, sock, mac, peer_mac, false)
+    }
+
+    fn spawn_with(name: &str, sock: &str, mac: &str, peer_mac: &str, listen: bool) -> Pod {
         let n = unique();
         // each pod's forwarding lcore on the other CPU than its idle main lcore;
         // alternate so that polling pods spread over both CPUs
@@ -435,7 +447,8 @@ impl Pod {
             .args(["--file-prefix", &prefix])
             .arg("--vdev")
             .arg(format!(
-                "net_virtio_user0,path={sock},server=0,mac={mac},queue_size=256"
+                "net_virtio_user0,path={sock},server={},mac={mac},queue_size=256",
+                u8::from(listen)
             ))
             .args([
                 "--",

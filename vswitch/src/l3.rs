@@ -1,0 +1,353 @@
+//! Routed pod ports, the way Calico routes pods.
+//!
+//! A pod on a routed port has `/32` addresses and a default route via
+//! 169.254.1.1. The switch answers its ARP requests with the gateway MAC
+//! (proxy ARP), checks that every frame carries the pod's own MAC and
+//! address (anti-spoofing), and routes IPv4 by destination address to the
+//! pod that owns it, rewriting both MACs and decrementing the TTL.
+
+use crate::counters::DropReason;
+use crate::wire::ETH_HLEN;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// The gateway MAC in `wire::mac_at` form.
+pub const GATEWAY_MAC: u64 = 0xeeee_eeee_eeee;
+const GATEWAY_MAC_BYTES: [u8; 6] = [0xee; 6];
+const ARP_LEN: usize = 28;
+const IPV4_MIN: usize = 20;
+
+/// What the dataplane knows of a routed pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub mac: u64,
+    /// Its IPv4 addresses (host order).
+    pub ips: Box<[u32]>,
+}
+
+impl Endpoint {
+    #[inline(always)]
+    fn owns(&self, ip: u32) -> bool {
+        self.ips.contains(&ip)
+    }
+}
+
+/// Where a pod address lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub port: u16,
+    pub mac: u64,
+}
+
+/// Multiply-shift hashing for IPv4 keys: the table is built by the control
+/// thread from trusted state, so speed matters more than flood resistance.
+#[derive(Default)]
+pub struct IpHasher(u64);
+
+impl Hasher for IpHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Pod addresses to the ports behind which they live.
+pub type Routes = HashMap<u32, Route, BuildHasherDefault<IpHasher>>;
+
+/// What to do with a frame from a routed pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rewritten in place; send it out of this port.
+    Out(u16),
+    Drop(DropReason),
+}
+
+/// Handles one frame from the pod `ep` on port `in_port`, rewriting it in
+/// place when it is answered or routed.
+#[inline]
+pub fn route(frame: &mut [u8], in_port: u16, ep: &Endpoint, routes: &Routes) -> Verdict {
+    let Some(eth) = frame.first_chunk::<ETH_HLEN>() else {
+        return Verdict::Drop(DropReason::Runt);
+    };
+    let src = u64::from_be_bytes([0, 0, eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]]);
+    if src != ep.mac {
+        return Verdict::Drop(DropReason::SpoofedMac);
+    }
+    match u16::from_be_bytes([eth[12], eth[13]]) {
+        ETHERTYPE_IPV4 => route_ipv4(frame, ep, routes),
+        ETHERTYPE_ARP => proxy_arp(frame, in_port, ep),
+        _ => Verdict::Drop(DropReason::NotIpv4),
+    }
+}
+
+fn route_ipv4(frame: &mut [u8], ep: &Endpoint, routes: &Routes) -> Verdict {
+    let Some(ip) = frame.get_mut(ETH_HLEN..) else {
+        return Verdict::Drop(DropReason::BadLength);
+    };
+    let Some(h) = ip.first_chunk::<IPV4_MIN>() else {
+        return Verdict::Drop(DropReason::BadLength);
+    };
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if h[0] >> 4 != 4 || ihl < IPV4_MIN || total < ihl || total > ip.len() {
+        return Verdict::Drop(DropReason::BadLength);
+    }
+    let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    if !ep.owns(src) {
+        return Verdict::Drop(DropReason::SpoofedIp);
+    }
+    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    let Some(r) = routes.get(&dst) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    let ttl = h[8];
+    if ttl <= 1 {
+        return Verdict::Drop(DropReason::TtlExpired);
+    }
+    // TTL shares a 16-bit word with the protocol; patch the checksum for that
+    // word alone (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m'))
+    let old = u16::from_be_bytes([ttl, h[9]]);
+    let new = old - 0x0100;
+    let hc = u16::from_be_bytes([h[10], h[11]]);
+    let sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    ip[8] = ttl - 1;
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    frame[0..6].copy_from_slice(&r.mac.to_be_bytes()[2..]);
+    frame[6..12].copy_from_slice(&GATEWAY_MAC_BYTES);
+    Verdict::Out(r.port)
+}
+
+/// Answers the pod's ARP requests for anything but its own addresses with the
+/// gateway MAC, as the host side of a Calico veth does with proxy_arp.
+fn proxy_arp(frame: &mut [u8], in_port: u16, ep: &Endpoint) -> Verdict {
+    let Some(arp) = frame.get(ETH_HLEN..ETH_HLEN + ARP_LEN) else {
+        return Verdict::Drop(DropReason::BadLength);
+    };
+    // Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4
+    if arp[0..6] != [0, 1, 0x08, 0x00, 6, 4] {
+        return Verdict::Drop(DropReason::ArpIgnored);
+    }
+    let op = u16::from_be_bytes([arp[6], arp[7]]);
+    let sha: [u8; 6] = [arp[8], arp[9], arp[10], arp[11], arp[12], arp[13]];
+    let spa = u32::from_be_bytes([arp[14], arp[15], arp[16], arp[17]]);
+    let tpa = u32::from_be_bytes([arp[24], arp[25], arp[26], arp[27]]);
+    let sha_mac = u64::from_be_bytes([0, 0, sha[0], sha[1], sha[2], sha[3], sha[4], sha[5]]);
+    if sha_mac != ep.mac || (spa != 0 && !ep.owns(spa)) {
+        return Verdict::Drop(DropReason::SpoofedIp);
+    }
+    // replies, gratuitous ARP and probes for the pod's own address need no answer
+    if op != 1 || spa == 0 || ep.owns(tpa) {
+        return Verdict::Drop(DropReason::ArpIgnored);
+    }
+    let a = &mut frame[ETH_HLEN..ETH_HLEN + ARP_LEN];
+    a[6..8].copy_from_slice(&2u16.to_be_bytes());
+    a[8..14].copy_from_slice(&GATEWAY_MAC_BYTES);
+    a[14..18].copy_from_slice(&tpa.to_be_bytes());
+    a[18..24].copy_from_slice(&sha);
+    a[24..28].copy_from_slice(&spa.to_be_bytes());
+    frame[0..6].copy_from_slice(&sha);
+    frame[6..12].copy_from_slice(&GATEWAY_MAC_BYTES);
+    Verdict::Out(in_port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POD_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+    const POD_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+    const IP_A: [u8; 4] = [10, 65, 0, 1];
+    const IP_B: [u8; 4] = [10, 65, 0, 2];
+
+    fn ep(mac: [u8; 6], ip: [u8; 4]) -> Endpoint {
+        Endpoint {
+            mac: u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]),
+            ips: vec![u32::from_be_bytes(ip)].into(),
+        }
+    }
+
+    fn routes() -> Routes {
+        let mut r = Routes::default();
+        r.insert(
+            u32::from_be_bytes(IP_B),
+            Route {
+                port: 2,
+                mac: ep(POD_B, IP_B).mac,
+            },
+        );
+        r.insert(
+            u32::from_be_bytes(IP_A),
+            Route {
+                port: 1,
+                mac: ep(POD_A, IP_A).mac,
+            },
+        );
+        r
+    }
+
+    /// An ICMP echo request from A to `dst`, with a valid header checksum.
+    fn ping(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
+        let mut f = vec![];
+        f.extend_from_slice(&GATEWAY_MAC_BYTES);
+        f.extend_from_slice(&src_mac);
+        f.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![0x45, 0, 0, 28, 0x12, 0x34, 0x40, 0, ttl, 1, 0, 0];
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        let c = checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
+        f
+    }
+
+    fn checksum(b: &[u8]) -> u16 {
+        let mut sum: u32 = b
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    fn arp_request(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&sha);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&sha);
+        f.extend_from_slice(&spa);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&tpa);
+        f
+    }
+
+    #[test]
+    fn routes_to_the_pod_that_owns_the_address() {
+        let mut f = ping(POD_A, IP_A, IP_B, 64);
+        assert_eq!(
+            route(&mut f, 1, &ep(POD_A, IP_A), &routes()),
+            Verdict::Out(2)
+        );
+        assert_eq!(f[0..6], POD_B, "dst MAC is the destination pod's");
+        assert_eq!(f[6..12], GATEWAY_MAC_BYTES, "src MAC is the gateway's");
+        assert_eq!(f[14 + 8], 63, "TTL decremented");
+        assert_eq!(checksum(&f[14..34]), 0, "header checksum still valid");
+    }
+
+    #[test]
+    fn checksum_patch_holds_for_every_ttl_and_checksum() {
+        for ttl in 2..=255u8 {
+            for id in [0u16, 0x00ff, 0xff00, 0xfffe, 0x1234] {
+                let mut f = ping(POD_A, IP_A, IP_B, ttl);
+                f[18..20].copy_from_slice(&id.to_be_bytes());
+                let c = checksum(&{
+                    let mut h = f[14..34].to_vec();
+                    h[10] = 0;
+                    h[11] = 0;
+                    h
+                });
+                f[24..26].copy_from_slice(&c.to_be_bytes());
+                assert_eq!(
+                    route(&mut f, 1, &ep(POD_A, IP_A), &routes()),
+                    Verdict::Out(2)
+                );
+                assert_eq!(checksum(&f[14..34]), 0, "ttl {ttl} id {id:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn spoofed_sources_are_dropped() {
+        let a = ep(POD_A, IP_A);
+        let mut f = ping(POD_B, IP_A, IP_B, 64);
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::SpoofedMac)
+        );
+        let mut f = ping(POD_A, [10, 65, 0, 99], IP_B, 64);
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::SpoofedIp)
+        );
+        let mut f = arp_request(POD_A, [10, 65, 0, 99], [169, 254, 1, 1]);
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::SpoofedIp)
+        );
+    }
+
+    #[test]
+    fn unknown_destinations_and_expiring_ttls_are_dropped() {
+        let a = ep(POD_A, IP_A);
+        let mut f = ping(POD_A, IP_A, [8, 8, 8, 8], 64);
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::NoRoute)
+        );
+        let mut f = ping(POD_A, IP_A, IP_B, 1);
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::TtlExpired)
+        );
+        let mut f = ping(POD_A, IP_A, IP_B, 64);
+        f[16..18].copy_from_slice(&200u16.to_be_bytes());
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::BadLength)
+        );
+        let mut f = ping(POD_A, IP_A, IP_B, 64);
+        f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::NotIpv4)
+        );
+    }
+
+    #[test]
+    fn answers_arp_for_the_gateway() {
+        let a = ep(POD_A, IP_A);
+        let mut f = arp_request(POD_A, IP_A, [169, 254, 1, 1]);
+        assert_eq!(route(&mut f, 1, &a, &routes()), Verdict::Out(1));
+        assert_eq!(f[0..6], POD_A);
+        assert_eq!(f[6..12], GATEWAY_MAC_BYTES);
+        assert_eq!(f[20..22], [0, 2], "a reply");
+        assert_eq!(f[22..28], GATEWAY_MAC_BYTES, "sender is the gateway");
+        assert_eq!(f[28..32], [169, 254, 1, 1]);
+        assert_eq!(f[32..38], POD_A, "target is the asker");
+        assert_eq!(f[38..42], IP_A);
+    }
+
+    #[test]
+    fn probes_and_own_addresses_get_no_answer() {
+        let a = ep(POD_A, IP_A);
+        let mut f = arp_request(POD_A, [0, 0, 0, 0], IP_A);
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::ArpIgnored)
+        );
+        let mut f = arp_request(POD_A, IP_A, IP_A);
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::ArpIgnored)
+        );
+        let mut f = arp_request(POD_A, IP_A, [169, 254, 1, 1]);
+        f[21] = 2; // a reply
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::ArpIgnored)
+        );
+    }
+}
