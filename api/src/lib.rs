@@ -190,6 +190,133 @@ impl EndpointSpec {
     }
 }
 
+/// Calico's `projectcalico.org/v3` IPPool, the fields of its `spec` the
+/// switch uses, named as Calico names them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IpPool {
+    /// `metadata.name`.
+    pub name: String,
+    pub cidr: String,
+    /// Default 26 (IPv4) or 122 (IPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u8>,
+    /// Always | CrossSubnet | Never (default Never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipip_mode: Option<EncapMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_mode: Option<EncapMode>,
+    #[serde(default)]
+    pub nat_outgoing: bool,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<String>,
+}
+
+/// Calico's `ipipMode` / `vxlanMode` values.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EncapMode {
+    Always,
+    CrossSubnet,
+    #[default]
+    Never,
+}
+
+impl IpPool {
+    /// What can be checked of one pool alone (the switch checks the set).
+    pub fn validate(&self) -> Result<(), String> {
+        let on = |m: Option<EncapMode>| m.is_some_and(|m| m != EncapMode::Never);
+        if on(self.ipip_mode) && on(self.vxlan_mode) {
+            return Err(format!(
+                "IPPool {}: ipipMode and vxlanMode cannot both be enabled",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A desired-state document: what `vsctl apply -f` sends. Applied whole or
+/// not at all.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Desired {
+    #[serde(default)]
+    pub pools: Vec<IpPool>,
+}
+
+/// One block of a pool as the IPAM sees it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub cidr: String,
+    pub pool: String,
+    /// The node that claimed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub allocated: u64,
+    pub size: u64,
+}
+
+/// How a pod attaches.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachKind {
+    /// An ordinary pod: a TAP interface the switch owns, moved into the pod's netns.
+    #[default]
+    Tap,
+    /// A DPDK pod: a vhost-user socket the pod's virtio-user connects to.
+    Vhost,
+}
+
+/// Attach a pod's interface: the switch picks the port, the MAC and, unless
+/// `ips` is given (delegated IPAM), the addresses. Idempotent per
+/// (container_id, ifname): asking again returns the same attachment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PodAttach {
+    pub container_id: String,
+    pub ifname: String,
+    #[serde(default)]
+    pub kind: AttachKind,
+    /// NAMESPACE/NAME, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Only these pools may serve the request (default: any enabled pool).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<String>,
+    /// Addresses from a delegated IPAM plugin; the switch then assigns none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ips: Option<Vec<std::net::Ipv4Addr>>,
+    /// Where the vhost-user socket goes (vhost kind): a directory the pod mounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_dir: Option<String>,
+}
+
+/// What the switch made for a pod.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub container_id: String,
+    pub ifname: String,
+    pub kind: AttachKind,
+    /// The switch port.
+    pub port: String,
+    /// The host-side TAP interface to move into the pod's netns (tap kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iface: Option<String>,
+    /// The vhost-user socket (vhost kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    /// The MAC the pod's interface must have.
+    pub mac: MacAddr,
+    /// The pod's addresses, each a /32.
+    pub ips: Vec<std::net::Ipv4Addr>,
+    /// True when the switch assigned `ips` (false: delegated IPAM).
+    pub ipam: bool,
+    pub gateway: std::net::Ipv4Addr,
+    pub mtu: u16,
+}
+
 /// A request on the control socket.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
@@ -221,6 +348,30 @@ pub enum Request {
         port: String,
     },
     EndpointList {},
+    PodAttach {
+        attach: PodAttach,
+    },
+    /// Undoes a PodAttach; succeeds when there is nothing to undo.
+    PodDetach {
+        container_id: String,
+        ifname: String,
+    },
+    /// The attachment of (container_id, ifname), or a not-found error.
+    PodGet {
+        container_id: String,
+        ifname: String,
+    },
+    /// Detaches every pod attachment whose (container_id, ifname) is not listed.
+    PodGc {
+        live: Vec<(String, String)>,
+    },
+    /// Creates or updates what the document lists; all of it or nothing.
+    Apply {
+        doc: Desired,
+    },
+    PoolList {},
+    BlockList {},
+    PodList {},
 }
 
 /// The reply to one request.
@@ -233,7 +384,36 @@ pub enum Response {
     },
     Error {
         error: String,
+        /// What kind of failure, for programs (the CNI plugin maps it to CNI codes).
+        #[serde(default)]
+        code: ErrorCode,
     },
+}
+
+/// Kinds of refusal.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The request or the configuration it names is not valid.
+    #[default]
+    Invalid,
+    /// What the request names does not exist.
+    NotFound,
+    /// No address left in the pools that may serve the request.
+    Exhausted,
+    /// A transient failure: try again later.
+    Busy,
+    /// The switch failed (DPDK, I/O).
+    Internal,
+}
+
+impl Response {
+    pub fn error(code: ErrorCode, error: impl Into<String>) -> Response {
+        Response::Error {
+            error: error.into(),
+            code,
+        }
+    }
 }
 
 /// What a successful request returns.
@@ -247,6 +427,12 @@ pub enum Reply {
     Fdb(Vec<FdbEntry>),
     Flushed(u64),
     Endpoints(Vec<EndpointSpec>),
+    Attachment(Attachment),
+    /// Attachments removed by a GC.
+    Released(Vec<(String, String)>),
+    Pools(Vec<IpPool>),
+    Blocks(Vec<BlockInfo>),
+    Attachments(Vec<Attachment>),
     Status(Status),
 }
 
@@ -342,8 +528,8 @@ pub enum ClientError {
     Decode(#[from] serde_json::Error),
     #[error("vswitchd closed the connection")]
     Closed,
-    #[error("vswitchd: {0}")]
-    Refused(String),
+    #[error("vswitchd: {message}")]
+    Refused { code: ErrorCode, message: String },
 }
 
 /// A blocking client for the control socket.
@@ -384,7 +570,10 @@ impl Client {
         let reply = self.call_raw(&line)?;
         match serde_json::from_str(&reply)? {
             Response::Ok { result } => Ok(result),
-            Response::Error { error } => Err(ClientError::Refused(error)),
+            Response::Error { error, code } => Err(ClientError::Refused {
+                code,
+                message: error,
+            }),
         }
     }
 }
@@ -496,6 +685,10 @@ mod tests {
         assert_eq!(s, r#"{"status":"ok","result":{"kind":"flushed","data":3}}"#);
         assert_eq!(serde_json::from_str::<Response>(&s).unwrap(), r);
         let e: Response = serde_json::from_str(r#"{"status":"error","error":"no"}"#).unwrap();
-        assert_eq!(e, Response::Error { error: "no".into() });
+        assert_eq!(e, Response::error(ErrorCode::Invalid, "no"));
+        let e: Response =
+            serde_json::from_str(r#"{"status":"error","error":"gone","code":"not-found"}"#)
+                .unwrap();
+        assert_eq!(e, Response::error(ErrorCode::NotFound, "gone"));
     }
 }

@@ -40,6 +40,25 @@ pub enum Command {
     /// Routed pods: proxy ARP for 169.254.1.1, /32 routes, anti-spoofing.
     #[command(subcommand)]
     Endpoint(EndpointCmd),
+    /// Apply a desired-state file (Calico projectcalico.org/v3 IPPool YAML): all of it or nothing.
+    Apply {
+        /// The file; `-` for standard input.
+        #[arg(short = 'f', long = "filename")]
+        file: String,
+    },
+    /// Show desired and assigned state.
+    Get {
+        #[arg(value_enum)]
+        what: GetWhat,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetWhat {
+    Pools,
+    Blocks,
+    Endpoints,
+    Pods,
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq)]

@@ -8,12 +8,13 @@
 //! undecodable or unexpected reply). clap's usage errors also exit 2.
 
 pub mod cli;
+pub mod manifest;
 pub mod rate;
 pub mod render;
 pub mod table;
 
 use api::{Client, ClientError, PortSpec, Reply, Request};
-use cli::{Cli, Command, EndpointCmd, FdbCmd, PortCmd, StatsArgs};
+use cli::{Cli, Command, EndpointCmd, FdbCmd, GetWhat, PortCmd, StatsArgs};
 use serde::Serialize;
 use std::fmt;
 use std::io::{self, Write};
@@ -31,14 +32,16 @@ pub enum Error {
     },
     /// Writing to stdout failed.
     Output(io::Error),
+    /// A desired-state file that cannot be read or is not understood.
+    Manifest(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Client(ClientError::Refused(_)) => 1,
+            Error::Client(ClientError::Refused { .. }) => 1,
             Error::Client(_) | Error::Unexpected { .. } => 2,
-            Error::Output(_) => 1,
+            Error::Output(_) | Error::Manifest(_) => 1,
         }
     }
 }
@@ -47,13 +50,14 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // vswitchd's own words, without the "vswitchd: " prefix.
-            Error::Client(ClientError::Refused(msg)) => f.write_str(msg),
+            Error::Client(ClientError::Refused { message, .. }) => f.write_str(message),
             Error::Client(e) => e.fmt(f),
             Error::Unexpected { expected, got } => write!(
                 f,
                 "unexpected reply from vswitchd: expected '{expected}', got '{got}'"
             ),
             Error::Output(e) => write!(f, "cannot write output: {e}"),
+            Error::Manifest(m) => f.write_str(m),
         }
     }
 }
@@ -82,6 +86,11 @@ pub fn reply_kind(r: &Reply) -> &'static str {
         Reply::Flushed(_) => "flushed",
         Reply::Status(_) => "status",
         Reply::Endpoints(_) => "endpoints",
+        Reply::Attachment(_) => "attachment",
+        Reply::Released(_) => "released",
+        Reply::Pools(_) => "pools",
+        Reply::Blocks(_) => "blocks",
+        Reply::Attachments(_) => "attachments",
     }
 }
 
@@ -199,7 +208,48 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Endpoint(EndpointCmd::Del { port }) => {
             expect_done(client.call(&Request::EndpointDel { port: port.clone() })?)
         }
-        Command::Endpoint(EndpointCmd::List) => {
+        Command::Apply { file } => {
+            let text = if file == "-" {
+                let mut t = String::new();
+                io::Read::read_to_string(&mut io::stdin(), &mut t)
+                    .map_err(|e| Error::Manifest(format!("reading standard input: {e}")))?;
+                t
+            } else {
+                std::fs::read_to_string(file)
+                    .map_err(|e| Error::Manifest(format!("reading {file}: {e}")))?
+            };
+            let doc = manifest::parse(&text).map_err(Error::Manifest)?;
+            let n = doc.pools.len();
+            expect_done(client.call(&Request::Apply { doc })?)?;
+            writeln!(out, "applied {n} IPPool(s)")?;
+            Ok(())
+        }
+        Command::Get {
+            what: GetWhat::Pools,
+        } => {
+            let v = expect_reply!(client.call(&Request::PoolList {})?, Pools, "pools");
+            emit(json, out, &v, || render::pools(&v))
+        }
+        Command::Get {
+            what: GetWhat::Blocks,
+        } => {
+            let v = expect_reply!(client.call(&Request::BlockList {})?, Blocks, "blocks");
+            emit(json, out, &v, || render::blocks(&v))
+        }
+        Command::Get {
+            what: GetWhat::Pods,
+        } => {
+            let v = expect_reply!(
+                client.call(&Request::PodList {})?,
+                Attachments,
+                "attachments"
+            );
+            emit(json, out, &v, || render::attachments(&v))
+        }
+        Command::Get {
+            what: GetWhat::Endpoints,
+        }
+        | Command::Endpoint(EndpointCmd::List) => {
             let eps = expect_reply!(
                 client.call(&Request::EndpointList {})?,
                 Endpoints,
@@ -556,7 +606,11 @@ mod tests {
     #[test]
     fn exit_codes() {
         assert_eq!(
-            Error::Client(ClientError::Refused("x".into())).exit_code(),
+            Error::Client(ClientError::Refused {
+                code: api::ErrorCode::Invalid,
+                message: "x".into()
+            })
+            .exit_code(),
             1
         );
         assert_eq!(Error::Client(ClientError::Closed).exit_code(), 2);

@@ -44,6 +44,73 @@ pub fn endpoints(eps: &[api::EndpointSpec]) -> String {
     t.render()
 }
 
+pub fn pools(pools: &[api::IpPool]) -> String {
+    let mut t = Table::new([
+        "name",
+        "cidr",
+        "block-size",
+        "ipip",
+        "vxlan",
+        "nat",
+        "disabled",
+    ]);
+    let mode = |m: Option<api::EncapMode>| format!("{:?}", m.unwrap_or_default());
+    for p in pools {
+        t.row([
+            p.name.clone(),
+            p.cidr.clone(),
+            p.block_size.map_or("-".into(), |b| b.to_string()),
+            mode(p.ipip_mode),
+            mode(p.vxlan_mode),
+            p.nat_outgoing.to_string(),
+            p.disabled.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+pub fn blocks(blocks: &[api::BlockInfo]) -> String {
+    let mut t = Table::new(["cidr", "pool", "node", "allocated"]);
+    for b in blocks {
+        t.row([
+            b.cidr.clone(),
+            b.pool.clone(),
+            b.node.clone().unwrap_or_else(|| "-".into()),
+            format!("{}/{}", b.allocated, b.size),
+        ]);
+    }
+    t.render()
+}
+
+pub fn attachments(v: &[api::Attachment]) -> String {
+    let mut t = Table::new([
+        "container",
+        "ifname",
+        "kind",
+        "port",
+        "mac",
+        "ips",
+        "attach",
+    ]);
+    for a in v {
+        let ips: Vec<String> = a.ips.iter().map(ToString::to_string).collect();
+        let short: String = a.container_id.chars().take(12).collect();
+        t.row([
+            short,
+            a.ifname.clone(),
+            format!("{:?}", a.kind).to_lowercase(),
+            a.port.clone(),
+            a.mac.to_string(),
+            ips.join(","),
+            a.iface
+                .clone()
+                .or_else(|| a.socket.clone())
+                .unwrap_or_default(),
+        ]);
+    }
+    t.render()
+}
+
 /// Busy cycles per packet, "-" when no packet was seen.
 pub fn cycles_per_packet(busy_cycles: u64, packets: u64) -> String {
     busy_cycles

@@ -4,7 +4,7 @@
 //! stays open; nothing a client sends stops the switch.
 
 use crate::switch::Switch;
-use api::{Reply, Request, Response};
+use api::{ErrorCode, Reply, Request, Response};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,16 +18,10 @@ const MAX_LINE: usize = 1 << 20;
 pub fn handle_line(sw: &Mutex<Switch>, line: &str) -> Response {
     let req: Request = match serde_json::from_str(line) {
         Ok(r) => r,
-        Err(e) => {
-            return Response::Error {
-                error: format!("bad request: {e}"),
-            }
-        }
+        Err(e) => return Response::error(ErrorCode::Invalid, format!("bad request: {e}")),
     };
     let Ok(mut sw) = sw.lock() else {
-        return Response::Error {
-            error: "internal error: switch state poisoned".into(),
-        };
+        return Response::error(ErrorCode::Internal, "internal error: switch state poisoned");
     };
     let result = match req {
         Request::PortAdd { port } => sw.add_port(port).map(|i| Reply::Ports(vec![i])),
@@ -41,12 +35,24 @@ pub fn handle_line(sw: &Mutex<Switch>, line: &str) -> Response {
         Request::EndpointSet { endpoint } => sw.set_endpoint(endpoint).map(|()| Reply::Done),
         Request::EndpointDel { port } => sw.del_endpoint(&port).map(|()| Reply::Done),
         Request::EndpointList {} => Ok(Reply::Endpoints(sw.endpoints())),
+        Request::PodAttach { attach } => sw.attach(attach).map(Reply::Attachment),
+        Request::PodDetach {
+            container_id,
+            ifname,
+        } => sw.detach(&container_id, &ifname).map(|()| Reply::Done),
+        Request::PodGet {
+            container_id,
+            ifname,
+        } => sw.attachment(&container_id, &ifname).map(Reply::Attachment),
+        Request::PodGc { live } => sw.gc(&live).map(Reply::Released),
+        Request::PodList {} => Ok(Reply::Attachments(sw.attachment_list())),
+        Request::Apply { doc } => sw.apply(doc).map(|()| Reply::Done),
+        Request::PoolList {} => sw.pool_list().map(Reply::Pools),
+        Request::BlockList {} => sw.block_list().map(Reply::Blocks),
     };
     match result {
         Ok(result) => Response::Ok { result },
-        Err(e) => Response::Error {
-            error: e.to_string(),
-        },
+        Err(e) => Response::error(e.code(), e.to_string()),
     }
 }
 
@@ -68,16 +74,15 @@ async fn serve_conn(sw: Arc<Mutex<Switch>>, stream: UnixStream) {
             // skip the rest of the oversized line before answering
             let mut rest = Vec::new();
             let _ = rd.read_until(b'\n', &mut rest).await;
-            Response::Error {
-                error: format!("bad request: longer than {MAX_LINE} bytes"),
-            }
+            Response::error(
+                ErrorCode::Invalid,
+                format!("bad request: longer than {MAX_LINE} bytes"),
+            )
         } else {
             match std::str::from_utf8(&buf) {
                 Ok(s) if s.trim().is_empty() => continue,
                 Ok(s) => handle_line(&sw, s.trim()),
-                Err(_) => Response::Error {
-                    error: "bad request: not UTF-8".into(),
-                },
+                Err(_) => Response::error(ErrorCode::Invalid, "bad request: not UTF-8"),
             }
         };
         let mut out = match serde_json::to_vec(&resp) {

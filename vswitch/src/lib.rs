@@ -8,6 +8,7 @@ pub mod fdb;
 pub mod l3;
 pub mod packet;
 pub mod pipeline;
+pub mod pods;
 pub mod snapshot;
 pub mod switch;
 pub mod wire;

@@ -10,13 +10,15 @@ use crate::fdb::Fdb;
 use crate::l3::{Endpoint, Route};
 use crate::pipeline::MAX_PORTS;
 use crate::snapshot::{PortEntry, Shared, Snapshot};
+use ::ipam::{FileStore, Ipam, IpamError};
+use api::ErrorCode;
 use api::{
     EndpointSpec, FdbEntry, FdbStats, MacAddr, PortInfo, PortKind, PortSpec, PortStats, Stats,
     WorkerStats,
 };
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::Arc;
@@ -30,6 +32,10 @@ pub struct SwitchConfig {
     pub mbufs: u32,
     /// Descriptors per queue.
     pub ring_size: u16,
+    /// Where durable state (IPAM claims) lives.
+    pub state_dir: PathBuf,
+    /// This node's name, as block affinities record it.
+    pub node: String,
 }
 
 impl Default for SwitchConfig {
@@ -39,6 +45,8 @@ impl Default for SwitchConfig {
             aging_secs: 300,
             mbufs: 16384,
             ring_size: 1024,
+            state_dir: PathBuf::from("/var/lib/vswitch"),
+            node: "localhost".into(),
         }
     }
 }
@@ -71,6 +79,12 @@ pub struct Switch {
     hugepages: bool,
     /// Entries the control thread's sweeps removed (workers count their own).
     aged_by_sweep: AtomicU64,
+    pub(crate) ipam: Ipam<FileStore>,
+    pub(crate) node: String,
+    /// Pool fields the IPAM does not keep (encapsulation, NAT, selector).
+    pub(crate) pool_meta: BTreeMap<String, api::IpPool>,
+    /// Pod attachments by (container id, interface name).
+    pub(crate) attachments: BTreeMap<(String, String), api::Attachment>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,13 +92,40 @@ pub enum SwitchError {
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
     Dpdk(#[from] dpdk::Error),
+    #[error("{0}")]
+    Ipam(#[from] IpamError),
 }
 
-type Result<T> = std::result::Result<T, SwitchError>;
+impl SwitchError {
+    /// The kind of failure, for programs.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SwitchError::Invalid(_) => ErrorCode::Invalid,
+            SwitchError::NotFound(_) => ErrorCode::NotFound,
+            SwitchError::Dpdk(_) => ErrorCode::Internal,
+            SwitchError::Ipam(e) => match e {
+                IpamError::PoolExhausted { .. } | IpamError::NoEligiblePool { .. } => {
+                    ErrorCode::Exhausted
+                }
+                IpamError::Contention { .. } => ErrorCode::Busy,
+                IpamError::Store(_) => ErrorCode::Internal,
+                _ => ErrorCode::Invalid,
+            },
+        }
+    }
+}
 
-fn invalid<T>(msg: impl Into<String>) -> Result<T> {
+pub(crate) type Result<T> = std::result::Result<T, SwitchError>;
+
+pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T> {
     Err(SwitchError::Invalid(msg.into()))
+}
+
+pub(crate) fn not_found<T>(msg: impl Into<String>) -> Result<T> {
+    Err(SwitchError::NotFound(msg.into()))
 }
 
 impl Switch {
@@ -96,6 +137,11 @@ impl Switch {
             );
         }
         let n = lcores.len();
+        let store = FileStore::open(cfg.state_dir.join("ipam.json"))
+            .map_err(|e| SwitchError::Ipam(e.into()))?;
+        let ipam = Ipam::new(store);
+        // fail at start, not at the first pod, if the state cannot be read
+        ipam.snapshot()?;
         let pool = Mempool::pktmbuf("vsw_mbufs", cfg.mbufs, 256)?;
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::empty(n)),
@@ -118,6 +164,10 @@ impl Switch {
             seq: 0,
             hugepages,
             aged_by_sweep: AtomicU64::new(0),
+            ipam,
+            node: cfg.node.clone(),
+            pool_meta: BTreeMap::new(),
+            attachments: BTreeMap::new(),
         })
     }
 
@@ -278,7 +328,7 @@ impl Switch {
     /// Removes a port; other ports keep forwarding throughout.
     pub fn del_port(&mut self, name: &str) -> Result<()> {
         let Some(port) = self.ports.remove(name) else {
-            return invalid(format!("no port named '{name}'"));
+            return not_found(format!("no port named '{name}'"));
         };
         self.endpoints.remove(name);
         self.publish();
@@ -493,7 +543,7 @@ impl Switch {
             None => None,
             Some(n) => match self.ports.get(n) {
                 Some(p) => Some(p.id),
-                None => return invalid(format!("no port named '{n}'")),
+                None => return not_found(format!("no port named '{n}'")),
             },
         };
         Ok(self.shared.fdb.flush(id))
@@ -511,7 +561,7 @@ impl Switch {
     pub fn set_endpoint(&mut self, ep: EndpointSpec) -> Result<()> {
         ep.validate().map_err(SwitchError::Invalid)?;
         if !self.ports.contains_key(&ep.port) {
-            return invalid(format!("no port named '{}'", ep.port));
+            return not_found(format!("no port named '{}'", ep.port));
         }
         for (port, other) in &self.endpoints {
             if port == &ep.port {
@@ -530,10 +580,14 @@ impl Switch {
 
     pub fn del_endpoint(&mut self, port: &str) -> Result<()> {
         if self.endpoints.remove(port).is_none() {
-            return invalid(format!("no endpoint on port '{port}'"));
+            return not_found(format!("no endpoint on port '{port}'"));
         }
         self.publish();
         Ok(())
+    }
+
+    pub(crate) fn has_port(&self, name: &str) -> bool {
+        self.ports.contains_key(name)
     }
 
     pub fn endpoints(&self) -> Vec<EndpointSpec> {

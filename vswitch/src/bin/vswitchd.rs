@@ -48,6 +48,12 @@ struct Args {
     /// Most MACs the FDB holds; beyond, the least recently seen are evicted.
     #[arg(long, default_value_t = 1 << 20)]
     fdb_max: usize,
+    /// Where durable state (IPAM claims) is kept.
+    #[arg(long, default_value = "/var/lib/vswitch")]
+    state_dir: PathBuf,
+    /// This node's name in block affinities (default: the host name).
+    #[arg(long)]
+    node: Option<String>,
     /// A port to add at start: NAME=KIND:ARG, KIND one of vhost-server,
     /// vhost-client (ARG: socket path) or tap (ARG: interface name). Repeatable.
     #[arg(long = "port", value_name = "NAME=KIND:ARG")]
@@ -97,6 +103,14 @@ fn hugepages_available(mb: u32) -> bool {
     };
     let free_kb = field("HugePages_Free:") * field("Hugepagesize:");
     mounted && free_kb >= u64::from(mb) * 1024
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 fn default_lcores(workers: usize) -> String {
@@ -178,6 +192,8 @@ fn run(args: Args) -> Result<(), String> {
         fdb_max: args.fdb_max,
         aging_secs: args.aging,
         mbufs: args.mbufs,
+        state_dir: args.state_dir.clone(),
+        node: args.node.clone().unwrap_or_else(host_name),
         ..SwitchConfig::default()
     };
     let sw = Switch::new(&cfg, dpdk::worker_lcores(), huge).map_err(|e| e.to_string())?;

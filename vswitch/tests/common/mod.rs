@@ -189,6 +189,8 @@ impl Switch {
                 "--lcores",
                 "0@0,1@1",
             ])
+            .arg("--state-dir")
+            .arg(dir.join("state"))
             .args(
                 extra
                     .iter()

@@ -1,0 +1,322 @@
+//! Pods: attaching a pod's interface (address, port, route) as one step that
+//! either happens whole or leaves nothing behind, and the pools it draws from.
+
+use crate::switch::{invalid, not_found, Result, Switch, SwitchError};
+use ::ipam::{Attributes, FamilyCount, HandleId, Pool, PoolSelection, PoolSpec};
+use api::{
+    AttachKind, Attachment, BlockInfo, Desired, EndpointSpec, MacAddr, PodAttach, PortKind,
+    PortSpec, GATEWAY_IP,
+};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+/// The pod MTU: no encapsulation yet, so the Ethernet MTU.
+const POD_MTU: u16 = 1500;
+/// Where vhost-user sockets go when the pod names no directory.
+const DEFAULT_SOCKET_DIR: &str = "/var/run/vswitch/pods";
+
+/// FNV-1a: a stable name for an attachment, the same in every run.
+fn fnv(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Port name, TAP interface name and MAC of an attachment, derived from its
+/// identity so that a repeated ADD lands on the same ones. The interface name
+/// follows Calico's `cali` + 11 hex digits pattern.
+fn names(container_id: &str, ifname: &str) -> (String, String, MacAddr) {
+    let h = fnv(&[container_id, ifname]);
+    let hex = format!("{:011x}", h & 0xfff_ffff_ffff);
+    let m = fnv(&[ifname, container_id]).to_be_bytes();
+    // locally administered unicast
+    let mac = MacAddr([0x02, m[1], m[2], m[3], m[4], m[5]]);
+    (format!("pod-{hex}"), format!("vsw{hex}"), mac)
+}
+
+impl Switch {
+    /// Attaches a pod's interface: addresses (ours, or the delegated IPAM's),
+    /// a port, and the routed endpoint. On any failure what was done is undone.
+    pub fn attach(&mut self, req: PodAttach) -> Result<Attachment> {
+        let handle = HandleId::new(&req.container_id, &req.ifname)?;
+        let key = (req.container_id.clone(), req.ifname.clone());
+        if let Some(a) = self.attachments.get(&key) {
+            if a.kind != req.kind {
+                return invalid(format!(
+                    "{}/{} is attached as {:?} already",
+                    req.container_id, req.ifname, a.kind
+                ));
+            }
+            return Ok(a.clone());
+        }
+        let (port, iface, mac) = names(&req.container_id, &req.ifname);
+        let (ips, ours) = match &req.ips {
+            Some(ips) if ips.is_empty() => return invalid("delegated IPAM gave no IPv4 address"),
+            Some(ips) => (ips.clone(), false),
+            None => (self.assign(&handle, &req)?, true),
+        };
+        let undo_ipam = |sw: &Switch| {
+            if ours {
+                if let Err(e) = sw.ipam.release(&handle) {
+                    tracing::error!("releasing {} after a failed attach: {e}", handle.as_str());
+                }
+            }
+        };
+        let spec = match req.kind {
+            AttachKind::Tap => PortSpec {
+                name: port.clone(),
+                kind: PortKind::Tap,
+                path: None,
+                iface: Some(iface.clone()),
+            },
+            AttachKind::Vhost => {
+                let dir = req
+                    .socket_dir
+                    .clone()
+                    .unwrap_or_else(|| format!("{DEFAULT_SOCKET_DIR}/{}", req.container_id));
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    undo_ipam(self);
+                    return invalid(format!("socket directory {dir}: {e}"));
+                }
+                PortSpec {
+                    name: port.clone(),
+                    kind: PortKind::VhostServer,
+                    path: Some(format!("{dir}/{}.sock", req.ifname)),
+                    iface: None,
+                }
+            }
+        };
+        let socket = spec.path.clone();
+        if let Err(e) = self.add_port(spec) {
+            undo_ipam(self);
+            return Err(e);
+        }
+        let ep = EndpointSpec {
+            port: port.clone(),
+            mac,
+            ips: ips.clone(),
+            pod: req.pod.clone(),
+        };
+        if let Err(e) = self.set_endpoint(ep) {
+            let _ = self.del_port(&port);
+            undo_ipam(self);
+            return Err(e);
+        }
+        let a = Attachment {
+            container_id: req.container_id,
+            ifname: req.ifname,
+            kind: req.kind,
+            port,
+            iface: (req.kind == AttachKind::Tap).then_some(iface),
+            socket,
+            mac,
+            ips,
+            ipam: ours,
+            gateway: GATEWAY_IP,
+            mtu: POD_MTU,
+        };
+        tracing::info!(
+            "attached {}/{} as {} with {:?}",
+            a.container_id,
+            a.ifname,
+            a.port,
+            a.ips
+        );
+        self.attachments.insert(key, a.clone());
+        Ok(a)
+    }
+
+    fn assign(&self, handle: &HandleId, req: &PodAttach) -> Result<Vec<Ipv4Addr>> {
+        let selection = if req.pools.is_empty() {
+            PoolSelection::Any
+        } else {
+            PoolSelection::Named(req.pools.clone())
+        };
+        let mut attrs = Attributes::new();
+        if let Some(pod) = &req.pod {
+            attrs.insert("pod".into(), pod.clone());
+        }
+        let got = self
+            .ipam
+            .assign(handle, &self.node, &selection, FamilyCount::V4, &attrs)?;
+        Ok(got
+            .addresses
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// Undoes an attachment; nothing to undo is fine (CNI DEL is idempotent).
+    pub fn detach(&mut self, container_id: &str, ifname: &str) -> Result<()> {
+        let key = (container_id.to_owned(), ifname.to_owned());
+        if let Some(a) = self.attachments.remove(&key) {
+            if self.has_port(&a.port) {
+                self.del_port(&a.port)?;
+            }
+            if let (AttachKind::Vhost, Some(sock)) = (a.kind, &a.socket) {
+                if let Some(dir) = Path::new(sock).parent() {
+                    // only if empty: the pod may keep other files there
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+            tracing::info!("detached {container_id}/{ifname}");
+        }
+        // also frees what a crash between assign and attach left behind
+        if let Ok(handle) = HandleId::new(container_id, ifname) {
+            self.ipam.release(&handle)?;
+        }
+        Ok(())
+    }
+
+    /// The attachment, if it and its port are still there.
+    pub fn attachment(&self, container_id: &str, ifname: &str) -> Result<Attachment> {
+        let key = (container_id.to_owned(), ifname.to_owned());
+        let Some(a) = self.attachments.get(&key) else {
+            return not_found(format!("no attachment for {container_id}/{ifname}"));
+        };
+        if !self.has_port(&a.port) {
+            return not_found(format!(
+                "{container_id}/{ifname}: its port {} was removed",
+                a.port
+            ));
+        }
+        Ok(a.clone())
+    }
+
+    pub fn attachment_list(&self) -> Vec<Attachment> {
+        self.attachments.values().cloned().collect()
+    }
+
+    /// Detaches what is not in `live` and frees addresses whose handles are gone.
+    pub fn gc(&mut self, live: &[(String, String)]) -> Result<Vec<(String, String)>> {
+        let keep: HashSet<&(String, String)> = live.iter().collect();
+        let stale: Vec<(String, String)> = self
+            .attachments
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .cloned()
+            .collect();
+        for (c, i) in &stale {
+            self.detach(c, i)?;
+        }
+        let handles: HashSet<HandleId> = live
+            .iter()
+            .filter_map(|(c, i)| HandleId::new(c, i).ok())
+            .collect();
+        let freed = self.ipam.gc(&self.node, &handles)?;
+        let mut out = stale;
+        for f in freed {
+            if let (Some(c), Some(i)) = (f.handle.container_id(), f.handle.ifname()) {
+                let k = (c.to_owned(), i.to_owned());
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates or updates the pools a document lists; all of them or none.
+    pub fn apply(&mut self, doc: Desired) -> Result<()> {
+        let mut names = HashSet::new();
+        for p in &doc.pools {
+            p.validate().map_err(SwitchError::Invalid)?;
+            if !names.insert(p.name.as_str()) {
+                return invalid(format!("IPPool {} is listed twice", p.name));
+            }
+        }
+        let mut pools: Vec<Pool> = self
+            .ipam
+            .pools()?
+            .into_iter()
+            .filter(|p| !names.contains(p.name()))
+            .collect();
+        for p in &doc.pools {
+            pools.push(Pool::from_spec(PoolSpec {
+                name: p.name.clone(),
+                cidr: p.cidr.clone(),
+                block_size: p.block_size,
+                disabled: p.disabled,
+            })?);
+        }
+        self.ipam.apply_pools(pools)?;
+        for p in doc.pools {
+            tracing::info!("IPPool {} applied ({})", p.name, p.cidr);
+            self.pool_meta.insert(p.name.clone(), p);
+        }
+        Ok(())
+    }
+
+    pub fn pool_list(&self) -> Result<Vec<api::IpPool>> {
+        Ok(self
+            .ipam
+            .pools()?
+            .into_iter()
+            .map(|p| {
+                let mut out = self
+                    .pool_meta
+                    .get(p.name())
+                    .cloned()
+                    .unwrap_or(api::IpPool {
+                        name: p.name().to_owned(),
+                        cidr: String::new(),
+                        block_size: None,
+                        ipip_mode: None,
+                        vxlan_mode: None,
+                        nat_outgoing: false,
+                        disabled: false,
+                        node_selector: None,
+                    });
+                out.cidr = p.cidr().to_string();
+                out.block_size = Some(p.block_size());
+                out.disabled = p.disabled();
+                out
+            })
+            .collect())
+    }
+
+    pub fn block_list(&self) -> Result<Vec<BlockInfo>> {
+        let pools = self.ipam.pools()?;
+        Ok(self
+            .ipam
+            .blocks()?
+            .into_iter()
+            .map(|b| BlockInfo {
+                cidr: b.cidr().to_string(),
+                pool: pools
+                    .iter()
+                    .find(|p| p.block_of(b.cidr().network()).is_some())
+                    .map(|p| p.name().to_owned())
+                    .unwrap_or_default(),
+                node: b.affinity().map(str::to_owned),
+                allocated: b.allocated() as u64,
+                size: u64::from(b.size()),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stable_and_valid() {
+        let (p, i, m) = names("0123456789abcdef", "eth0");
+        assert_eq!(names("0123456789abcdef", "eth0"), (p.clone(), i.clone(), m));
+        assert_ne!(names("0123456789abcdef", "eth1").1, i);
+        assert_eq!(i.len(), 14, "{i}");
+        assert!(i.len() <= api::MAX_IFNAME);
+        assert!(p.starts_with("pod-"));
+        assert!(!m.is_multicast());
+        assert_eq!(m.0[0], 0x02);
+    }
+}

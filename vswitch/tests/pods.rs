@@ -1,0 +1,141 @@
+//! Pools and pod attachments through a real vswitchd: `apply` is all or
+//! nothing, attachments get distinct addresses from the node's block, and a
+//! detach gives everything back.
+//!
+//! Needs root; run with `cargo test -p vswitch --release --test pods`.
+
+mod common;
+
+use api::{AttachKind, Desired, EncapMode, IpPool, PodAttach, Reply, Request};
+use common::*;
+
+fn pool(name: &str, cidr: &str, block: Option<u8>) -> IpPool {
+    IpPool {
+        name: name.into(),
+        cidr: cidr.into(),
+        block_size: block,
+        ipip_mode: None,
+        vxlan_mode: None,
+        nat_outgoing: false,
+        disabled: false,
+        node_selector: None,
+    }
+}
+
+fn apply(sw: &Switch, pools: Vec<IpPool>) -> Result<(), String> {
+    match sw.client().call(&Request::Apply {
+        doc: Desired { pools },
+    }) {
+        Ok(Reply::Done) => Ok(()),
+        Ok(r) => panic!("apply: {r:?}"),
+        Err(api::ClientError::Refused { message, .. }) => Err(message),
+        Err(e) => panic!("apply: {e}"),
+    }
+}
+
+fn pools(sw: &Switch) -> Vec<IpPool> {
+    match sw.call(&Request::PoolList {}) {
+        Reply::Pools(v) => v,
+        r => panic!("pool-list: {r:?}"),
+    }
+}
+
+fn attach(sw: &Switch, cid: &str) -> api::Attachment {
+    match sw.call(&Request::PodAttach {
+        attach: PodAttach {
+            container_id: cid.into(),
+            ifname: "eth0".into(),
+            kind: AttachKind::Tap,
+            pod: Some(format!("default/{cid}")),
+            pools: vec![],
+            ips: None,
+            socket_dir: None,
+        },
+    }) {
+        Reply::Attachment(a) => a,
+        r => panic!("pod-attach {cid}: {r:?}"),
+    }
+}
+
+#[test]
+fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
+    let _g = serial();
+    must_be_root();
+    let sw = Switch::start(&[]);
+    apply(&sw, vec![pool("p1", "10.67.0.0/16", Some(26))]).expect("a valid pool applies");
+    let before = pools(&sw);
+    assert_eq!(before.len(), 1);
+
+    // each bad document is refused whole: the good pool beside it is not applied
+    let mut both = pool("both", "10.80.0.0/16", None);
+    both.ipip_mode = Some(EncapMode::Always);
+    both.vxlan_mode = Some(EncapMode::Always);
+    for (bad, want) in [
+        (pool("bad-cidr", "10.300.0.0/16", None), "10.300.0.0/16"),
+        (pool("tiny", "10.81.0.0/16", Some(33)), "block"),
+        (pool("overlap", "10.67.5.0/24", None), "overlap"),
+        (both, "cannot both"),
+    ] {
+        let e = apply(&sw, vec![pool("good", "10.90.0.0/16", None), bad]).unwrap_err();
+        assert!(e.contains(want), "{e}");
+        assert_eq!(pools(&sw), before, "nothing of a refused document applied");
+    }
+
+    // three pods: distinct addresses from one /26 block of this node
+    let a: Vec<api::Attachment> = ["c1", "c2", "c3"].iter().map(|c| attach(&sw, c)).collect();
+    let ips: Vec<_> = a.iter().map(|a| a.ips[0]).collect();
+    assert_eq!(ips.len(), 3);
+    assert!(ips[0] != ips[1] && ips[1] != ips[2] && ips[0] != ips[2], "{ips:?}");
+    let blocks = match sw.call(&Request::BlockList {}) {
+        Reply::Blocks(b) => b,
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    assert_eq!(blocks[0].allocated, 3);
+    assert_eq!(blocks[0].size, 64);
+    let net: ipnetwork::Ipv4Network = blocks[0].cidr.parse().expect("block CIDR");
+    assert!(ips.iter().all(|ip| net.contains(*ip)), "{ips:?} in {net}");
+    // a repeated ADD returns the same attachment
+    assert_eq!(attach(&sw, "c2"), a[1]);
+
+    // detach gives the address and the port back; twice is fine
+    for _ in 0..2 {
+        assert_eq!(
+            sw.call(&Request::PodDetach {
+                container_id: "c2".into(),
+                ifname: "eth0".into()
+            }),
+            Reply::Done
+        );
+    }
+    assert!(!sw.ports().iter().any(|p| p.name == a[1].port));
+    match sw.client().call(&Request::PodGet {
+        container_id: "c2".into(),
+        ifname: "eth0".into(),
+    }) {
+        Err(api::ClientError::Refused { code, .. }) => assert_eq!(code, api::ErrorCode::NotFound),
+        r => panic!("pod-get after detach: {r:?}"),
+    }
+    // its address is the next one handed out
+    assert_eq!(attach(&sw, "c4").ips, a[1].ips);
+
+    // GC detaches what the runtime no longer lists
+    let live = vec![("c1".to_owned(), "eth0".to_owned())];
+    match sw.call(&Request::PodGc { live }) {
+        Reply::Released(mut v) => {
+            v.sort();
+            assert_eq!(
+                v,
+                vec![
+                    ("c3".to_owned(), "eth0".to_owned()),
+                    ("c4".to_owned(), "eth0".to_owned())
+                ]
+            );
+        }
+        r => panic!("{r:?}"),
+    }
+    match sw.call(&Request::BlockList {}) {
+        Reply::Blocks(b) => assert_eq!(b[0].allocated, 1),
+        r => panic!("{r:?}"),
+    }
+}
