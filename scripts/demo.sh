@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The demo: builds the switch, prepares the host, starts vswitchd with two
-# testpmd pods attached over vhost-user, and shows live per-port packet rates.
+# testpmd pods attached over vhost-user and two kernel pods (network
+# namespaces) attached through the CNI plugin, has the kernel pods ping each
+# other, and shows live per-port packet rates.
 #
 #   scripts/demo.sh [--duration SEC | --forever] [--no-huge]
 #
@@ -34,9 +36,10 @@ else
   "$ROOT/deploy/host-setup.sh" --no-bench
 fi
 log "building (release)"
-(cd "$ROOT" && cargo build --release -q -p vswitch -p ctl)
+(cd "$ROOT" && cargo build --release -q -p vswitch -p ctl -p cni-shim)
 VSWITCHD=$ROOT/target/release/vswitchd
 VSCTL=$ROOT/target/release/vsctl
+CNI=$ROOT/target/release/vswitch-cni
 
 WORK=$(mktemp -d /tmp/vswitch-demo.XXXXXX)
 SOCK=/run/vswitch/vswitchd.sock
@@ -46,9 +49,18 @@ if [ -S "$SOCK" ] && "$VSCTL" --socket "$SOCK" status >/dev/null 2>&1; then
 fi
 PIDS=()
 POD_FDS=()
+NETNS=()
+cni() {  # cni COMMAND NETNS: the plugin, called as a container runtime calls it
+  CNI_COMMAND=$1 CNI_CONTAINERID=demo-$2 CNI_NETNS=/var/run/netns/$2 CNI_IFNAME=eth0 \
+    CNI_PATH=$(dirname "$CNI") "$CNI" <<<"{\"cniVersion\": \"1.0.0\", \"name\": \"demo\", \"type\": \"vswitch-cni\", \"socket\": \"$SOCK\"}"
+}
 cleanup() {
-  local fd pid
+  local fd pid ns
   trap - EXIT INT TERM
+  for ns in "${NETNS[@]}"; do
+    cni DEL "$ns" >/dev/null 2>&1 || true
+    ip netns del "$ns" 2>/dev/null || true
+  done
   for fd in "${POD_FDS[@]}"; do echo quit >&"$fd" 2>/dev/null || true; done
   sleep 0.5
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -72,8 +84,9 @@ fi
 
 log "starting vswitchd (control socket $SOCK)"
 "$VSWITCHD" --socket "$SOCK" --lcores 0@0,1@1 --file-prefix "vsdemo$$" "${MEM_SW[@]}" \
-  --port pod-a=vhost-server:"$WORK/pod-a.sock" \
-  --port pod-b=vhost-server:"$WORK/pod-b.sock" >"$WORK/vswitchd.log" 2>&1 &
+  --state-dir "$WORK/state" \
+  --port testpmd-a=vhost-server:"$WORK/testpmd-a.sock" \
+  --port testpmd-b=vhost-server:"$WORK/testpmd-b.sock" >"$WORK/vswitchd.log" 2>&1 &
 PIDS+=("$!")
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
 [ -S "$SOCK" ] || { cat "$WORK/vswitchd.log" >&2; echo "demo: vswitchd did not start" >&2; exit 1; }
@@ -92,14 +105,14 @@ start_pod() {
   POD_FDS+=("$fd")
   eval "FD_$(echo "$name" | tr - _)=$fd"
 }
-log "starting pods pod-a (02:00:00:00:00:0a) and pod-b (02:00:00:00:00:0b)"
-start_pod pod-a 02:00:00:00:00:0a 02:00:00:00:00:0b
-start_pod pod-b 02:00:00:00:00:0b 02:00:00:00:00:0a
-for name in pod-a pod-b; do
+log "starting testpmd pods testpmd-a (02:00:00:00:00:0a) and testpmd-b (02:00:00:00:00:0b)"
+start_pod testpmd-a 02:00:00:00:00:0a 02:00:00:00:00:0b
+start_pod testpmd-b 02:00:00:00:00:0b 02:00:00:00:00:0a
+for name in testpmd-a testpmd-b; do
   for _ in $(seq 150); do grep -q 'testpmd> ' "$WORK/$name.log" && break; sleep 0.2; done
   grep -q 'testpmd> ' "$WORK/$name.log" || { tail -20 "$WORK/$name.log" >&2; echo "demo: $name did not start" >&2; exit 1; }
 done
-echo "start" >&"$FD_pod_b"
+echo "start" >&"$FD_testpmd_b"
 
 # both links up, then inject; a burst sent before the switch's queue is up is
 # lost, so look at the switch's counters and inject again if nothing moves
@@ -108,14 +121,35 @@ for try in 1 2 3 4 5; do
     [ "$("$VSCTL" --socket "$SOCK" --json port list | grep -c '"link_up": true')" = 2 ] && break
     sleep 0.2
   done
-  echo "stop" >&"$FD_pod_a"; sleep 0.2
-  echo "start tx_first 8" >&"$FD_pod_a"
+  echo "stop" >&"$FD_testpmd_a"; sleep 0.2
+  echo "start tx_first 8" >&"$FD_testpmd_a"
   sleep 1
   if "$VSCTL" --socket "$SOCK" stats --rate --count 1 --interval 0.5 | awk 'NR > 1 && $2 + 0 == 0 { z = 1 } END { exit z }'; then
     break
   fi
   log "traffic not circulating yet, injecting again ($try)"
 done
+
+log "kernel pods: an IPPool, two network namespaces attached through vswitch-cni"
+cat > "$WORK/pool.yaml" <<'YAML'
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: demo-pool
+spec:
+  cidr: 10.99.0.0/24
+  blockSize: 26
+YAML
+"$VSCTL" --socket "$SOCK" apply -f "$WORK/pool.yaml"
+for ns in kpod-a$$ kpod-b$$; do
+  ip netns add "$ns"
+  NETNS+=("$ns")
+  cni ADD "$ns" > "$WORK/$ns.result" || { cat "$WORK/$ns.result" >&2; echo "demo: CNI ADD failed" >&2; exit 1; }
+done
+"$VSCTL" --socket "$SOCK" get pods
+B_IP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ips"][0]["address"].split("/")[0])' "$WORK/kpod-b$$.result")
+log "kpod-a pings kpod-b ($B_IP) through vswitchd:"
+ip netns exec "kpod-a$$" ping -c 3 -i 0.2 "$B_IP"
 
 log "vswitchd forwards between the pods; live rates (vsctl --socket $SOCK stats --rate):"
 if [ "$FOREVER" = 1 ]; then

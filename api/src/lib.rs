@@ -277,6 +277,9 @@ pub enum AttachKind {
 pub struct PodAttach {
     pub container_id: String,
     pub ifname: String,
+    /// The CNI network name: GC of one network leaves the others alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     #[serde(default)]
     pub kind: AttachKind,
     /// NAMESPACE/NAME, for people.
@@ -298,6 +301,8 @@ pub struct PodAttach {
 pub struct Attachment {
     pub container_id: String,
     pub ifname: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     pub kind: AttachKind,
     /// The switch port.
     pub port: String,
@@ -361,8 +366,11 @@ pub enum Request {
         container_id: String,
         ifname: String,
     },
-    /// Detaches every pod attachment whose (container_id, ifname) is not listed.
+    /// Detaches every pod attachment of `network` (of any network when
+    /// absent) whose (container_id, ifname) is not listed.
     PodGc {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
         live: Vec<(String, String)>,
     },
     /// Creates or updates what the document lists; all of it or nothing.

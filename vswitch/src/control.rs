@@ -44,7 +44,7 @@ pub fn handle_line(sw: &Mutex<Switch>, line: &str) -> Response {
             container_id,
             ifname,
         } => sw.attachment(&container_id, &ifname).map(Reply::Attachment),
-        Request::PodGc { live } => sw.gc(&live).map(Reply::Released),
+        Request::PodGc { network, live } => sw.gc(network.as_deref(), &live).map(Reply::Released),
         Request::PodList {} => Ok(Reply::Attachments(sw.attachment_list())),
         Request::Apply { doc } => sw.apply(doc).map(|()| Reply::Done),
         Request::PoolList {} => sw.pool_list().map(Reply::Pools),

@@ -11,6 +11,9 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+/// The IPAM attribute that records which CNI network an address serves.
+const NETWORK_ATTR: &str = "network";
+
 /// The pod MTU: no encapsulation yet, so the Ethernet MTU.
 const POD_MTU: u16 = 1500;
 /// Where vhost-user sockets go when the pod names no directory.
@@ -110,6 +113,7 @@ impl Switch {
         let a = Attachment {
             container_id: req.container_id,
             ifname: req.ifname,
+            network: req.network,
             kind: req.kind,
             port,
             iface: (req.kind == AttachKind::Tap).then_some(iface),
@@ -140,6 +144,9 @@ impl Switch {
         let mut attrs = Attributes::new();
         if let Some(pod) = &req.pod {
             attrs.insert("pod".into(), pod.clone());
+        }
+        if let Some(net) = &req.network {
+            attrs.insert(NETWORK_ATTR.into(), net.clone());
         }
         let got = self
             .ipam
@@ -195,26 +202,45 @@ impl Switch {
         self.attachments.values().cloned().collect()
     }
 
-    /// Detaches what is not in `live` and frees addresses whose handles are gone.
-    pub fn gc(&mut self, live: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    /// Detaches the attachments of `network` (all networks when `None`) that
+    /// are not in `live`, and frees that network's addresses whose handles
+    /// are gone (also those a crash left without an attachment).
+    pub fn gc(
+        &mut self,
+        network: Option<&str>,
+        live: &[(String, String)],
+    ) -> Result<Vec<(String, String)>> {
         let keep: HashSet<&(String, String)> = live.iter().collect();
-        let stale: Vec<(String, String)> = self
+        let mut out: Vec<(String, String)> = self
             .attachments
-            .keys()
-            .filter(|k| !keep.contains(k))
-            .cloned()
+            .iter()
+            .filter(|(k, a)| {
+                !keep.contains(k) && (network.is_none() || a.network.as_deref() == network)
+            })
+            .map(|(k, _)| k.clone())
             .collect();
-        for (c, i) in &stale {
+        for (c, i) in &out {
             self.detach(c, i)?;
         }
-        let handles: HashSet<HandleId> = live
+        let live_handles: HashSet<HandleId> = live
             .iter()
             .filter_map(|(c, i)| HandleId::new(c, i).ok())
             .collect();
-        let freed = self.ipam.gc(&self.node, &handles)?;
-        let mut out = stale;
-        for f in freed {
-            if let (Some(c), Some(i)) = (f.handle.container_id(), f.handle.ifname()) {
+        let snap = self.ipam.snapshot()?;
+        let mut stale: Vec<HandleId> = snap
+            .state
+            .allocations()
+            .filter(|(_, a)| a.node == self.node && !live_handles.contains(&a.handle))
+            .filter(|(_, a)| {
+                network.is_none() || a.attributes.get(NETWORK_ATTR).map(String::as_str) == network
+            })
+            .map(|(_, a)| a.handle.clone())
+            .collect();
+        stale.sort();
+        stale.dedup();
+        for h in stale {
+            self.ipam.release(&h)?;
+            if let (Some(c), Some(i)) = (h.container_id(), h.ifname()) {
                 let k = (c.to_owned(), i.to_owned());
                 if !out.contains(&k) {
                     out.push(k);

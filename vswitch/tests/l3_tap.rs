@@ -9,33 +9,7 @@ mod common;
 use api::{EndpointSpec, MacAddr, PortKind, PortSpec, Reply, Request};
 use common::*;
 use std::net::Ipv4Addr;
-use std::process::{Command, Output};
-
-/// A network namespace holding one pod interface; deleted on drop.
-struct PodNs {
-    name: String,
-}
-
-impl Drop for PodNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("running ip");
-    assert!(st.success(), "ip {} failed", args.join(" "));
-}
-
-fn in_ns(ns: &str, cmd: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(cmd)
-        .output()
-        .expect("running ip netns exec")
-}
+use std::process::Command;
 
 /// Adds a TAP port to the switch, moves its interface into a new namespace as
 /// `eth0` with Calico's pod addressing, and registers the pod as an endpoint.
@@ -52,47 +26,7 @@ fn pod(sw: &Switch, port: &str, mac: &str, addr: Ipv4Addr) -> PodNs {
         Reply::Ports(v) if v.len() == 1 => {}
         r => panic!("port-add {port}: {r:?}"),
     }
-    let ns = PodNs {
-        name: format!("{iface}ns"),
-    };
-    ip(&["netns", "add", &ns.name]);
-    ip(&["link", "set", &iface, "netns", &ns.name]);
-    let n = ns.name.as_str();
-    let sysctl = |k: &str| {
-        let o = in_ns(n, &["sysctl", "-qw", k]);
-        assert!(o.status.success(), "sysctl {k}: {o:?}");
-    };
-    sysctl("net.ipv6.conf.all.disable_ipv6=1");
-    sysctl("net.ipv6.conf.default.disable_ipv6=1");
-    for args in [
-        vec!["link", "set", &iface, "name", "eth0"],
-        vec!["link", "set", "eth0", "address", mac],
-        vec!["addr", "add", &format!("{addr}/32"), "dev", "eth0"],
-        vec!["link", "set", "eth0", "up"],
-        vec!["link", "set", "lo", "up"],
-        vec![
-            "route",
-            "add",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ],
-        vec![
-            "route",
-            "add",
-            "default",
-            "via",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-        ],
-    ] {
-        let mut a = vec!["-n", n];
-        a.extend(args);
-        ip(&a);
-    }
+    let ns = PodNs::wired(&format!("{iface}ns"), &iface, mac, addr);
     let r = sw.call(&Request::EndpointSet {
         endpoint: EndpointSpec {
             port: port.into(),
@@ -200,6 +134,28 @@ fn pods_in_namespaces_ping_and_transfer_through_the_switch() {
     assert!(
         drop_count(&sw, "spoofed_ip") >= before + 2,
         "spoofed packets counted"
+    );
+
+    // a pod that sends with another pod's MAC gets nothing through either
+    let before = drop_count(&sw, "spoofed_mac");
+    let o = in_ns(
+        &a.name,
+        &[
+            "python3",
+            "-c",
+            "import socket\n\
+             s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('eth0', 0))\n\
+             eth=bytes.fromhex('eeeeeeeeeeee' '02000a410002' '0800')\n\
+             ip=bytes.fromhex('4500001c00004000400100000a4100010a410002')\n\
+             for _ in range(3): s.send(eth + ip + bytes(8 + 18))",
+        ],
+    );
+    assert!(o.status.success(), "raw send: {o:?}");
+    let want = before + 3;
+    wait_for(
+        "spoofed_mac drops",
+        std::time::Duration::from_secs(5),
+        || (drop_count(&sw, "spoofed_mac") >= want).then_some(()),
     );
 
     // an address no pod owns has no route

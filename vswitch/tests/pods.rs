@@ -45,6 +45,7 @@ fn attach(sw: &Switch, cid: &str) -> api::Attachment {
         attach: PodAttach {
             container_id: cid.into(),
             ifname: "eth0".into(),
+            network: None,
             kind: AttachKind::Tap,
             pod: Some(format!("default/{cid}")),
             pools: vec![],
@@ -85,7 +86,10 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
     let a: Vec<api::Attachment> = ["c1", "c2", "c3"].iter().map(|c| attach(&sw, c)).collect();
     let ips: Vec<_> = a.iter().map(|a| a.ips[0]).collect();
     assert_eq!(ips.len(), 3);
-    assert!(ips[0] != ips[1] && ips[1] != ips[2] && ips[0] != ips[2], "{ips:?}");
+    assert!(
+        ips[0] != ips[1] && ips[1] != ips[2] && ips[0] != ips[2],
+        "{ips:?}"
+    );
     let blocks = match sw.call(&Request::BlockList {}) {
         Reply::Blocks(b) => b,
         r => panic!("{r:?}"),
@@ -121,7 +125,10 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
 
     // GC detaches what the runtime no longer lists
     let live = vec![("c1".to_owned(), "eth0".to_owned())];
-    match sw.call(&Request::PodGc { live }) {
+    match sw.call(&Request::PodGc {
+        network: None,
+        live,
+    }) {
         Reply::Released(mut v) => {
             v.sort();
             assert_eq!(

@@ -859,3 +859,82 @@ pub fn ipv4_header(total_len: u16) -> Vec<u8> {
     h[16..20].copy_from_slice(&[10, 0, 0, 2]);
     h
 }
+
+// ------------------------------------------------------------------ kernel pods
+
+/// A network namespace holding one pod interface; deleted on drop.
+pub struct PodNs {
+    pub name: String,
+}
+
+impl PodNs {
+    /// Makes namespace `name`, moves host interface `iface` into it as `eth0`
+    /// and addresses it the way Calico addresses a pod: `addr/32`,
+    /// `169.254.1.1 dev eth0 scope link`, `default via 169.254.1.1`.
+    pub fn wired(name: &str, iface: &str, mac: &str, addr: std::net::Ipv4Addr) -> PodNs {
+        let ns = PodNs {
+            name: name.to_owned(),
+        };
+        ip(&["netns", "add", name]);
+        ip(&["link", "set", iface, "netns", name]);
+        for k in [
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ] {
+            let o = in_ns(name, &["sysctl", "-qw", k]);
+            assert!(o.status.success(), "sysctl {k}: {o:?}");
+        }
+        let cidr = format!("{addr}/32");
+        for args in [
+            vec!["link", "set", iface, "name", "eth0"],
+            vec!["link", "set", "eth0", "address", mac],
+            vec!["addr", "add", &cidr, "dev", "eth0"],
+            vec!["link", "set", "eth0", "up"],
+            vec!["link", "set", "lo", "up"],
+            vec![
+                "route",
+                "add",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+                "scope",
+                "link",
+            ],
+            vec![
+                "route",
+                "add",
+                "default",
+                "via",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+            ],
+        ] {
+            let mut a = vec!["-n", name];
+            a.extend(args);
+            ip(&a);
+        }
+        ns
+    }
+}
+
+impl Drop for PodNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+pub fn ip(args: &[&str]) {
+    let st = Command::new("ip").args(args).status().expect("running ip");
+    assert!(st.success(), "ip {} failed", args.join(" "));
+}
+
+pub fn in_ns(ns: &str, cmd: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(cmd)
+        .output()
+        .expect("running ip netns exec")
+}
