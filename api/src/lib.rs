@@ -163,6 +163,42 @@ pub struct EndpointSpec {
     /// Pod namespace and name, for people reading `vsctl` output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The pod's labels, which policy selectors will match.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A node of the cluster and its underlay addresses.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    /// Underlay addresses with their prefix, e.g. "192.168.1.10/24".
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+impl Node {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err("a Node needs a name".into());
+        }
+        for a in &self.addresses {
+            let (ip, len) = a.split_once('/').ok_or_else(|| {
+                format!(
+                    "Node {}: address {a} needs a prefix length (e.g. /24)",
+                    self.name
+                )
+            })?;
+            let bad = || format!("Node {}: bad address {a}", self.name);
+            ip.parse::<std::net::IpAddr>().map_err(|_| bad())?;
+            let len: u8 = len.parse().map_err(|_| bad())?;
+            if len > 128 || (ip.contains('.') && len > 32) {
+                return Err(bad());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The next hop every pod routes through, as in Calico.
@@ -244,6 +280,10 @@ impl IpPool {
 pub struct Desired {
     #[serde(default)]
     pub pools: Vec<IpPool>,
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
 }
 
 /// One block of a pool as the IPAM sees it.
@@ -380,6 +420,7 @@ pub enum Request {
     PoolList {},
     BlockList {},
     PodList {},
+    NodeList {},
 }
 
 /// The reply to one request.
@@ -441,6 +482,7 @@ pub enum Reply {
     Pools(Vec<IpPool>),
     Blocks(Vec<BlockInfo>),
     Attachments(Vec<Attachment>),
+    Nodes(Vec<Node>),
     Status(Status),
 }
 

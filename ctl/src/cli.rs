@@ -40,7 +40,8 @@ pub enum Command {
     /// Routed pods: proxy ARP for 169.254.1.1, /32 routes, anti-spoofing.
     #[command(subcommand)]
     Endpoint(EndpointCmd),
-    /// Apply a desired-state file (Calico projectcalico.org/v3 IPPool YAML): all of it or nothing.
+    /// Apply a desired-state file (Calico projectcalico.org/v3 IPPool YAML, our Node and
+    /// Endpoint kinds): all of it or nothing.
     Apply {
         /// The file; `-` for standard input.
         #[arg(short = 'f', long = "filename")]
@@ -55,6 +56,7 @@ pub enum Command {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GetWhat {
+    Nodes,
     Pools,
     Blocks,
     Endpoints,

@@ -91,6 +91,7 @@ pub fn reply_kind(r: &Reply) -> &'static str {
         Reply::Pools(_) => "pools",
         Reply::Blocks(_) => "blocks",
         Reply::Attachments(_) => "attachments",
+        Reply::Nodes(_) => "nodes",
     }
 }
 
@@ -202,6 +203,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 mac: *mac,
                 ips: ips.clone(),
                 pod: pod.clone(),
+                labels: Default::default(),
             };
             expect_done(client.call(&Request::EndpointSet { endpoint })?)
         }
@@ -219,9 +221,14 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                     .map_err(|e| Error::Manifest(format!("reading {file}: {e}")))?
             };
             let doc = manifest::parse(&text).map_err(Error::Manifest)?;
-            let n = doc.pools.len();
+            let what = format!(
+                "{} IPPool(s), {} Node(s), {} Endpoint(s)",
+                doc.pools.len(),
+                doc.nodes.len(),
+                doc.endpoints.len()
+            );
             expect_done(client.call(&Request::Apply { doc })?)?;
-            writeln!(out, "applied {n} IPPool(s)")?;
+            writeln!(out, "applied {what}")?;
             Ok(())
         }
         Command::Get {
@@ -235,6 +242,12 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         } => {
             let v = expect_reply!(client.call(&Request::BlockList {})?, Blocks, "blocks");
             emit(json, out, &v, || render::blocks(&v))
+        }
+        Command::Get {
+            what: GetWhat::Nodes,
+        } => {
+            let v = expect_reply!(client.call(&Request::NodeList {})?, Nodes, "nodes");
+            emit(json, out, &v, || render::nodes(&v))
         }
         Command::Get {
             what: GetWhat::Pods,

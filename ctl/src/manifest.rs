@@ -1,7 +1,31 @@
-//! Desired-state files: Calico's own `projectcalico.org/v3` YAML (several
+//! Desired-state files: Calico's own `projectcalico.org/v3` IPPool YAML and
+//! our `vswitch.dev/v1alpha1` Node and Endpoint kinds beside it (several
 //! documents per file), turned into the document vswitchd applies whole.
 
-use api::{Desired, EncapMode, IpPool};
+use api::{Desired, EncapMode, EndpointSpec, IpPool, MacAddr, Node};
+use std::collections::BTreeMap;
+
+/// The API group and version of our own kinds.
+pub const API_VERSION: &str = "vswitch.dev/v1alpha1";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NodeSpec {
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+/// A pod on a routed port.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EndpointYaml {
+    port: String,
+    mac: MacAddr,
+    ips: Vec<std::net::Ipv4Addr>,
+    /// tap | vhost: how the pod is attached (informational here: the port says it).
+    #[serde(default)]
+    interface_kind: Option<api::AttachKind>,
+}
 use serde::Deserialize;
 
 /// Calico's IPPool spec as users write it. Fields the switch does not use
@@ -33,6 +57,10 @@ struct IpPoolSpec {
 #[derive(Deserialize)]
 struct Metadata {
     name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -73,14 +101,35 @@ pub fn parse(text: &str) -> Result<Desired, String> {
                     node_selector: s.node_selector,
                 });
             }
+            (API_VERSION, "Node") => {
+                let s: NodeSpec = serde_yaml_ng::from_value(obj.spec)
+                    .map_err(|e| format!("document {n} (Node {name}): {e}"))?;
+                doc.nodes.push(Node {
+                    name: name.clone(),
+                    addresses: s.addresses,
+                });
+            }
+            (API_VERSION, "Endpoint") => {
+                let s: EndpointYaml = serde_yaml_ng::from_value(obj.spec)
+                    .map_err(|e| format!("document {n} (Endpoint {name}): {e}"))?;
+                let _ = s.interface_kind;
+                let ns = obj.metadata.namespace.as_deref().unwrap_or("default");
+                doc.endpoints.push(EndpointSpec {
+                    port: s.port,
+                    mac: s.mac,
+                    ips: s.ips,
+                    pod: Some(format!("{ns}/{name}")),
+                    labels: obj.metadata.labels,
+                });
+            }
             (api_version, kind) => {
                 return Err(format!(
-                    "document {n} ({kind} {name}): {api_version} {kind} is not supported (supported: projectcalico.org/v3 IPPool)"
+                    "document {n} ({kind} {name}): {api_version} {kind} is not supported (supported: projectcalico.org/v3 IPPool, {API_VERSION} Node and Endpoint)"
                 ))
             }
         }
     }
-    if doc.pools.is_empty() {
+    if doc.pools.is_empty() && doc.nodes.is_empty() && doc.endpoints.is_empty() {
         return Err("the file holds no object".into());
     }
     Ok(doc)
@@ -127,6 +176,31 @@ spec:
         assert!(p.nat_outgoing);
         assert_eq!(p.node_selector.as_deref(), Some("all()"));
         assert_eq!(d.pools[1].block_size, None);
+    }
+
+    #[test]
+    fn our_kinds_beside_calicos() {
+        let text = format!(
+            "{CALICO}\napiVersion: vswitch.dev/v1alpha1\nkind: Node\nmetadata: {{name: node-1}}\n\
+             spec: {{addresses: [192.168.1.10/24]}}\n---\n\
+             apiVersion: vswitch.dev/v1alpha1\nkind: Endpoint\n\
+             metadata: {{name: web-0, namespace: shop, labels: {{app: web}}}}\n\
+             spec: {{port: tap1, mac: '02:00:0a:00:00:01', ips: [10.244.0.5], interfaceKind: tap}}\n"
+        );
+        let d = parse(&text).unwrap();
+        assert_eq!(d.pools.len(), 2);
+        assert_eq!(
+            d.nodes,
+            vec![Node {
+                name: "node-1".into(),
+                addresses: vec!["192.168.1.10/24".into()]
+            }]
+        );
+        let e = &d.endpoints[0];
+        assert_eq!(e.port, "tap1");
+        assert_eq!(e.pod.as_deref(), Some("shop/web-0"));
+        assert_eq!(e.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(e.ips, vec![std::net::Ipv4Addr::new(10, 244, 0, 5)]);
     }
 
     #[test]

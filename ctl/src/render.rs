@@ -31,7 +31,7 @@ pub fn ports(ports: &[PortInfo]) -> String {
 }
 
 pub fn endpoints(eps: &[api::EndpointSpec]) -> String {
-    let mut t = Table::new(["port", "mac", "ips", "pod"]);
+    let mut t = Table::new(["port", "mac", "ips", "pod", "labels"]);
     for e in eps {
         let ips: Vec<String> = e.ips.iter().map(ToString::to_string).collect();
         t.row([
@@ -39,6 +39,11 @@ pub fn endpoints(eps: &[api::EndpointSpec]) -> String {
             e.mac.to_string(),
             ips.join(","),
             e.pod.clone().unwrap_or_else(|| "-".to_owned()),
+            e.labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
         ]);
     }
     t.render()
@@ -65,6 +70,14 @@ pub fn pools(pools: &[api::IpPool]) -> String {
             p.nat_outgoing.to_string(),
             p.disabled.to_string(),
         ]);
+    }
+    t.render()
+}
+
+pub fn nodes(nodes: &[api::Node]) -> String {
+    let mut t = Table::new(["name", "addresses"]);
+    for n in nodes {
+        t.row([n.name.clone(), n.addresses.join(",")]);
     }
     t.render()
 }

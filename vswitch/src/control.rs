@@ -46,6 +46,7 @@ pub fn handle_line(sw: &Mutex<Switch>, line: &str) -> Response {
         } => sw.attachment(&container_id, &ifname).map(Reply::Attachment),
         Request::PodGc { network, live } => sw.gc(network.as_deref(), &live).map(Reply::Released),
         Request::PodList {} => Ok(Reply::Attachments(sw.attachment_list())),
+        Request::NodeList {} => Ok(Reply::Nodes(sw.node_list())),
         Request::Apply { doc } => sw.apply(doc).map(|()| Reply::Done),
         Request::PoolList {} => sw.pool_list().map(Reply::Pools),
         Request::BlockList {} => sw.block_list().map(Reply::Blocks),

@@ -104,6 +104,7 @@ impl Switch {
             mac,
             ips: ips.clone(),
             pod: req.pod.clone(),
+            labels: Default::default(),
         };
         if let Err(e) = self.set_endpoint(ep) {
             let _ = self.del_port(&port);
@@ -250,7 +251,8 @@ impl Switch {
         Ok(out)
     }
 
-    /// Creates or updates the pools a document lists; all of them or none.
+    /// Creates or updates what a document lists (pools, nodes, endpoints):
+    /// everything is checked first, and nothing changes unless all of it can.
     pub fn apply(&mut self, doc: Desired) -> Result<()> {
         let mut names = HashSet::new();
         for p in &doc.pools {
@@ -259,6 +261,14 @@ impl Switch {
                 return invalid(format!("IPPool {} is listed twice", p.name));
             }
         }
+        let mut node_names = HashSet::new();
+        for n in &doc.nodes {
+            n.validate().map_err(SwitchError::Invalid)?;
+            if !node_names.insert(n.name.as_str()) {
+                return invalid(format!("Node {} is listed twice", n.name));
+            }
+        }
+        self.check_endpoints(&doc.endpoints)?;
         let mut pools: Vec<Pool> = self
             .ipam
             .pools()?
@@ -273,12 +283,57 @@ impl Switch {
                 disabled: p.disabled,
             })?);
         }
-        self.ipam.apply_pools(pools)?;
+        // the one step that can still fail is the IPAM's, and it is atomic
+        if !doc.pools.is_empty() {
+            self.ipam.apply_pools(pools)?;
+        }
         for p in doc.pools {
             tracing::info!("IPPool {} applied ({})", p.name, p.cidr);
             self.pool_meta.insert(p.name.clone(), p);
         }
+        for n in doc.nodes {
+            self.nodes.insert(n.name.clone(), n);
+        }
+        for ep in doc.endpoints {
+            self.set_endpoint(ep)?;
+        }
         Ok(())
+    }
+
+    /// Endpoints a document may set: valid, on existing ports, one each, and
+    /// with addresses no other endpoint (in the document or outside it) has.
+    fn check_endpoints(&self, eps: &[EndpointSpec]) -> Result<()> {
+        let mut ports = HashSet::new();
+        let mut owner: std::collections::HashMap<Ipv4Addr, &str> = self
+            .endpoints()
+            .iter()
+            .filter(|e| !eps.iter().any(|d| d.port == e.port))
+            .flat_map(|e| e.ips.iter().map(|ip| (*ip, "")).collect::<Vec<_>>())
+            .collect();
+        for e in eps {
+            e.validate().map_err(SwitchError::Invalid)?;
+            if !self.has_port(&e.port) {
+                return not_found(format!("Endpoint on port {}: no such port", e.port));
+            }
+            if !ports.insert(e.port.as_str()) {
+                return invalid(format!("two Endpoints on port {}", e.port));
+            }
+            for ip in &e.ips {
+                if let Some(other) = owner.insert(*ip, e.port.as_str()) {
+                    let who = if other.is_empty() {
+                        "another endpoint"
+                    } else {
+                        other
+                    };
+                    return invalid(format!("address {ip} of port {} is {who}'s too", e.port));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn node_list(&self) -> Vec<api::Node> {
+        self.nodes.values().cloned().collect()
     }
 
     pub fn pool_list(&self) -> Result<Vec<api::IpPool>> {

@@ -85,6 +85,8 @@ pub struct Switch {
     pub(crate) pool_meta: BTreeMap<String, api::IpPool>,
     /// Pod attachments by (container id, interface name).
     pub(crate) attachments: BTreeMap<(String, String), api::Attachment>,
+    /// Nodes of the cluster, as applied.
+    pub(crate) nodes: BTreeMap<String, api::Node>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +170,7 @@ impl Switch {
             node: cfg.node.clone(),
             pool_meta: BTreeMap::new(),
             attachments: BTreeMap::new(),
+            nodes: BTreeMap::new(),
         })
     }
 

@@ -33,6 +33,7 @@ fn pod(sw: &Switch, port: &str, mac: &str, addr: Ipv4Addr) -> PodNs {
             mac: mac.parse::<MacAddr>().expect("test MAC"),
             ips: vec![addr],
             pod: Some(format!("test/{port}")),
+            labels: Default::default(),
         },
     });
     assert_eq!(r, Reply::Done, "endpoint-set {port}");

@@ -24,7 +24,10 @@ fn pool(name: &str, cidr: &str, block: Option<u8>) -> IpPool {
 
 fn apply(sw: &Switch, pools: Vec<IpPool>) -> Result<(), String> {
     match sw.client().call(&Request::Apply {
-        doc: Desired { pools },
+        doc: Desired {
+            pools,
+            ..Default::default()
+        },
     }) {
         Ok(Reply::Done) => Ok(()),
         Ok(r) => panic!("apply: {r:?}"),
@@ -81,6 +84,54 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
         assert!(e.contains(want), "{e}");
         assert_eq!(pools(&sw), before, "nothing of a refused document applied");
     }
+
+    // nodes and endpoints go in the same document, and a bad endpoint (on a
+    // port that does not exist) refuses all of it
+    let node = api::Node {
+        name: "node-2".into(),
+        addresses: vec!["192.168.7.2/24".into()],
+    };
+    let ep = api::EndpointSpec {
+        port: "no-such-port".into(),
+        mac: "02:00:00:00:07:01".parse().unwrap(),
+        ips: vec!["10.67.9.9".parse().unwrap()],
+        pod: None,
+        labels: Default::default(),
+    };
+    let refused = sw.client().call(&Request::Apply {
+        doc: Desired {
+            pools: vec![pool("good", "10.90.0.0/16", None)],
+            nodes: vec![node.clone()],
+            endpoints: vec![ep],
+        },
+    });
+    assert!(
+        matches!(&refused, Err(api::ClientError::Refused { message, .. }) if message.contains("no-such-port")),
+        "{refused:?}"
+    );
+    assert_eq!(pools(&sw), before);
+    assert_eq!(sw.call(&Request::NodeList {}), Reply::Nodes(vec![]));
+    let bad_node = api::Node {
+        name: "node-3".into(),
+        addresses: vec!["192.168.7.300/24".into()],
+    };
+    let e = sw.client().call(&Request::Apply {
+        doc: Desired {
+            nodes: vec![bad_node],
+            ..Default::default()
+        },
+    });
+    assert!(matches!(e, Err(api::ClientError::Refused { .. })), "{e:?}");
+    assert_eq!(
+        sw.call(&Request::Apply {
+            doc: Desired {
+                nodes: vec![node.clone()],
+                ..Default::default()
+            }
+        }),
+        Reply::Done
+    );
+    assert_eq!(sw.call(&Request::NodeList {}), Reply::Nodes(vec![node]));
 
     // three pods: distinct addresses from one /26 block of this node
     let a: Vec<api::Attachment> = ["c1", "c2", "c3"].iter().map(|c| attach(&sw, c)).collect();

@@ -46,6 +46,7 @@ fn a_testpmd_pod_answers_a_kernel_pods_ping() {
                 disabled: false,
                 node_selector: None,
             }],
+            ..Default::default()
         },
     });
     assert_eq!(r, Reply::Done);

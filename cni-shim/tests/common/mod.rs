@@ -284,10 +284,20 @@ pub struct Switch {
     pub dir: PathBuf,
     pub sock: String,
     log: PathBuf,
+    /// The EAL file prefix, kept for restarts.
+    prefix: String,
+    /// Extra vswitchd arguments ([`Switch::start_with`]), kept for restarts.
+    extra: Vec<String>,
 }
 
 impl Switch {
     pub fn start() -> Switch {
+        Switch::start_with(&[])
+    }
+
+    /// [`Switch::start`] with more vswitchd arguments (e.g. `--mbufs N`),
+    /// which [`Switch::restart`] passes again.
+    pub fn start_with(extra: &[String]) -> Switch {
         let n = unique();
         let pid = std::process::id();
         let dir = PathBuf::from(format!("/tmp/vswcni-{pid}-{n}"));
@@ -303,6 +313,7 @@ impl Switch {
             .arg("--state-dir")
             .arg(dir.join("state"))
             .args(["--node", "cni-test-node"])
+            .args(extra)
             .env("VSWITCH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("log fd"))
@@ -314,6 +325,8 @@ impl Switch {
             dir,
             sock,
             log,
+            prefix: format!("vswcni{pid}x{n}"),
+            extra: extra.to_vec(),
         };
         let end = Instant::now() + TIMEOUT;
         loop {
@@ -334,6 +347,78 @@ impl Switch {
             std::thread::sleep(Duration::from_millis(50));
         }
         sw
+    }
+
+    /// The directory vswitchd keeps its durable state (`ipam.json`) in.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// The running vswitchd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILLs vswitchd (no cleanup of any kind) and reaps it.
+    pub fn kill9(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Starts vswitchd again (after [`Switch::kill9`] or [`Switch::stop`])
+    /// with the same control socket, state dir, node name and EAL file
+    /// prefix, appending to the same log, and waits until it serves its
+    /// socket. An error (with the log's tail) when it exits or does not
+    /// serve within [`TIMEOUT`].
+    pub fn restart(&mut self) -> Result<(), String> {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            return Err(format!("vswitchd (pid {}) is still running", self.child.id()));
+        }
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("opening {}: {e}", self.log.display()))?;
+        let out = logf.try_clone().map_err(|e| format!("log fd: {e}"))?;
+        self.child = Command::new(vswitchd_binary())
+            .args(["--socket", &self.sock])
+            .args(["--file-prefix", &self.prefix])
+            .args(["--lcores", "0@0,1@1"])
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(["--node", "cni-test-node"])
+            .args(&self.extra)
+            .env("VSWITCH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(logf)
+            .spawn()
+            .map_err(|e| format!("spawning vswitchd: {e}"))?;
+        let end = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Err(format!(
+                    "restarted vswitchd exited ({st}) before serving its socket:\n{}",
+                    self.log_tail(40)
+                ));
+            }
+            if Client::connect(&self.sock).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= end {
+                return Err(format!(
+                    "restarted vswitchd did not open {} in time:\n{}",
+                    self.sock,
+                    self.log_tail(40)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -363,6 +448,7 @@ impl Switch {
                 disabled: false,
                 node_selector: None,
             }],
+            ..Default::default()
         };
         assert_eq!(self.call(&Request::Apply { doc }), Reply::Done);
     }
