@@ -114,9 +114,10 @@ impl PortSpec {
                         "bad socket path '{path}': longer than {MAX_SOCKET_PATH} bytes"
                     ));
                 }
-                if path.ends_with('/') || path.contains(',') {
+                // DPDK's device arguments cut values at these characters
+                if path.ends_with('/') || path.contains([',', '=', '[', ']']) {
                     return Err(format!(
-                        "bad socket path '{path}': must name a file and hold no comma"
+                        "bad socket path '{path}': must name a file and hold none of , = [ ]"
                     ));
                 }
             }
@@ -707,7 +708,14 @@ mod tests {
                 spec(PortKind::VhostServer, Some("/tmp/"), None),
                 "name a file",
             ),
-            (spec(PortKind::VhostServer, Some("/tmp/a,b"), None), "comma"),
+            (
+                spec(PortKind::VhostServer, Some("/tmp/a,b"), None),
+                "none of",
+            ),
+            (
+                spec(PortKind::VhostServer, Some("/tmp/a=b"), None),
+                "none of",
+            ),
             (
                 spec(PortKind::VhostServer, Some("/tmp/a"), Some("x")),
                 "only for tap",

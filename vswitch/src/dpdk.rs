@@ -207,29 +207,6 @@ impl Mempool {
     fn as_ptr(&self) -> *mut sys::rte_mempool {
         self.0.as_ptr()
     }
-
-    /// A fresh mbuf holding `bytes`.
-    pub fn alloc_with(&self, bytes: &[u8]) -> Option<Mbuf> {
-        // SAFETY: the pool is valid; a null return means the pool is empty.
-        let m = NonNull::new(unsafe { sys::rte_pktmbuf_alloc(self.as_ptr()) })?;
-        let mut mbuf = Mbuf(m);
-        let room = {
-            // SAFETY: a fresh mbuf from this pool; we own it.
-            let mb = unsafe { mbuf.0.as_ref() };
-            usize::from(mb.buf_len) - usize::from(mb.data_off)
-        };
-        if bytes.len() > room {
-            return None;
-        }
-        {
-            // SAFETY: we own the mbuf; lengths fit its single segment (checked above).
-            let mb = unsafe { mbuf.0.as_mut() };
-            mb.data_len = bytes.len() as u16;
-            mb.pkt_len = bytes.len() as u32;
-        }
-        mbuf.data_mut().copy_from_slice(bytes);
-        Some(mbuf)
-    }
 }
 
 impl Drop for Mempool {

@@ -30,15 +30,6 @@ pub struct FdbCounters {
     pub evicted: u64,
 }
 
-impl FdbCounters {
-    pub fn add(&mut self, o: &FdbCounters) {
-        self.learned += o.learned;
-        self.moved += o.moved;
-        self.aged += o.aged;
-        self.evicted += o.evicted;
-    }
-}
-
 /// Eight entries and their last-seen seconds: two adjacent cache lines,
 /// which the CPU's adjacent-line prefetch brings in together.
 #[repr(C, align(128))]
@@ -53,6 +44,19 @@ pub struct Fdb {
     max_entries: u64,
     entries: AtomicU64,
     aging: AtomicU32,
+}
+
+/// Seconds since `seen`. Workers read the shared clock at slightly
+/// different moments, so a stamp may be a second ahead of a reader's `now`:
+/// that is age 0, not a wrapped-around eternity.
+#[inline(always)]
+fn age(seen: u32, now: u32) -> u32 {
+    let a = now.wrapping_sub(seen);
+    if a > u32::MAX / 2 {
+        0
+    } else {
+        a
+    }
 }
 
 #[inline(always)]
@@ -119,7 +123,7 @@ impl Fdb {
 
     #[inline(always)]
     fn live(&self, seen: u32, now: u32, aging: u32) -> bool {
-        now.wrapping_sub(seen) <= aging
+        age(seen, now) <= aging
     }
 
     /// The port `mac` was learned on, if it was seen within the aging time.
@@ -242,7 +246,7 @@ impl Fdb {
             if cur == EMPTY {
                 continue;
             }
-            let age = now.wrapping_sub(self.buckets[b].seen[i].load(Relaxed));
+            let age = age(self.buckets[b].seen[i].load(Relaxed), now);
             if victim.is_none_or(|(_, _, a)| age > a) {
                 victim = Some((i, cur, age));
             }
@@ -287,7 +291,7 @@ impl Fdb {
                 let cur = w.load(Relaxed);
                 let s = s.load(Relaxed);
                 if cur != EMPTY && self.live(s, now, aging) {
-                    out.push((mac_of(cur), port_of(cur), now.wrapping_sub(s)));
+                    out.push((mac_of(cur), port_of(cur), age(s, now)));
                 }
             }
         }
@@ -332,6 +336,14 @@ mod tests {
         f.set_aging(1000);
         f.learn(A, 1, 200, &mut c);
         assert_eq!(f.lookup(A, 1100), Some(1));
+    }
+
+    #[test]
+    fn a_stamp_a_second_ahead_is_young() {
+        let f = Fdb::new(16, 10);
+        let mut c = FdbCounters::default();
+        f.learn(A, 1, 101, &mut c); // another worker's clock read
+        assert_eq!(f.lookup(A, 100), Some(1));
     }
 
     #[test]

@@ -13,9 +13,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 pub const ETHERTYPE_ARP: u16 = 0x0806;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
-/// The gateway MAC in `wire::mac_at` form.
-pub const GATEWAY_MAC: u64 = 0xeeee_eeee_eeee;
-const GATEWAY_MAC_BYTES: [u8; 6] = [0xee; 6];
+const GATEWAY_MAC_BYTES: [u8; 6] = api::GATEWAY_MAC.0;
 const ARP_LEN: usize = 28;
 const IPV4_MIN: usize = 20;
 
@@ -143,7 +141,10 @@ fn proxy_arp(frame: &mut [u8], in_port: u16, ep: &Endpoint) -> Verdict {
     let spa = u32::from_be_bytes([arp[14], arp[15], arp[16], arp[17]]);
     let tpa = u32::from_be_bytes([arp[24], arp[25], arp[26], arp[27]]);
     let sha_mac = u64::from_be_bytes([0, 0, sha[0], sha[1], sha[2], sha[3], sha[4], sha[5]]);
-    if sha_mac != ep.mac || (spa != 0 && !ep.owns(spa)) {
+    if sha_mac != ep.mac {
+        return Verdict::Drop(DropReason::SpoofedMac);
+    }
+    if spa != 0 && !ep.owns(spa) {
         return Verdict::Drop(DropReason::SpoofedIp);
     }
     // replies, gratuitous ARP and probes for the pod's own address need no answer

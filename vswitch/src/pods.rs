@@ -82,9 +82,15 @@ impl Switch {
                     .socket_dir
                     .clone()
                     .unwrap_or_else(|| format!("{DEFAULT_SOCKET_DIR}/{}", req.container_id));
+                if !dir.starts_with('/') {
+                    undo_ipam(self);
+                    return invalid(format!("socket directory {dir}: must be absolute"));
+                }
                 if let Err(e) = std::fs::create_dir_all(&dir) {
                     undo_ipam(self);
-                    return invalid(format!("socket directory {dir}: {e}"));
+                    return Err(SwitchError::Internal(format!(
+                        "socket directory {dir}: {e}"
+                    )));
                 }
                 PortSpec {
                     name: port.clone(),
@@ -294,8 +300,16 @@ impl Switch {
         for n in doc.nodes {
             self.nodes.insert(n.name.clone(), n);
         }
+        // checked above as a whole: set them together, in one snapshot
+        let ports: Vec<String> = doc.endpoints.iter().map(|e| e.port.clone()).collect();
         for ep in doc.endpoints {
-            self.set_endpoint(ep)?;
+            self.endpoints.insert(ep.port.clone(), ep);
+        }
+        if !ports.is_empty() {
+            self.publish();
+            for p in &ports {
+                self.forget_learned(p);
+            }
         }
         Ok(())
     }

@@ -43,12 +43,23 @@ impl Default for SwitchConfig {
         SwitchConfig {
             fdb_max: 1 << 20,
             aging_secs: 300,
-            mbufs: 16384,
+            mbufs: 32768,
             ring_size: 1024,
             state_dir: PathBuf::from("/var/lib/vswitch"),
             node: "localhost".into(),
         }
     }
+}
+
+/// Descriptors of a TAP port's rings.
+const TAP_RING: u16 = 256;
+
+/// Whether a port's peer is there. The TAP PMD asks the kernel about its
+/// interface by name in the switch's own namespace, so it reports a TAP that
+/// was moved into a pod's namespace as down; the switch owns the TAP, and
+/// its kernel side lives as long as the port does.
+fn link_up(kind: PortKind, id: u16) -> bool {
+    kind == PortKind::Tap || dpdk::link_up(id)
 }
 
 /// Drop counts at the moment a port was added: a port id may be reused, and
@@ -74,7 +85,7 @@ pub struct Switch {
     ring_size: u16,
     ports: BTreeMap<String, Port>,
     /// Routed pods by port name.
-    endpoints: BTreeMap<String, EndpointSpec>,
+    pub(crate) endpoints: BTreeMap<String, EndpointSpec>,
     seq: u64,
     hugepages: bool,
     /// Entries the control thread's sweeps removed (workers count their own).
@@ -87,6 +98,8 @@ pub struct Switch {
     pub(crate) attachments: BTreeMap<(String, String), api::Attachment>,
     /// Nodes of the cluster, as applied.
     pub(crate) nodes: BTreeMap<String, api::Node>,
+    /// The snapshot before the newest one.
+    retired: std::sync::Mutex<Option<Arc<Snapshot>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +108,8 @@ pub enum SwitchError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Internal(String),
     #[error("{0}")]
     Dpdk(#[from] dpdk::Error),
     #[error("{0}")]
@@ -107,6 +122,7 @@ impl SwitchError {
         match self {
             SwitchError::Invalid(_) => ErrorCode::Invalid,
             SwitchError::NotFound(_) => ErrorCode::NotFound,
+            SwitchError::Internal(_) => ErrorCode::Internal,
             SwitchError::Dpdk(_) => ErrorCode::Internal,
             SwitchError::Ipam(e) => match e {
                 IpamError::PoolExhausted { .. } | IpamError::NoEligiblePool { .. } => {
@@ -171,6 +187,7 @@ impl Switch {
             pool_meta: BTreeMap::new(),
             attachments: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            retired: std::sync::Mutex::new(None),
         })
     }
 
@@ -284,7 +301,14 @@ impl Switch {
             dpdk::vdev_remove(&devname);
             return invalid(format!("port id {id} out of range"));
         }
-        if let Err(e) = dpdk::port_start(id, &self.pool, 1, self.ring_size) {
+        // the TAP PMD fills its rx ring with buffers from the shared pool up
+        // front (the vhost PMD takes them per burst): keep TAP rings small so
+        // that a node full of kernel pods does not drain the pool
+        let ring = match spec.kind {
+            PortKind::Tap => self.ring_size.min(TAP_RING),
+            _ => self.ring_size,
+        };
+        if let Err(e) = dpdk::port_start(id, &self.pool, 1, ring) {
             dpdk::vdev_remove(&devname);
             return Err(e.into());
         }
@@ -303,7 +327,7 @@ impl Switch {
         let entry = Arc::new(PortEntry {
             id,
             owner,
-            link: AtomicBool::new(dpdk::link_up(id)),
+            link: AtomicBool::new(link_up(spec.kind, id)),
             handoff,
         });
         // a reused port id must not inherit MACs learned on its predecessor
@@ -364,7 +388,7 @@ impl Switch {
     }
 
     /// Builds and swaps in the snapshot for the current port set.
-    fn publish(&self) {
+    pub(crate) fn publish(&self) {
         let gen = self.shared.generation.load(Relaxed) + 1;
         let mut snap = Snapshot::empty(self.lcores.len());
         snap.generation = gen;
@@ -385,18 +409,26 @@ impl Switch {
             }
         }
         snap.domain.sort_unstable();
-        self.shared.snapshot.store(Arc::new(snap));
+        let old = self.shared.snapshot.swap(Arc::new(snap));
         self.shared.generation.store(gen, Release);
+        // keep the old snapshot alive here, so that the worker dropping its
+        // reference is not the one that frees it (free() on the fast path)
+        if let Ok(mut r) = self.retired.lock() {
+            *r = Some(old);
+        }
     }
 
     /// Waits until every worker runs the newest snapshot.
+    ///
+    /// There is no giving up: tearing a port down under a worker that still
+    /// polls it would be a use after free. A stalled worker is reported.
     fn wait_quiescent(&self) {
         let gen = self.shared.generation.load(Acquire);
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut report = Instant::now() + Duration::from_secs(5);
         while self.shared.seen.iter().any(|s| s.load(Acquire) < gen) {
-            if Instant::now() > deadline {
-                tracing::error!("a worker did not pick up generation {gen} within 5 s");
-                return;
+            if Instant::now() > report {
+                tracing::error!("a worker has not picked up generation {gen} yet; still waiting");
+                report += Duration::from_secs(5);
             }
             std::thread::sleep(Duration::from_micros(100));
         }
@@ -414,7 +446,7 @@ impl Switch {
     pub fn housekeeping(&self) {
         self.shared.clock.store(self.now(), Relaxed);
         for p in self.ports.values() {
-            let up = dpdk::link_up(p.id);
+            let up = link_up(p.spec.kind, p.id);
             if p.entry.link.swap(up, Relaxed) != up {
                 tracing::info!(
                     "port {} link {}",
@@ -467,8 +499,8 @@ impl Switch {
                     rx_bytes,
                     tx_packets,
                     tx_bytes,
-                    tx_drops: drops.tx_drops - p.base.tx_drops,
-                    rx_drops: drops.rx_drops - p.base.rx_drops,
+                    tx_drops: drops.tx_drops.saturating_sub(p.base.tx_drops),
+                    rx_drops: drops.rx_drops.saturating_sub(p.base.rx_drops),
                 }
             })
             .collect();
@@ -576,9 +608,20 @@ impl Switch {
                 ));
             }
         }
-        self.endpoints.insert(ep.port.clone(), ep);
+        let port = ep.port.clone();
+        self.endpoints.insert(port.clone(), ep);
         self.publish();
+        self.forget_learned(&port);
         Ok(())
+    }
+
+    /// A port that became routed must not stay a destination the bridge
+    /// learned: once no worker bridges from it any more, forget its MACs.
+    pub(crate) fn forget_learned(&self, port: &str) {
+        if let Some(p) = self.ports.get(port) {
+            self.wait_quiescent();
+            self.shared.fdb.flush(Some(p.id));
+        }
     }
 
     pub fn del_endpoint(&mut self, port: &str) -> Result<()> {

@@ -86,7 +86,10 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             let Some(p) = snap.port(port) else { continue };
             if let Some(ring) = &p.handoff {
                 // packets other workers switched to this port
-                if ring.dequeue(&mut burst) > 0 {
+                let handed = ring.dequeue(&mut burst);
+                if handed > 0 {
+                    // traffic from other workers keeps this one awake too
+                    got += handed;
                     transmit_counted(&mut burst, port, ctr, |b| {
                         dpdk::tx_burst(port, 0, b);
                         p.refusal()

@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value = "vswitchd")]
     file_prefix: String,
     /// Packet buffers in the pool.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 32768)]
     mbufs: u32,
     /// Seconds after which a silent MAC is forgotten.
     #[arg(long, default_value_t = 300)]
