@@ -55,7 +55,12 @@ impl Switch {
                     req.container_id, req.ifname, a.kind
                 ));
             }
-            return Ok(a.clone());
+            if self.has_port(&a.port) {
+                return Ok(a.clone());
+            }
+            // its port was removed behind its back: make it again (the IPAM
+            // hands the handle the same addresses)
+            self.attachments.remove(&key);
         }
         let (port, iface, mac) = names(&req.container_id, &req.ifname);
         let (ips, ours) = match &req.ips {

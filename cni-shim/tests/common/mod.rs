@@ -377,7 +377,10 @@ impl Switch {
     /// serve within [`TIMEOUT`].
     pub fn restart(&mut self) -> Result<(), String> {
         if matches!(self.child.try_wait(), Ok(None)) {
-            return Err(format!("vswitchd (pid {}) is still running", self.child.id()));
+            return Err(format!(
+                "vswitchd (pid {}) is still running",
+                self.child.id()
+            ));
         }
         let logf = std::fs::OpenOptions::new()
             .create(true)
