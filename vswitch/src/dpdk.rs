@@ -252,6 +252,7 @@ impl PacketBuf for Mbuf {
     #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         let m = self.raw();
+        debug_assert_eq!(m.refcnt, 1, "writing to a shared mbuf");
         // SAFETY: as in data(); &mut self means no other Rust view of these bytes.
         // A shared mbuf (after share()) must not be written: the L2 path never does.
         unsafe {

@@ -90,6 +90,8 @@ pub struct Switch {
     hugepages: bool,
     /// Entries the control thread's sweeps removed (workers count their own).
     aged_by_sweep: AtomicU64,
+    /// The second of the last FDB sweep.
+    last_sweep: AtomicU32,
     pub(crate) ipam: Ipam<FileStore>,
     pub(crate) node: String,
     /// Pool fields the IPAM does not keep (encapsulation, NAT, selector).
@@ -182,6 +184,7 @@ impl Switch {
             seq: 0,
             hugepages,
             aged_by_sweep: AtomicU64::new(0),
+            last_sweep: AtomicU32::new(u32::MAX),
             ipam,
             node: cfg.node.clone(),
             pool_meta: BTreeMap::new(),
@@ -455,8 +458,13 @@ impl Switch {
                 );
             }
         }
-        let aged = self.shared.fdb.sweep(self.now());
-        self.aged_by_sweep.fetch_add(aged, Relaxed);
+        // a sweep reads the whole table (32 MiB at the default bound): once a
+        // second is enough for a clock in seconds, and spares the shared cache
+        let now = self.now();
+        if self.last_sweep.swap(now, Relaxed) != now {
+            let aged = self.shared.fdb.sweep(now);
+            self.aged_by_sweep.fetch_add(aged, Relaxed);
+        }
     }
 
     fn port_drops(&self, id: u16) -> Baseline {
