@@ -261,6 +261,20 @@ pub enum EncapMode {
 }
 
 impl IpPool {
+    /// A pool with Calico's defaults for everything but its name and CIDR.
+    pub fn new(name: impl Into<String>, cidr: impl Into<String>) -> IpPool {
+        IpPool {
+            name: name.into(),
+            cidr: cidr.into(),
+            block_size: None,
+            ipip_mode: None,
+            vxlan_mode: None,
+            nat_outgoing: false,
+            disabled: false,
+            node_selector: None,
+        }
+    }
+
     /// What can be checked of one pool alone (the switch checks the set).
     pub fn validate(&self) -> Result<(), String> {
         let on = |m: Option<EncapMode>| m.is_some_and(|m| m != EncapMode::Never);

@@ -365,16 +365,7 @@ impl Switch {
                     .pool_meta
                     .get(p.name())
                     .cloned()
-                    .unwrap_or(api::IpPool {
-                        name: p.name().to_owned(),
-                        cidr: String::new(),
-                        block_size: None,
-                        ipip_mode: None,
-                        vxlan_mode: None,
-                        nat_outgoing: false,
-                        disabled: false,
-                        node_selector: None,
-                    });
+                    .unwrap_or_else(|| api::IpPool::new(p.name(), ""));
                 out.cidr = p.cidr().to_string();
                 out.block_size = Some(p.block_size());
                 out.disabled = p.disabled();

@@ -11,14 +11,8 @@ use common::*;
 
 fn pool(name: &str, cidr: &str, block: Option<u8>) -> IpPool {
     IpPool {
-        name: name.into(),
-        cidr: cidr.into(),
         block_size: block,
-        ipip_mode: None,
-        vxlan_mode: None,
-        nat_outgoing: false,
-        disabled: false,
-        node_selector: None,
+        ..IpPool::new(name, cidr)
     }
 }
 

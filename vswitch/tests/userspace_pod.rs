@@ -37,14 +37,8 @@ fn a_testpmd_pod_answers_a_kernel_pods_ping() {
     let r = sw.call(&Request::Apply {
         doc: Desired {
             pools: vec![IpPool {
-                name: "pods".into(),
-                cidr: "10.68.0.0/16".into(),
                 block_size: Some(26),
-                ipip_mode: None,
-                vxlan_mode: None,
-                nat_outgoing: false,
-                disabled: false,
-                node_selector: None,
+                ..IpPool::new("pods", "10.68.0.0/16")
             }],
             ..Default::default()
         },

@@ -161,16 +161,7 @@ impl Platform for Fake {
             Request::PoolList {} => Ok(Reply::Pools(
                 ["blue", "green"]
                     .iter()
-                    .map(|n| api::IpPool {
-                        name: (*n).into(),
-                        cidr: "10.65.0.0/16".into(),
-                        block_size: None,
-                        ipip_mode: None,
-                        vxlan_mode: None,
-                        nat_outgoing: false,
-                        disabled: false,
-                        node_selector: None,
-                    })
+                    .map(|n| api::IpPool::new(*n, "10.65.0.0/16"))
                     .collect(),
             )),
             Request::PodList {} => Ok(Reply::Attachments(

@@ -442,14 +442,8 @@ impl Switch {
     pub fn apply_pool(&self, name: &str, cidr: &str, block_size: u8) {
         let doc = api::Desired {
             pools: vec![api::IpPool {
-                name: name.into(),
-                cidr: cidr.into(),
                 block_size: Some(block_size),
-                ipip_mode: None,
-                vxlan_mode: None,
-                nat_outgoing: false,
-                disabled: false,
-                node_selector: None,
+                ..api::IpPool::new(name, cidr)
             }],
             ..Default::default()
         };
