@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod mac;
+pub mod policy;
 pub use mac::{MacAddr, MacParseError};
 
 /// Where vswitchd listens unless told otherwise.
@@ -164,9 +165,18 @@ pub struct EndpointSpec {
     /// Pod namespace and name, for people reading `vsctl` output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
-    /// The pod's labels, which policy selectors will match.
+    /// The pod's labels, which policy selectors match.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The pod's namespace, for namespaced policies and namespace selectors
+    /// ("default" when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// Its containers' named ports, for rules that name a port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub named_ports: Vec<policy::NamedPort>,
 }
 
 /// A node of the cluster and its underlay addresses.
@@ -290,7 +300,7 @@ impl IpPool {
 
 /// A desired-state document: what `vsctl apply -f` sends. Applied whole or
 /// not at all.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Desired {
     #[serde(default)]
@@ -299,6 +309,14 @@ pub struct Desired {
     pub nodes: Vec<Node>,
     #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
+    /// The complete list of namespaces (labels for namespace selectors),
+    /// when given; absent, they stay as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<policy::NamespaceInfo>>,
+    /// The complete list of policies in force, when given; absent, they stay
+    /// as they are (an empty list removes them all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<policy::Policy>>,
 }
 
 /// One block of a pool as the IPAM sees it.
@@ -378,7 +396,7 @@ pub struct Attachment {
 }
 
 /// A request on the control socket.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
     PortAdd {
@@ -436,6 +454,13 @@ pub enum Request {
     BlockList {},
     PodList {},
     NodeList {},
+    /// The namespaces and policies in force.
+    PolicyList {},
+    /// Flow-log records (Log rules) after sequence number `after`.
+    FlowLog {
+        #[serde(default)]
+        after: u64,
+    },
 }
 
 /// The reply to one request.
@@ -499,6 +524,15 @@ pub enum Reply {
     Attachments(Vec<Attachment>),
     Nodes(Vec<Node>),
     Status(Status),
+    FlowLog(Vec<FlowLogEntry>),
+    Policies(PolicySet),
+}
+
+/// The policy objects in force, as applied.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct PolicySet {
+    pub namespaces: Vec<policy::NamespaceInfo>,
+    pub policies: Vec<policy::Policy>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -561,6 +595,43 @@ pub struct Stats {
     pub workers: Vec<WorkerStats>,
     /// TSC frequency, to turn cycles into time.
     pub tsc_hz: u64,
+    #[serde(default)]
+    pub conntrack: ConntrackStats,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ConntrackStats {
+    /// Connections tracked at most, all workers together.
+    pub capacity: u64,
+    pub created: u64,
+    /// Live connections evicted to make room for new ones.
+    pub evicted: u64,
+    /// Flow-log records refused by the rate limit.
+    pub log_suppressed: u64,
+}
+
+/// One flow-log line: a packet that matched a rule with action Log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FlowLogEntry {
+    /// Increases by one per record; ask for those after the last one seen.
+    pub seq: u64,
+    /// Unix time, seconds.
+    pub time: u64,
+    /// The pod whose policy logged it ("ns/name", else the port name).
+    pub endpoint: String,
+    /// "ingress" or "egress" (of that pod).
+    pub direction: String,
+    pub protocol: String,
+    pub src: std::net::Ipv4Addr,
+    pub dst: std::net::Ipv4Addr,
+    /// Ports (TCP, UDP, SCTP); for ICMP, 0 and type << 8 | code.
+    pub sport: u16,
+    pub dport: u16,
+    /// The Log rule, e.g. "default.log-all ingress rule 0".
+    pub rule: String,
+    /// The verdict of that direction, and what decided it.
+    pub verdict: String,
+    pub decided_by: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

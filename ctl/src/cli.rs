@@ -52,6 +52,12 @@ pub enum Command {
         #[arg(value_enum)]
         what: GetWhat,
     },
+    /// Network policy tools that need no switch: simulate a cluster's connectivity.
+    #[command(subcommand)]
+    Policy(crate::policy_cmd::PolicyCmd),
+    /// Calico selectors: evaluate them against labels (JSON lines on standard input).
+    #[command(subcommand)]
+    Selector(crate::policy_cmd::SelectorCmd),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod manifest;
+pub mod policy_cmd;
 pub mod rate;
 pub mod render;
 pub mod table;
@@ -92,6 +93,8 @@ pub fn reply_kind(r: &Reply) -> &'static str {
         Reply::Blocks(_) => "blocks",
         Reply::Attachments(_) => "attachments",
         Reply::Nodes(_) => "nodes",
+        Reply::FlowLog(_) => "flow-log",
+        Reply::Policies(_) => "policies",
     }
 }
 
@@ -144,6 +147,14 @@ fn emit<T: Serialize + ?Sized>(
 
 /// Runs one parsed command line, writing its output to `out`.
 pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
+    // These work on files and standard input, without a switch.
+    match &cli.command {
+        Command::Policy(cmd) => return policy_cmd::policy(cmd, cli.json, out),
+        Command::Selector(policy_cmd::SelectorCmd::Eval) => {
+            return policy_cmd::selector_eval(&mut io::stdin().lock(), out)
+        }
+        _ => {}
+    }
     let mut client = Client::connect(&cli.socket)?;
     let json = cli.json;
     match &cli.command {
@@ -204,6 +215,9 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 ips: ips.clone(),
                 pod: pod.clone(),
                 labels: Default::default(),
+                namespace: None,
+                service_account: None,
+                named_ports: Vec::new(),
             };
             expect_done(client.call(&Request::EndpointSet { endpoint })?)
         }
@@ -259,6 +273,8 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             );
             emit(json, out, &v, || render::attachments(&v))
         }
+        // Answered above, before connecting.
+        Command::Policy(_) | Command::Selector(_) => Ok(()),
         Command::Get {
             what: GetWhat::Endpoints,
         }

@@ -120,6 +120,9 @@ pub fn parse(text: &str) -> Result<Desired, String> {
                     ips: s.ips,
                     pod: Some(format!("{ns}/{name}")),
                     labels: obj.metadata.labels,
+                    namespace: None,
+                    service_account: None,
+                    named_ports: Vec::new(),
                 });
             }
             (api_version, kind) => {

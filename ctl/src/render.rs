@@ -131,7 +131,7 @@ pub fn cycles_per_packet(busy_cycles: u64, packets: u64) -> String {
         .map_or_else(|| "-".to_owned(), |c| c.to_string())
 }
 
-/// `stats`: per-port counters, drops by reason, FDB, workers; four tables
+/// `stats`: per-port counters, drops by reason, FDB, conntrack, workers; five tables
 /// separated by blank lines.
 pub fn stats(s: &Stats) -> String {
     let mut ports = Table::new([
@@ -175,6 +175,10 @@ pub fn stats(s: &Stats) -> String {
         u64::from(f.aging_seconds),
     ]);
 
+    let c = &s.conntrack;
+    let mut ct = Table::new(["ct-capacity", "ct-created", "ct-evicted", "log-suppressed"]);
+    ct.row([c.capacity, c.created, c.evicted, c.log_suppressed]);
+
     let mut workers = Table::new([
         "lcore",
         "ports",
@@ -199,7 +203,7 @@ pub fn stats(s: &Stats) -> String {
         ]);
     }
 
-    [ports, drops, fdb, workers]
+    [ports, drops, fdb, ct, workers]
         .iter()
         .map(Table::render)
         .collect::<Vec<_>>()
@@ -373,6 +377,12 @@ mod tests {
                 },
             ],
             tsc_hz: 2_000_000_000,
+            conntrack: api::ConntrackStats {
+                capacity: 1024,
+                created: 5,
+                evicted: 1,
+                log_suppressed: 0,
+            },
         };
         assert_eq!(
             stats(&s),
@@ -385,6 +395,9 @@ mod tests {
              \n\
              FDB-ENTRIES  CAPACITY  LEARNED  MOVED  AGED  EVICTED  AGING-SECS\n\
              2            4096      3        1      1     0        300\n\
+             \n\
+             CT-CAPACITY  CT-CREATED  CT-EVICTED  LOG-SUPPRESSED\n\
+             1024         5           1           0\n\
              \n\
              LCORE  PORTS  PACKETS  CYCLES/PKT  IDLE-POLLS  SLEEPS\n\
              2      p0,p1  10       123         7           1\n\

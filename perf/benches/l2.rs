@@ -6,9 +6,12 @@
 //! are a station the first burst learns.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use crossbeam_queue::ArrayQueue;
+use policy::compile::Compiled;
 use std::hint::black_box;
 use vswitch::counters::{DropReason, WorkerCounters};
 use vswitch::fdb::{Fdb, FdbCounters};
+use vswitch::firewall::PolicyView;
 use vswitch::l3::Routes;
 use vswitch::pipeline::{Burst, Context, Pipeline, TxSink, BURST, MAX_PORTS};
 
@@ -77,7 +80,9 @@ fn bench_l2(c: &mut Criterion) {
         let domain: Vec<u16> = (0..PORTS).collect();
         let routes = Routes::default();
         let ctr = WorkerCounters::new(MAX_PORTS);
-        let mut pipe: Pipeline<Vec<u8>> = Pipeline::new();
+        let compiled = Compiled::empty();
+        let log = ArrayQueue::new(16);
+        let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Default::default());
         // bursts arriving on port 0 from stations behind port 0, to stations
         // behind the other ports: every frame is learned and unicast
         let on_port0: Vec<u64> = (0..macs).filter(|&i| port_of(i, macs) == 0).collect();
@@ -118,6 +123,12 @@ fn bench_l2(c: &mut Criterion) {
                     endpoints: &[],
                     routes: &routes,
                     now: 1,
+                    local: u64::MAX,
+                    policy: PolicyView {
+                        compiled: &compiled,
+                        generation: 0,
+                    },
+                    log: &log,
                 };
                 received += burst.len() as u64;
                 pipe.process(&cx, in_port, &mut burst, &mut sink, &ctr);

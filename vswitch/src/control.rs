@@ -50,6 +50,8 @@ pub fn handle_line(sw: &Mutex<Switch>, line: &str) -> Response {
         Request::Apply { doc } => sw.apply(doc).map(|()| Reply::Done),
         Request::PoolList {} => sw.pool_list().map(Reply::Pools),
         Request::BlockList {} => sw.block_list().map(Reply::Blocks),
+        Request::PolicyList {} => Ok(Reply::Policies(sw.policy_list())),
+        Request::FlowLog { after } => Ok(Reply::FlowLog(sw.flow_log(after))),
     };
     match result {
         Ok(result) => Response::Ok { result },
@@ -145,7 +147,7 @@ pub async fn serve(sw: Arc<Mutex<Switch>>, listener: UnixListener) -> std::io::R
                 Err(e) => tracing::warn!("control socket accept: {e}"),
             },
             _ = tick.tick() => {
-                if let Ok(s) = sw.lock() {
+                if let Ok(mut s) = sw.lock() {
                     s.housekeeping();
                 }
             }

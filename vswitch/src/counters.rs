@@ -38,10 +38,17 @@ pub enum DropReason {
     NotIpv4,
     /// ARP from a routed pod that needs no answer (replies, probes, gratuitous).
     ArpIgnored,
+    /// Not acceptable in its connection's state, or a TCP segment other
+    /// than a SYN that belongs to no connection, at a pod with policy.
+    CtInvalid,
+    /// Denied by the receiving pod's ingress policy.
+    PolicyIngress,
+    /// Denied by the sending pod's egress policy.
+    PolicyEgress,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Runt,
         DropReason::BadLength,
         DropReason::BadSrcMac,
@@ -56,6 +63,9 @@ impl DropReason {
         DropReason::TtlExpired,
         DropReason::NotIpv4,
         DropReason::ArpIgnored,
+        DropReason::CtInvalid,
+        DropReason::PolicyIngress,
+        DropReason::PolicyEgress,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -75,6 +85,9 @@ impl DropReason {
             DropReason::TtlExpired => "ttl_expired",
             DropReason::NotIpv4 => "not_ipv4",
             DropReason::ArpIgnored => "arp_ignored",
+            DropReason::CtInvalid => "ct_invalid",
+            DropReason::PolicyIngress => "policy_ingress",
+            DropReason::PolicyEgress => "policy_egress",
         }
     }
 }
@@ -114,6 +127,11 @@ pub struct WorkerCounters {
     pub moved: Counter,
     pub aged: Counter,
     pub evicted: Counter,
+    /// Connections recorded, and live ones evicted to make room.
+    pub ct_created: Counter,
+    pub ct_evicted: Counter,
+    /// Flow-log records refused by the rate limit or a full queue.
+    pub log_suppressed: Counter,
     pub packets: Counter,
     pub busy_cycles: Counter,
     pub idle_polls: Counter,
@@ -129,6 +147,9 @@ impl WorkerCounters {
             moved: Counter::default(),
             aged: Counter::default(),
             evicted: Counter::default(),
+            ct_created: Counter::default(),
+            ct_evicted: Counter::default(),
+            log_suppressed: Counter::default(),
             packets: Counter::default(),
             busy_cycles: Counter::default(),
             idle_polls: Counter::default(),

@@ -270,6 +270,39 @@ impl PacketBuf for Mbuf {
         unsafe { sys::rte_mbuf_refcnt_update(self.0.as_ptr(), 1) };
         Some(Mbuf(self.0))
     }
+
+    #[inline]
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        // data_off is in the mbuf every handle shares: moving it would change
+        // the frame under the other handles too
+        if self.raw().refcnt != 1 {
+            return None;
+        }
+        let n16 = u16::try_from(n).ok()?;
+        // SAFETY: we hold the only reference to a live mbuf; DPDK checks the
+        // headroom and returns NULL, changing nothing, when n does not fit.
+        let p = unsafe { sys::rte_pktmbuf_prepend(self.0.as_ptr(), n16) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: p is the new start of the first segment's data, which now
+        // holds n more bytes inside the buffer; &mut self means no other view.
+        Some(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), n) })
+    }
+
+    #[inline]
+    fn adj(&mut self, n: usize) -> bool {
+        // as in prepend: the other handles would see the frame shrink
+        if self.raw().refcnt != 1 {
+            return false;
+        }
+        let Ok(n16) = u16::try_from(n) else {
+            return false;
+        };
+        // SAFETY: we hold the only reference to a live mbuf; DPDK returns NULL,
+        // changing nothing, when n exceeds the first segment's data.
+        !unsafe { sys::rte_pktmbuf_adj(self.0.as_ptr(), n16) }.is_null()
+    }
 }
 
 impl Drop for Mbuf {

@@ -23,6 +23,18 @@ pub struct Endpoint {
     pub mac: u64,
     /// Its IPv4 addresses (host order).
     pub ips: Box<[u32]>,
+    pub policy: EndpointPolicy,
+}
+
+/// Where an endpoint's programs are in the compiled policy, and whether it
+/// has any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EndpointPolicy {
+    /// Its index in the compiled policy.
+    pub index: u32,
+    /// Some policy of that direction selects it.
+    pub ingress: bool,
+    pub egress: bool,
 }
 
 impl Endpoint {
@@ -64,8 +76,10 @@ pub type Routes = HashMap<u32, Route, BuildHasherDefault<IpHasher>>;
 /// What to do with a frame from a routed pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Rewritten in place; send it out of this port.
+    /// Routed and rewritten in place; send it out of this port.
     Out(u16),
+    /// An answer from the switch (ARP): back out of this port, as is.
+    Reply(u16),
     Drop(DropReason),
 }
 
@@ -159,7 +173,7 @@ fn proxy_arp(frame: &mut [u8], in_port: u16, ep: &Endpoint) -> Verdict {
     a[24..28].copy_from_slice(&spa.to_be_bytes());
     frame[0..6].copy_from_slice(&sha);
     frame[6..12].copy_from_slice(&GATEWAY_MAC_BYTES);
-    Verdict::Out(in_port)
+    Verdict::Reply(in_port)
 }
 
 #[cfg(test)]
@@ -175,6 +189,7 @@ mod tests {
         Endpoint {
             mac: u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]),
             ips: vec![u32::from_be_bytes(ip)].into(),
+            policy: EndpointPolicy::default(),
         }
     }
 
@@ -321,7 +336,7 @@ mod tests {
     fn answers_arp_for_the_gateway() {
         let a = ep(POD_A, IP_A);
         let mut f = arp_request(POD_A, IP_A, [169, 254, 1, 1]);
-        assert_eq!(route(&mut f, 1, &a, &routes()), Verdict::Out(1));
+        assert_eq!(route(&mut f, 1, &a, &routes()), Verdict::Reply(1));
         assert_eq!(f[0..6], POD_A);
         assert_eq!(f[6..12], GATEWAY_MAC_BYTES);
         assert_eq!(f[20..22], [0, 2], "a reply");

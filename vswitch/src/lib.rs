@@ -1,15 +1,19 @@
 //! vswitchd's library: the DPDK wrapper, the packet pipeline and its tables,
 //! the workers and the control server.
 
+pub mod conntrack;
 pub mod control;
 pub mod counters;
 pub mod dpdk;
 pub mod fdb;
+pub mod firewall;
 pub mod l3;
 pub mod packet;
 pub mod pipeline;
 pub mod pods;
+pub mod policies;
 pub mod snapshot;
 pub mod switch;
+pub mod tunnel;
 pub mod wire;
 pub mod worker;

@@ -13,6 +13,13 @@ pub trait PacketBuf: Sized {
     /// Another handle on the same frame for flooding; `None` when it cannot be
     /// had (the flood then goes to fewer ports and counts the rest).
     fn share(&self) -> Option<Self>;
+    /// Grows the frame at the front by `n` bytes (for an encapsulation
+    /// header) and returns them, to be written; their content is unspecified.
+    /// `None`, with the frame unchanged, when there is no room in front.
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]>;
+    /// Drops `n` bytes from the front of the frame (a decapsulated header).
+    /// `false`, with the frame unchanged, when the frame is shorter than `n`.
+    fn adj(&mut self, n: usize) -> bool;
 }
 
 impl PacketBuf for Vec<u8> {
@@ -24,5 +31,20 @@ impl PacketBuf for Vec<u8> {
     }
     fn share(&self) -> Option<Self> {
         Some(self.clone())
+    }
+    // A vector has no headroom: both move the frame, which is fine for tests
+    // and benches of the code around them.
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        let len = self.len();
+        self.resize(len.checked_add(n)?, 0);
+        self.copy_within(..len, n);
+        Some(&mut self[..n])
+    }
+    fn adj(&mut self, n: usize) -> bool {
+        if n > self.len() {
+            return false;
+        }
+        self.drain(..n);
+        true
     }
 }

@@ -6,12 +6,16 @@
 //! output's tx batch. Batches go out when full and at the end of the burst.
 //! Nothing here allocates, locks or calls the kernel.
 
+use crate::conntrack::{Conntrack, Flow, Timeouts};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::fdb::{Fdb, FdbCounters};
+use crate::firewall::{self, FlowLog, LogRecord, PolicyView, RateLimit};
 use crate::l3::{self, Endpoint, Routes, Verdict};
 use crate::packet::PacketBuf;
-use crate::wire::{self, Malformed};
+use crate::wire::{self, Malformed, ETH_HLEN};
 use arrayvec::ArrayVec;
+use crossbeam_queue::ArrayQueue;
+use policy::Direction;
 
 /// Packets handled together.
 pub const BURST: usize = 32;
@@ -36,11 +40,18 @@ pub struct Context<'a> {
     pub endpoints: &'a [Option<Endpoint>],
     /// Pod addresses to ports.
     pub routes: &'a Routes,
-    /// Seconds since the switch started, for learning and aging.
+    /// Seconds since the switch started, for learning, aging and conntrack.
     pub now: u32,
+    /// Bit per port this worker owns: a packet for another worker's port is
+    /// handed over before its receiver's zone is checked.
+    pub local: u64,
+    pub policy: PolicyView<'a>,
+    /// Where Log rules write.
+    pub log: &'a ArrayQueue<LogRecord>,
 }
 
-/// Per-worker pipeline state: the tx batches.
+/// Per-worker pipeline state: the tx batches, the connection table and the
+/// flow-log rate limit.
 ///
 /// Packets and bytes that ports receive and send are counted by the PMDs
 /// themselves; the pipeline counts only what it drops.
@@ -48,7 +59,14 @@ pub struct Pipeline<P> {
     queues: Box<[Burst<P>; MAX_PORTS]>,
     /// Bit per port whose batch may hold packets.
     pending: u64,
+    pub ct: Conntrack,
+    limiter: RateLimit,
 }
+
+/// Connections a worker tracks unless told otherwise.
+pub const DEFAULT_CT_CAPACITY: usize = 1 << 20;
+/// Flow-log records a worker may write per second (and in one burst).
+pub const LOG_PER_SECOND: u32 = 100;
 
 /// A port id as an index that needs no bounds check (MAX_PORTS is a power of two).
 #[inline(always)]
@@ -58,17 +76,14 @@ fn slot(port: u16) -> usize {
 
 const _: () = assert!(MAX_PORTS.is_power_of_two() && MAX_PORTS <= 64);
 
-impl<P: PacketBuf> Default for Pipeline<P> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<P: PacketBuf> Pipeline<P> {
-    pub fn new() -> Self {
+    /// A pipeline that tracks up to `ct_capacity` connections.
+    pub fn new(ct_capacity: usize, timeouts: Timeouts) -> Self {
         Pipeline {
             queues: Box::new(std::array::from_fn(|_| Burst::new())),
             pending: 0,
+            ct: Conntrack::new(ct_capacity, timeouts),
+            limiter: RateLimit::new(LOG_PER_SECOND, LOG_PER_SECOND),
         }
     }
 
@@ -100,9 +115,31 @@ impl<P: PacketBuf> Pipeline<P> {
     ) {
         let mut rx_drops = 0u64;
         for mut pkt in pkts.drain(..) {
-            match l3::route(pkt.data_mut(), in_port, ep, cx.routes) {
-                Verdict::Out(out) => self.enqueue(out, pkt, sink, ctr),
+            let out = match l3::route(pkt.data_mut(), in_port, ep, cx.routes) {
+                Verdict::Out(out) => out,
+                Verdict::Reply(port) => {
+                    self.enqueue(port, pkt, sink, ctr);
+                    continue;
+                }
                 Verdict::Drop(why) => {
+                    ctr.drop(why, 1);
+                    rx_drops += 1;
+                    continue;
+                }
+            };
+            // route() checked the IPv4 header
+            let flow = Flow::parse(&pkt.data()[ETH_HLEN..]);
+            let mut verdict = self.zone(cx, in_port, ep, Direction::Egress, &flow, ctr);
+            // the receiver's zone, when its port is ours; otherwise its
+            // owner checks it in deliver()
+            if verdict.is_ok() && cx.local & (1 << slot(out)) != 0 {
+                if let Some(Some(dst)) = cx.endpoints.get(slot(out)) {
+                    verdict = self.zone(cx, out, dst, Direction::Ingress, &flow, ctr);
+                }
+            }
+            match verdict {
+                Ok(()) => self.enqueue(out, pkt, sink, ctr),
+                Err(why) => {
                     ctr.drop(why, 1);
                     rx_drops += 1;
                 }
@@ -110,6 +147,68 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         if rx_drops != 0 {
             ctr.ports[slot(in_port)].rx_drops.add(rx_drops);
+        }
+    }
+
+    #[inline(always)]
+    fn zone(
+        &mut self,
+        cx: &Context<'_>,
+        port: u16,
+        ep: &Endpoint,
+        dir: Direction,
+        flow: &Flow,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        let mut log = FlowLog {
+            queue: cx.log,
+            limiter: &mut self.limiter,
+        };
+        firewall::check(
+            &mut self.ct,
+            port,
+            ep,
+            dir,
+            flow,
+            &cx.policy,
+            cx.now,
+            &mut log,
+            ctr,
+        )
+    }
+
+    /// Packets another worker switched to `port`, one of ours: the
+    /// receiver's zone is checked here, then they are sent. Returns how many
+    /// it dropped for policy; the rest stay in `pkts` for the caller to send.
+    pub fn deliver(
+        &mut self,
+        cx: &Context<'_>,
+        port: u16,
+        pkts: &mut Burst<P>,
+        ctr: &WorkerCounters,
+    ) {
+        let Some(Some(ep)) = cx.endpoints.get(slot(port)) else {
+            return;
+        };
+        let mut kept = Burst::new();
+        let mut dropped = 0u64;
+        for pkt in pkts.drain(..) {
+            let data = pkt.data();
+            let is_ip = data.len() >= ETH_HLEN + 20
+                && u16::from_be_bytes([data[12], data[13]]) == l3::ETHERTYPE_IPV4;
+            if is_ip {
+                let flow = Flow::parse(&data[ETH_HLEN..]);
+                if let Err(why) = self.zone(cx, port, ep, Direction::Ingress, &flow, ctr) {
+                    ctr.drop(why, 1);
+                    dropped += 1;
+                    continue;
+                }
+            }
+            kept.push(pkt);
+        }
+        *pkts = kept;
+        if dropped != 0 {
+            ctr.ports[slot(port)].tx_drops.add(dropped);
         }
     }
 
@@ -300,7 +399,7 @@ mod tests {
             Rig {
                 fdb: Fdb::new(1024, 300),
                 domain: ports.to_vec(),
-                pipe: Pipeline::new(),
+                pipe: Pipeline::new(1024, Default::default()),
                 ctr: WorkerCounters::new(MAX_PORTS),
                 sink: Recorder::default(),
                 now: 0,
@@ -310,12 +409,20 @@ mod tests {
         fn rx(&mut self, port: u16, frames: Vec<Vec<u8>>) {
             let mut b: Burst<Vec<u8>> = frames.into_iter().collect();
             let routes = Routes::default();
+            let compiled = policy::compile::Compiled::empty();
+            let log = ArrayQueue::new(16);
             let cx = Context {
                 fdb: &self.fdb,
                 domain: &self.domain,
                 endpoints: &[],
                 routes: &routes,
                 now: self.now,
+                local: u64::MAX,
+                policy: PolicyView {
+                    compiled: &compiled,
+                    generation: 0,
+                },
+                log: &log,
             };
             self.pipe
                 .process(&cx, port, &mut b, &mut self.sink, &self.ctr);

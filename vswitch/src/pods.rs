@@ -116,6 +116,9 @@ impl Switch {
             ips: ips.clone(),
             pod: req.pod.clone(),
             labels: Default::default(),
+            namespace: None,
+            service_account: None,
+            named_ports: Vec::new(),
         };
         if let Err(e) = self.set_endpoint(ep) {
             let _ = self.del_port(&port);
@@ -280,6 +283,7 @@ impl Switch {
             }
         }
         self.check_endpoints(&doc.endpoints)?;
+        let policy = self.prepare_policy(doc.namespaces, doc.policies)?;
         let mut pools: Vec<Pool> = self
             .ipam
             .pools()?
@@ -310,7 +314,11 @@ impl Switch {
         for ep in doc.endpoints {
             self.endpoints.insert(ep.port.clone(), ep);
         }
-        if !ports.is_empty() {
+        let policy_changed = policy.is_some();
+        if let Some(p) = policy {
+            self.store_policy(p);
+        }
+        if !ports.is_empty() || policy_changed {
             self.publish();
             for p in &ports {
                 self.forget_learned(p);

@@ -9,9 +9,12 @@
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::MbufRing;
 use crate::fdb::Fdb;
+use crate::firewall::LogRecord;
 use crate::l3::{Endpoint, Routes};
 use crate::pipeline::MAX_PORTS;
 use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+use policy::compile::Compiled;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -50,6 +53,10 @@ pub struct Snapshot {
     pub endpoints: Vec<Option<Endpoint>>,
     /// Pod addresses to their ports.
     pub routes: Routes,
+    /// The policy endpoints' indices point into.
+    pub policy: Arc<Compiled>,
+    /// Changes when the policy does (for flow-log names).
+    pub policy_generation: u64,
 }
 
 impl Snapshot {
@@ -61,6 +68,8 @@ impl Snapshot {
             polls: vec![Vec::new(); workers],
             endpoints: vec![None; MAX_PORTS],
             routes: Routes::default(),
+            policy: Arc::new(Compiled::empty()),
+            policy_generation: 0,
         }
     }
 
@@ -84,4 +93,8 @@ pub struct Shared {
     /// Seconds since start, the FDB's clock; the control thread advances it
     /// so that workers need no clock read per burst.
     pub clock: AtomicU32,
+    /// Flow-log records, one queue per worker.
+    pub flow_log: Vec<ArrayQueue<LogRecord>>,
+    /// Connections each worker tracks at most.
+    pub ct_capacity: usize,
 }

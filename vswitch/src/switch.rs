@@ -36,6 +36,10 @@ pub struct SwitchConfig {
     pub state_dir: PathBuf,
     /// This node's name, as block affinities record it.
     pub node: String,
+    /// Connections tracked at most, all workers together.
+    pub ct_max: usize,
+    /// Where flow-log records are appended as JSON lines, if anywhere.
+    pub flow_log_file: Option<PathBuf>,
 }
 
 impl Default for SwitchConfig {
@@ -47,9 +51,14 @@ impl Default for SwitchConfig {
             ring_size: 1024,
             state_dir: PathBuf::from("/var/lib/vswitch"),
             node: "localhost".into(),
+            ct_max: crate::pipeline::DEFAULT_CT_CAPACITY,
+            flow_log_file: None,
         }
     }
 }
+
+/// Flow-log records a worker may have waiting for the control thread.
+const FLOW_LOG_QUEUE: usize = 1024;
 
 /// Descriptors of a TAP port's rings.
 const TAP_RING: u16 = 256;
@@ -100,6 +109,8 @@ pub struct Switch {
     pub(crate) attachments: BTreeMap<(String, String), api::Attachment>,
     /// Nodes of the cluster, as applied.
     pub(crate) nodes: BTreeMap<String, api::Node>,
+    /// Namespaces, policy objects, their compiled form, the flow log.
+    pub(crate) policy: crate::policies::PolicyState,
     /// The snapshot before the newest one.
     retired: std::sync::Mutex<Option<Arc<Snapshot>>>,
 }
@@ -163,6 +174,18 @@ impl Switch {
         // fail at start, not at the first pod, if the state cannot be read
         ipam.snapshot()?;
         let pool = Mempool::pktmbuf("vsw_mbufs", cfg.mbufs, 256)?;
+        let log_file = match &cfg.flow_log_file {
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        SwitchError::Invalid(format!("flow log file {}: {e}", path.display()))
+                    })?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::empty(n)),
             generation: AtomicU64::new(0),
@@ -173,6 +196,10 @@ impl Switch {
             tsc_hz: dpdk::tsc_hz(),
             tsc_start: dpdk::rdtsc(),
             clock: AtomicU32::new(0),
+            flow_log: (0..lcores.len())
+                .map(|_| crossbeam_queue::ArrayQueue::new(FLOW_LOG_QUEUE))
+                .collect(),
+            ct_capacity: (cfg.ct_max / lcores.len().max(1)).max(1),
         });
         Ok(Switch {
             shared,
@@ -191,6 +218,7 @@ impl Switch {
             attachments: BTreeMap::new(),
             nodes: BTreeMap::new(),
             retired: std::sync::Mutex::new(None),
+            policy: crate::policies::PolicyState::new(log_file),
         })
     }
 
@@ -391,7 +419,8 @@ impl Switch {
     }
 
     /// Builds and swaps in the snapshot for the current port set.
-    pub(crate) fn publish(&self) {
+    pub(crate) fn publish(&mut self) {
+        self.recompile();
         let gen = self.shared.generation.load(Relaxed) + 1;
         let mut snap = Snapshot::empty(self.lcores.len());
         snap.generation = gen;
@@ -405,13 +434,19 @@ impl Switch {
                     for &ip in ips.iter() {
                         snap.routes.insert(ip, Route { port: p.id, mac });
                     }
-                    snap.endpoints[usize::from(p.id)] = Some(Endpoint { mac, ips });
+                    snap.endpoints[usize::from(p.id)] = Some(Endpoint {
+                        mac,
+                        ips,
+                        policy: self.endpoint_policy(ep),
+                    });
                 }
                 // routed pods stay out of the bridge domain
                 None => snap.domain.push(p.id),
             }
         }
         snap.domain.sort_unstable();
+        snap.policy = self.policy.compiled.clone();
+        snap.policy_generation = self.policy.generation;
         let old = self.shared.snapshot.swap(Arc::new(snap));
         self.shared.generation.store(gen, Release);
         // keep the old snapshot alive here, so that the worker dropping its
@@ -446,7 +481,8 @@ impl Switch {
     }
 
     /// Periodic chores: the FDB clock, link states, FDB aging.
-    pub fn housekeeping(&self) {
+    pub fn housekeeping(&mut self) {
+        self.collect_flow_log();
         self.shared.clock.store(self.now(), Relaxed);
         for p in self.ports.values() {
             let up = link_up(p.spec.kind, p.id);
@@ -555,10 +591,16 @@ impl Switch {
             fdb,
             workers,
             tsc_hz: self.shared.tsc_hz,
+            conntrack: api::ConntrackStats {
+                capacity: self.shared.ct_capacity as u64 * self.lcores.len() as u64,
+                created: sum(|w| w.ct_created.get()),
+                evicted: sum(|w| w.ct_evicted.get()),
+                log_suppressed: sum(|w| w.log_suppressed.get()),
+            },
         }
     }
 
-    fn name_of(&self, id: u16) -> Option<String> {
+    pub(crate) fn name_of(&self, id: u16) -> Option<String> {
         self.ports
             .values()
             .find(|p| p.id == id)

@@ -7,9 +7,11 @@
 //! finds nothing it spins a little, then sleeps with growing pauses, so that
 //! two pollers can share a small machine.
 
+use crate::conntrack::Timeouts;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::{self, Mbuf};
 use crate::fdb::Fdb;
+use crate::firewall::PolicyView;
 use crate::pipeline::{transmit_counted, Burst, Context, Pipeline, TxSink};
 use crate::snapshot::{Shared, Snapshot};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -51,15 +53,23 @@ impl TxSink<Mbuf> for PortSink<'_> {
     }
 }
 
+/// The ports worker `me` owns, as a bit mask.
+fn local_ports(snap: &Snapshot, me: usize) -> u64 {
+    snap.polls[me].iter().fold(0u64, |m, &p| {
+        m | 1u64 << (usize::from(p) & (crate::pipeline::MAX_PORTS - 1))
+    })
+}
+
 /// The body of worker `me`; returns when the switch stops.
 pub fn run(shared: Arc<Shared>, me: usize) {
     let ctr: &WorkerCounters = &shared.counters[me];
     let fdb: &Fdb = &shared.fdb;
     let hz = shared.tsc_hz.max(1);
     let spin_cycles = hz * SPIN_MICROS / 1_000_000;
-    let mut pipe: Pipeline<Mbuf> = Pipeline::new();
+    let mut pipe: Pipeline<Mbuf> = Pipeline::new(shared.ct_capacity, Timeouts::default());
     let mut snap = shared.snapshot.load_full();
     let mut gen = snap.generation;
+    let mut local = local_ports(&snap, me);
     shared.seen[me].store(gen, Release);
     let mut burst: Burst<Mbuf> = Burst::new();
     // TSC of the first empty pass of the current idle stretch (0: not idle)
@@ -70,6 +80,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
         if shared.generation.load(Acquire) != gen {
             snap = shared.snapshot.load_full();
             gen = snap.generation;
+            local = local_ports(&snap, me);
             shared.seen[me].store(gen, Release);
         }
         // one TSC read per pass: busy accounting and idle detection share it
@@ -80,6 +91,12 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             endpoints: &snap.endpoints,
             routes: &snap.routes,
             now: shared.clock.load(Relaxed),
+            local,
+            policy: PolicyView {
+                compiled: &snap.policy,
+                generation: snap.policy_generation,
+            },
+            log: &shared.flow_log[me],
         };
         let mut got = 0usize;
         for &port in &snap.polls[me] {
@@ -90,6 +107,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
                 if handed > 0 {
                     // traffic from other workers keeps this one awake too
                     got += handed;
+                    pipe.deliver(&cx, port, &mut burst, ctr);
                     transmit_counted(&mut burst, port, ctr, |b| {
                         dpdk::tx_burst(port, 0, b);
                         p.refusal()

@@ -34,6 +34,9 @@ fn pod(sw: &Switch, port: &str, mac: &str, addr: Ipv4Addr) -> PodNs {
             ips: vec![addr],
             pod: Some(format!("test/{port}")),
             labels: Default::default(),
+            namespace: None,
+            service_account: None,
+            named_ports: Vec::new(),
         },
     });
     assert_eq!(r, Reply::Done, "endpoint-set {port}");

@@ -91,12 +91,16 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
         ips: vec!["10.67.9.9".parse().unwrap()],
         pod: None,
         labels: Default::default(),
+        namespace: None,
+        service_account: None,
+        named_ports: Vec::new(),
     };
     let refused = sw.client().call(&Request::Apply {
         doc: Desired {
             pools: vec![pool("good", "10.90.0.0/16", None)],
             nodes: vec![node.clone()],
             endpoints: vec![ep],
+            ..Default::default()
         },
     });
     assert!(

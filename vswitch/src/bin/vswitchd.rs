@@ -48,6 +48,14 @@ struct Args {
     /// Most MACs the FDB holds; beyond, the least recently seen are evicted.
     #[arg(long, default_value_t = 1 << 20)]
     fdb_max: usize,
+    /// Most connections tracked, all workers together; beyond, a new
+    /// connection evicts a closed or the most idle one.
+    #[arg(long, default_value_t = 1 << 20)]
+    ct_max: usize,
+    /// Append flow-log records (rules with action Log) to this file as JSON
+    /// lines, besides keeping the latest for `vsctl flows log`.
+    #[arg(long)]
+    flow_log_file: Option<PathBuf>,
     /// Where durable state (IPAM claims) is kept.
     #[arg(long, default_value = "/var/lib/vswitch")]
     state_dir: PathBuf,
@@ -190,6 +198,8 @@ fn run(args: Args) -> Result<(), String> {
     dpdk::eal_init(&eal).map_err(|e| e.to_string())?;
     let cfg = SwitchConfig {
         fdb_max: args.fdb_max,
+        ct_max: args.ct_max,
+        flow_log_file: args.flow_log_file.clone(),
         aging_secs: args.aging,
         mbufs: args.mbufs,
         state_dir: args.state_dir.clone(),

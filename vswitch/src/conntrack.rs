@@ -1,0 +1,852 @@
+//! Connection tracking, one table per worker.
+//!
+//! A worker tracks the connections of the pod ports it owns, each port a
+//! zone of its own: the sender's zone when a packet leaves a pod, the
+//! receiver's zone when it is delivered. Both directions of a connection
+//! pass through the same zone on the same worker (a port has one owner), so
+//! a table is read and written by one thread only: no lock and no atomic on
+//! the per-packet path. A connection between pods on two workers is tracked
+//! once in each worker's table, each with its own view of the same
+//! handshake; a connection between two pods of one worker has two entries,
+//! one per zone.
+//!
+//! The table is a fixed array of 8-way buckets under a seeded hash: its size
+//! is its bound. When a bucket is full, a new connection takes the slot of
+//! an expired, then a closed, then the longest idle entry of that bucket,
+//! and the eviction is counted. Expired entries are reused in place, so no
+//! sweep is needed.
+
+use std::hash::{BuildHasher, Hasher};
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_SCTP: u8 = 132;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_UNREACHABLE: u8 = 3;
+const ICMP_ECHO: u8 = 8;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMP_PARAMETER_PROBLEM: u8 = 12;
+
+/// The facts of one IPv4 packet that tracking and policy look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flow {
+    /// Addresses, host order.
+    pub src: u32,
+    pub dst: u32,
+    pub proto: u8,
+    /// Ports for TCP, UDP and SCTP; the echo id in both for ICMP echo.
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags (TCP only).
+    pub tcp_flags: u8,
+    /// ICMP type and code (ICMP only).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// For an ICMP error: the flow of the packet it quotes, seen from the
+    /// side that sent that packet.
+    pub quoted: Option<QuotedFlow>,
+}
+
+/// The 5-tuple of the packet an ICMP error quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuotedFlow {
+    pub src: u32,
+    pub dst: u32,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl Flow {
+    /// Reads the flow of an IPv4 packet whose header the caller has checked
+    /// (version, IHL and total length within `ip`). A missing or truncated
+    /// transport header leaves ports and flags zero; a non-first fragment
+    /// carries none.
+    pub fn parse(ip: &[u8]) -> Flow {
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
+        let mut f = Flow {
+            src: u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
+            dst: u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
+            proto: ip[9],
+            ..Flow::default()
+        };
+        let frag_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+        if frag_offset != 0 {
+            return f;
+        }
+        let l4 = ip.get(ihl..total).unwrap_or(&[]);
+        match f.proto {
+            PROTO_TCP => {
+                if let Some(h) = l4.get(..14) {
+                    f.sport = u16::from_be_bytes([h[0], h[1]]);
+                    f.dport = u16::from_be_bytes([h[2], h[3]]);
+                    f.tcp_flags = h[13];
+                }
+            }
+            PROTO_UDP | PROTO_SCTP => {
+                if let Some(h) = l4.get(..4) {
+                    f.sport = u16::from_be_bytes([h[0], h[1]]);
+                    f.dport = u16::from_be_bytes([h[2], h[3]]);
+                }
+            }
+            PROTO_ICMP => {
+                if let Some(h) = l4.get(..8) {
+                    f.icmp_type = h[0];
+                    f.icmp_code = h[1];
+                    match h[0] {
+                        ICMP_ECHO | ICMP_ECHO_REPLY => {
+                            let id = u16::from_be_bytes([h[4], h[5]]);
+                            f.sport = id;
+                            f.dport = id;
+                        }
+                        ICMP_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM => {
+                            f.quoted = quoted(&l4[8..]);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        f
+    }
+
+    /// The facts policy rules match on.
+    pub fn policy_packet(&self) -> policy::Packet {
+        let (sport, dport) = if self.proto == PROTO_ICMP {
+            (
+                0,
+                u16::from(self.icmp_type) << 8 | u16::from(self.icmp_code),
+            )
+        } else {
+            (self.sport, self.dport)
+        };
+        policy::Packet {
+            src: self.src,
+            dst: self.dst,
+            proto: self.proto,
+            sport,
+            dport,
+        }
+    }
+}
+
+/// The header an ICMP error quotes: its IP header and 8 bytes after it.
+fn quoted(q: &[u8]) -> Option<QuotedFlow> {
+    let h = q.get(..20)?;
+    if h[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let l4 = q.get(ihl..ihl + 4)?;
+    let proto = h[9];
+    let (sport, dport) = match proto {
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP => (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        ),
+        PROTO_ICMP => {
+            let id = q.get(ihl + 4..ihl + 6)?;
+            let id = u16::from_be_bytes([id[0], id[1]]);
+            (id, id)
+        }
+        _ => (0, 0),
+    };
+    Some(QuotedFlow {
+        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
+        proto,
+        sport,
+        dport,
+    })
+}
+
+/// Connection states. TCP follows the handshake; the others have two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum State {
+    #[default]
+    Free,
+    SynSent,
+    SynRecv,
+    Established,
+    /// One side has sent its FIN.
+    FinWait,
+    /// Both sides have sent their FIN.
+    TimeWait,
+    /// Reset.
+    Close,
+    /// UDP, SCTP, ICMP and others before a reply.
+    Unreplied,
+    /// ... and after one.
+    Replied,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Free => "free",
+            State::SynSent => "syn_sent",
+            State::SynRecv => "syn_recv",
+            State::Established => "established",
+            State::FinWait => "fin_wait",
+            State::TimeWait => "time_wait",
+            State::Close => "close",
+            State::Unreplied => "unreplied",
+            State::Replied => "replied",
+        }
+    }
+
+    fn closed(self) -> bool {
+        matches!(self, State::TimeWait | State::Close)
+    }
+}
+
+/// Seconds a connection lives without traffic, per state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_syn: u32,
+    pub tcp_established: u32,
+    pub tcp_fin: u32,
+    pub tcp_close: u32,
+    pub udp_unreplied: u32,
+    pub udp_replied: u32,
+    pub icmp: u32,
+    pub other: u32,
+}
+
+impl Default for Timeouts {
+    /// Linux's conntrack defaults (nf_conntrack_*_timeout*), which is what a
+    /// Calico node enforces.
+    fn default() -> Self {
+        Timeouts {
+            tcp_syn: 120,
+            tcp_established: 432_000,
+            tcp_fin: 120,
+            tcp_close: 10,
+            udp_unreplied: 30,
+            udp_replied: 180,
+            icmp: 30,
+            other: 600,
+        }
+    }
+}
+
+impl Timeouts {
+    fn of(&self, proto: u8, s: State) -> u32 {
+        match s {
+            State::SynSent | State::SynRecv => self.tcp_syn,
+            State::Established => self.tcp_established,
+            State::FinWait | State::TimeWait => self.tcp_fin,
+            State::Close => self.tcp_close,
+            State::Unreplied | State::Replied if proto == PROTO_ICMP => self.icmp,
+            State::Unreplied if proto == PROTO_UDP => self.udp_unreplied,
+            State::Replied if proto == PROTO_UDP => self.udp_replied,
+            _ => self.other,
+        }
+    }
+}
+
+/// A connection as the table keeps it: the lower (address, port) end first,
+/// so that both directions find it with one hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+struct Entry {
+    lo_ip: u32,
+    hi_ip: u32,
+    lo_port: u16,
+    hi_port: u16,
+    zone: u16,
+    proto: u8,
+    /// The originator is the lower end.
+    orig_lo: bool,
+    state: State,
+    /// FIN seen from the originator (bit 0) and the replier (bit 1).
+    fins: u8,
+    /// Seconds: last packet, and when the entry expires.
+    last: u32,
+    deadline: u32,
+}
+
+impl Entry {
+    #[inline(always)]
+    fn same(&self, k: &Key) -> bool {
+        self.lo_ip == k.lo_ip
+            && self.hi_ip == k.hi_ip
+            && self.lo_port == k.lo_port
+            && self.hi_port == k.hi_port
+            && self.zone == k.zone
+            && self.proto == k.proto
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    lo_ip: u32,
+    hi_ip: u32,
+    lo_port: u16,
+    hi_port: u16,
+    zone: u16,
+    proto: u8,
+    /// The packet goes from the lower end to the higher.
+    from_lo: bool,
+}
+
+impl Key {
+    #[inline(always)]
+    fn new(zone: u16, proto: u8, src: u32, sport: u16, dst: u32, dport: u16) -> Key {
+        let from_lo = (src, sport) <= (dst, dport);
+        let (lo_ip, lo_port, hi_ip, hi_port) = if from_lo {
+            (src, sport, dst, dport)
+        } else {
+            (dst, dport, src, sport)
+        };
+        Key {
+            lo_ip,
+            hi_ip,
+            lo_port,
+            hi_port,
+            zone,
+            proto,
+            from_lo,
+        }
+    }
+}
+
+const WAYS: usize = 8;
+
+/// Tags first, so that a lookup usually touches one cache line of tags and
+/// one of entries.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    /// Hash bits of each slot's key; 0 marks a free slot.
+    tags: [u32; WAYS],
+    entries: [Entry; WAYS],
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket {
+            tags: [0; WAYS],
+            entries: [Entry::default(); WAYS],
+        }
+    }
+}
+
+/// What the table says about a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    /// Part of a known connection; `reply` when it goes against the
+    /// originator's direction.
+    Known { reply: bool },
+    /// An ICMP error about a known connection.
+    Related,
+    /// No connection: policy decides, then [`Conntrack::create`] records it.
+    New,
+    /// Not acceptable in the connection's state (e.g. a SYN-ACK nobody asked
+    /// for, or a segment other than a SYN that opens nothing).
+    Invalid,
+}
+
+/// What a worker's table counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CtStats {
+    pub created: u64,
+    pub evicted: u64,
+    /// Reused after their timeout.
+    pub expired: u64,
+}
+
+/// One worker's connections.
+pub struct Conntrack {
+    buckets: Box<[Bucket]>,
+    mask: usize,
+    seed: u64,
+    pub timeouts: Timeouts,
+    pub stats: CtStats,
+    /// The slot of the last lookup that found or made an entry.
+    last: (usize, usize),
+}
+
+impl Conntrack {
+    /// A table for at most `capacity` connections (rounded down to whole
+    /// buckets, a power of two of them; one bucket at least).
+    pub fn new(capacity: usize, timeouts: Timeouts) -> Conntrack {
+        let want = (capacity / WAYS).max(1);
+        let buckets = if want.is_power_of_two() {
+            want
+        } else {
+            want.next_power_of_two() / 2
+        };
+        // a per-table seed: a peer cannot aim a flood at one bucket
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Conntrack {
+            buckets: vec![Bucket::default(); buckets].into_boxed_slice(),
+            mask: buckets - 1,
+            seed: seed | 1,
+            timeouts,
+            stats: CtStats::default(),
+            last: (0, 0),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buckets.len() * WAYS
+    }
+
+    #[inline(always)]
+    fn hash(&self, k: &Key) -> u64 {
+        let a = (u64::from(k.lo_ip) << 32 | u64::from(k.hi_ip)) ^ self.seed;
+        let b = u64::from(k.lo_port) << 32
+            | u64::from(k.hi_port) << 16
+            | u64::from(k.zone)
+            | u64::from(k.proto) << 48;
+        let h = (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ h >> 29
+    }
+
+    #[inline(always)]
+    fn find(&self, k: &Key, now: u32) -> Option<(usize, usize)> {
+        let h = self.hash(k);
+        let bi = (h as usize) & self.mask;
+        let tag = (h >> 32) as u32 | 1;
+        let b = &self.buckets[bi];
+        for (i, &t) in b.tags.iter().enumerate() {
+            if t == tag {
+                let e = &b.entries[i];
+                if e.same(k) && now <= e.deadline {
+                    return Some((bi, i));
+                }
+            }
+        }
+        None
+    }
+
+    /// Looks `flow` up in `zone` and advances the connection's state.
+    #[inline]
+    pub fn track(&mut self, zone: u16, flow: &Flow, now: u32) -> Track {
+        if let Some(q) = &flow.quoted {
+            // the quoted packet went the other way: from this error's
+            // destination to its source
+            let k = Key::new(zone, q.proto, q.src, q.sport, q.dst, q.dport);
+            return match self.find(&k, now) {
+                Some(_) => Track::Related,
+                None => Track::New,
+            };
+        }
+        let k = Key::new(zone, flow.proto, flow.src, flow.sport, flow.dst, flow.dport);
+        let Some((bi, i)) = self.find(&k, now) else {
+            return Track::New;
+        };
+        self.last = (bi, i);
+        let t = self.timeouts;
+        let e = &mut self.buckets[bi].entries[i];
+        let reply = k.from_lo != e.orig_lo;
+        let next = match e.proto {
+            PROTO_TCP => match tcp_next(e.state, e.fins, flow.tcp_flags, reply) {
+                Step::To(s, fins) => {
+                    e.fins = fins;
+                    s
+                }
+                Step::Reopen => return Track::New,
+                Step::Invalid => return Track::Invalid,
+            },
+            _ if reply => State::Replied,
+            _ => e.state,
+        };
+        e.state = next;
+        e.last = now;
+        e.deadline = now.saturating_add(t.of(e.proto, next));
+        Track::Known { reply }
+    }
+
+    /// Records a new connection that policy allowed, `flow` its first packet.
+    /// Says whether a live connection was evicted to make room.
+    pub fn create(&mut self, zone: u16, flow: &Flow, now: u32) -> bool {
+        let state = match flow.proto {
+            PROTO_TCP if flow.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => {
+                State::SynSent
+            }
+            // picked up mid-stream (only where no policy applies)
+            PROTO_TCP => State::Established,
+            _ => State::Unreplied,
+        };
+        let k = Key::new(zone, flow.proto, flow.src, flow.sport, flow.dst, flow.dport);
+        let h = self.hash(&k);
+        let bi = (h as usize) & self.mask;
+        let tag = (h >> 32) as u32 | 1;
+        let b = &mut self.buckets[bi];
+        // the same connection (a reopened port), a free or expired slot, a
+        // closed connection, else the longest idle
+        let mut victim = 0usize;
+        let mut rank = (u8::MAX, u32::MAX);
+        for i in 0..WAYS {
+            let e = &b.entries[i];
+            let r = if b.tags[i] == tag && e.same(&k) {
+                (0, 0)
+            } else if b.tags[i] == 0 || now > e.deadline {
+                (1, 0)
+            } else if e.state.closed() {
+                (2, e.last)
+            } else {
+                (3, e.last)
+            };
+            if r < rank {
+                rank = r;
+                victim = i;
+            }
+        }
+        let evicted = rank.0 >= 2;
+        if evicted {
+            self.stats.evicted += 1;
+        } else if rank.0 == 1 && b.tags[victim] != 0 {
+            self.stats.expired += 1;
+        }
+        b.tags[victim] = tag;
+        b.entries[victim] = Entry {
+            lo_ip: k.lo_ip,
+            hi_ip: k.hi_ip,
+            lo_port: k.lo_port,
+            hi_port: k.hi_port,
+            zone,
+            proto: flow.proto,
+            orig_lo: k.from_lo,
+            state,
+            fins: 0,
+            last: now,
+            deadline: now.saturating_add(self.timeouts.of(flow.proto, state)),
+        };
+        self.last = (bi, victim);
+        self.stats.created += 1;
+        evicted
+    }
+
+    /// Live connections (a full scan, for the control thread's reports).
+    pub fn live(&self, now: u32) -> usize {
+        self.buckets
+            .iter()
+            .map(|b| {
+                (0..WAYS)
+                    .filter(|&i| b.tags[i] != 0 && now <= b.entries[i].deadline)
+                    .count()
+            })
+            .sum()
+    }
+
+    /// The state of the connection `flow` belongs to in `zone`, if any.
+    pub fn state_of(&self, zone: u16, flow: &Flow, now: u32) -> Option<State> {
+        let k = Key::new(zone, flow.proto, flow.src, flow.sport, flow.dst, flow.dport);
+        self.find(&k, now)
+            .map(|(bi, i)| self.buckets[bi].entries[i].state)
+    }
+
+    /// Forgets every connection.
+    pub fn flush(&mut self) {
+        self.buckets.fill(Bucket::default());
+    }
+}
+
+enum Step {
+    To(State, u8),
+    /// A new SYN on a port pair whose connection is over.
+    Reopen,
+    Invalid,
+}
+
+/// The TCP state machine, without sequence-window checks: enough to tell a
+/// connection's return traffic from a segment that opens nothing.
+fn tcp_next(s: State, fins: u8, flags: u8, reply: bool) -> Step {
+    let syn = flags & TCP_SYN != 0;
+    let ack = flags & TCP_ACK != 0;
+    if flags & TCP_RST != 0 {
+        return Step::To(State::Close, fins);
+    }
+    let fins = if flags & TCP_FIN != 0 {
+        fins | if reply { 2 } else { 1 }
+    } else {
+        fins
+    };
+    match s {
+        State::SynSent => match (reply, syn, ack) {
+            (false, true, false) => Step::To(State::SynSent, fins), // retransmitted SYN
+            (true, true, true) => Step::To(State::SynRecv, fins),
+            _ => Step::Invalid,
+        },
+        State::SynRecv => match (reply, syn, ack) {
+            (true, true, true) => Step::To(State::SynRecv, fins), // retransmitted SYN-ACK
+            (false, false, true) if fins == 0 => Step::To(State::Established, fins),
+            (false, false, _) => Step::To(State::FinWait, fins),
+            _ => Step::Invalid,
+        },
+        State::Established | State::FinWait => {
+            if syn {
+                return Step::Invalid;
+            }
+            match fins {
+                0 => Step::To(State::Established, fins),
+                3 => Step::To(State::TimeWait, fins),
+                _ => Step::To(State::FinWait, fins),
+            }
+        }
+        State::TimeWait | State::Close => {
+            if syn && !ack && !reply {
+                Step::Reopen
+            } else if syn {
+                Step::Invalid
+            } else {
+                // late retransmissions and the last ACK
+                Step::To(s, fins)
+            }
+        }
+        // an entry made by create() for a protocol that then changed is
+        // impossible (the protocol is part of the key)
+        State::Free | State::Unreplied | State::Replied => Step::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: u32 = 0x0a41_0001;
+    const B: u32 = 0x0a41_0002;
+
+    fn tcp(src: u32, sport: u16, dst: u32, dport: u16, flags: u8) -> Flow {
+        Flow {
+            src,
+            dst,
+            proto: PROTO_TCP,
+            sport,
+            dport,
+            tcp_flags: flags,
+            ..Flow::default()
+        }
+    }
+
+    fn udp(src: u32, sport: u16, dst: u32, dport: u16) -> Flow {
+        Flow {
+            src,
+            dst,
+            proto: PROTO_UDP,
+            sport,
+            dport,
+            ..Flow::default()
+        }
+    }
+
+    fn table() -> Conntrack {
+        Conntrack::new(1024, Timeouts::default())
+    }
+
+    #[test]
+    fn tcp_handshake_data_and_close() {
+        let mut ct = table();
+        let syn = tcp(A, 40000, B, 80, TCP_SYN);
+        assert_eq!(ct.track(1, &syn, 0), Track::New);
+        ct.create(1, &syn, 0);
+        assert_eq!(ct.state_of(1, &syn, 0), Some(State::SynSent));
+        let synack = tcp(B, 80, A, 40000, TCP_SYN | TCP_ACK);
+        assert_eq!(ct.track(1, &synack, 0), Track::Known { reply: true });
+        let ack = tcp(A, 40000, B, 80, TCP_ACK);
+        assert_eq!(ct.track(1, &ack, 1), Track::Known { reply: false });
+        assert_eq!(ct.state_of(1, &ack, 1), Some(State::Established));
+        assert_eq!(
+            ct.track(1, &tcp(B, 80, A, 40000, TCP_ACK), 2),
+            Track::Known { reply: true }
+        );
+        ct.track(1, &tcp(A, 40000, B, 80, TCP_FIN | TCP_ACK), 3);
+        assert_eq!(ct.state_of(1, &ack, 3), Some(State::FinWait));
+        ct.track(1, &tcp(B, 80, A, 40000, TCP_FIN | TCP_ACK), 3);
+        assert_eq!(ct.state_of(1, &ack, 3), Some(State::TimeWait));
+        // the last ACK still belongs to it
+        assert_eq!(ct.track(1, &ack, 4), Track::Known { reply: false });
+        // a new SYN on the same ports opens a new connection: policy again
+        assert_eq!(ct.track(1, &syn, 5), Track::New);
+        // and the closed one is gone after its timeout
+        assert_eq!(ct.track(1, &ack, 4 + 121), Track::New);
+    }
+
+    #[test]
+    fn segments_that_open_nothing_are_invalid_in_a_connection() {
+        let mut ct = table();
+        let syn = tcp(A, 40000, B, 80, TCP_SYN);
+        ct.create(1, &syn, 0);
+        // data before the handshake, from either side
+        assert_eq!(
+            ct.track(1, &tcp(A, 40000, B, 80, TCP_ACK), 0),
+            Track::Invalid
+        );
+        assert_eq!(
+            ct.track(1, &tcp(B, 80, A, 40000, TCP_ACK), 0),
+            Track::Invalid
+        );
+        // the originator cannot answer its own SYN
+        assert_eq!(
+            ct.track(1, &tcp(A, 40000, B, 80, TCP_SYN | TCP_ACK), 0),
+            Track::Invalid
+        );
+        // a reset ends it from any state
+        assert_eq!(
+            ct.track(1, &tcp(B, 80, A, 40000, TCP_RST | TCP_ACK), 0),
+            Track::Known { reply: true }
+        );
+        assert_eq!(ct.state_of(1, &syn, 0), Some(State::Close));
+    }
+
+    #[test]
+    fn zones_are_separate() {
+        let mut ct = table();
+        let f = udp(A, 5000, B, 53);
+        ct.create(1, &f, 0);
+        assert_eq!(ct.track(1, &f, 0), Track::Known { reply: false });
+        assert_eq!(ct.track(2, &f, 0), Track::New);
+        assert_eq!(
+            ct.track(1, &udp(B, 53, A, 5000), 0),
+            Track::Known { reply: true }
+        );
+        assert_eq!(ct.state_of(1, &f, 0), Some(State::Replied));
+    }
+
+    #[test]
+    fn udp_times_out_by_state() {
+        let mut ct = table();
+        let f = udp(A, 5000, B, 53);
+        ct.create(1, &f, 100);
+        assert_eq!(ct.track(1, &f, 130), Track::Known { reply: false });
+        assert_eq!(ct.track(1, &f, 161), Track::New, "30 s unreplied");
+        ct.create(1, &f, 200);
+        ct.track(1, &udp(B, 53, A, 5000), 200);
+        assert_eq!(ct.track(1, &f, 379), Track::Known { reply: false });
+        assert_eq!(ct.live(379), 1);
+        assert_eq!(ct.live(379 + 181), 0);
+    }
+
+    #[test]
+    fn icmp_errors_are_related_to_the_flow_they_quote() {
+        let mut ct = table();
+        ct.create(1, &udp(A, 5000, B, 53), 0);
+        let err = Flow {
+            src: B,
+            dst: A,
+            proto: PROTO_ICMP,
+            icmp_type: ICMP_UNREACHABLE,
+            icmp_code: 3,
+            quoted: Some(QuotedFlow {
+                src: A,
+                dst: B,
+                proto: PROTO_UDP,
+                sport: 5000,
+                dport: 53,
+            }),
+            ..Flow::default()
+        };
+        assert_eq!(ct.track(1, &err, 0), Track::Related);
+        let mut stray = err;
+        stray.quoted = Some(QuotedFlow {
+            sport: 5001,
+            ..stray.quoted.unwrap_or_default()
+        });
+        assert_eq!(ct.track(1, &stray, 0), Track::New);
+    }
+
+    #[test]
+    fn a_full_bucket_evicts_closed_then_idle_and_counts_it() {
+        // one bucket: every key lands in it
+        let mut ct = Conntrack::new(WAYS, Timeouts::default());
+        for p in 0..WAYS as u16 {
+            let f = tcp(A, 1000 + p, B, 80, TCP_SYN);
+            ct.create(1, &f, u32::from(p));
+        }
+        // close one of them
+        ct.track(1, &tcp(B, 80, A, 1005, TCP_RST), 10);
+        let newcomer = tcp(A, 2000, B, 80, TCP_SYN);
+        assert!(ct.create(1, &newcomer, 11));
+        assert_eq!(ct.stats.evicted, 1);
+        assert_eq!(
+            ct.state_of(1, &tcp(A, 1005, B, 80, 0), 11),
+            None,
+            "the closed one went"
+        );
+        assert_eq!(
+            ct.state_of(1, &tcp(A, 1000, B, 80, 0), 11),
+            Some(State::SynSent)
+        );
+        // next: the longest idle (port 1000, last seen at 0)
+        ct.create(1, &tcp(A, 2001, B, 80, TCP_SYN), 12);
+        assert_eq!(ct.state_of(1, &tcp(A, 1000, B, 80, 0), 12), None);
+        assert_eq!(
+            ct.state_of(1, &tcp(A, 1001, B, 80, 0), 12),
+            Some(State::SynSent)
+        );
+        assert_eq!(ct.stats.evicted, 2);
+        assert_eq!(ct.live(12), WAYS);
+    }
+
+    #[test]
+    fn parses_the_transport_header() {
+        // IPv4 + TCP SYN 10.65.0.1:40000 -> 10.65.0.2:80
+        let mut p = vec![
+            0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 65, 0, 1, 10, 65, 0, 2,
+        ];
+        p.extend_from_slice(&[
+            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff,
+        ]);
+        p.extend_from_slice(&[0, 0, 0, 0]);
+        let f = Flow::parse(&p);
+        assert_eq!((f.src, f.dst, f.proto), (A, B, PROTO_TCP));
+        assert_eq!((f.sport, f.dport, f.tcp_flags), (40000, 80, TCP_SYN));
+        // a non-first fragment has no ports
+        p[6] = 0x00;
+        p[7] = 0x10;
+        let f = Flow::parse(&p);
+        assert_eq!((f.sport, f.dport, f.tcp_flags), (0, 0, 0));
+        // a truncated header leaves them zero instead of reading past it
+        let mut t = p[..26].to_vec();
+        t[2..4].copy_from_slice(&26u16.to_be_bytes());
+        t[6] = 0x40;
+        t[7] = 0;
+        assert_eq!(Flow::parse(&t).sport, 0);
+    }
+
+    #[test]
+    fn parses_icmp_echo_and_errors() {
+        let mut p = vec![
+            0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 65, 0, 1, 10, 65, 0, 2,
+        ];
+        p.extend_from_slice(&[8, 0, 0, 0, 0x12, 0x34, 0, 1]);
+        let f = Flow::parse(&p);
+        assert_eq!((f.icmp_type, f.sport, f.dport), (8, 0x1234, 0x1234));
+        assert_eq!(f.policy_packet().dport, 8 << 8);
+        // port unreachable quoting UDP 10.65.0.1:5000 -> 10.65.0.2:53
+        let mut e = vec![
+            0x45, 0, 0, 56, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 65, 0, 2, 10, 65, 0, 1,
+        ];
+        e.extend_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
+        e.extend_from_slice(&[
+            0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 65, 0, 1, 10, 65, 0, 2,
+        ]);
+        e.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+        let f = Flow::parse(&e);
+        assert_eq!(
+            f.quoted,
+            Some(QuotedFlow {
+                src: A,
+                dst: B,
+                proto: PROTO_UDP,
+                sport: 5000,
+                dport: 53
+            })
+        );
+    }
+}

@@ -1,0 +1,480 @@
+//! Policy in the dataplane, with kernel pods in network namespaces: the
+//! switch allows and blocks exactly what the policy simulator says for the
+//! same YAML, statefully.
+//!
+//! Needs root; run with `cargo test -p vswitch --release --test policy_dp`.
+
+mod common;
+
+use api::policy::{NamespaceInfo, Policy};
+use api::{Desired, EndpointSpec, MacAddr, PortKind, PortSpec, Reply, Request};
+use common::*;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Five pods in three namespaces, each serving TCP and UDP on 80 and 81
+/// under named ports, as `kubectl get -o yaml` would show them.
+fn cluster_yaml() -> String {
+    let mut y = String::new();
+    for ns in ["x", "y", "z"] {
+        y += &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{ns: {ns}}}}}\n---\n"
+        );
+    }
+    for (i, (ns, pod)) in [("x", "a"), ("x", "b"), ("y", "a"), ("y", "b"), ("z", "c")]
+        .into_iter()
+        .enumerate()
+    {
+        y += &format!(
+            "apiVersion: v1\n\
+             kind: Pod\n\
+             metadata: {{name: {pod}, namespace: {ns}, labels: {{pod: {pod}}}}}\n\
+             spec:\n  containers:\n  - name: serve\n    ports:\n\
+             \x20   - {{name: serve-80-tcp, containerPort: 80, protocol: TCP}}\n\
+             \x20   - {{name: serve-81-tcp, containerPort: 81, protocol: TCP}}\n\
+             \x20   - {{name: serve-80-udp, containerPort: 80, protocol: UDP}}\n\
+             \x20   - {{name: serve-81-udp, containerPort: 81, protocol: UDP}}\n\
+             status: {{podIP: 10.70.0.{}}}\n---\n",
+            i + 1
+        );
+    }
+    y
+}
+
+/// Default-deny ingress in x; an allow from namespace y to a named port; an
+/// ipBlock with an except; a GlobalNetworkPolicy with Pass then Deny; a Log
+/// rule in front of an Allow.
+const POLICIES: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny-ingress, namespace: x}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-from-y, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {ns: y}}}]
+    ports: [{port: serve-80-tcp}, {protocol: UDP, port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-block, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: b}}
+  ingress:
+  - from: [{ipBlock: {cidr: 10.70.0.0/29, except: [10.70.0.4/32]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: z-egress}
+spec:
+  order: 10
+  selector: pod == 'c'
+  types: [Egress]
+  egress:
+  - action: Pass
+    protocol: TCP
+    destination: {ports: [80]}
+  - action: Deny
+    protocol: TCP
+  - action: Allow
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: log-icmp}
+spec:
+  order: 5
+  selector: pod == 'b'
+  types: [Ingress]
+  ingress:
+  - action: Log
+    protocol: ICMP
+  - action: Allow
+    protocol: ICMP
+    source: {nets: [10.70.0.0/30]}
+"#;
+
+/// What the probes ask, as the simulator names it and as probe.py does.
+const PROBES: [(&str, &str); 4] = [
+    ("TCP/80", "tcp:{ip}:80"),
+    ("TCP/81", "tcp:{ip}:81"),
+    ("UDP/80", "udp:{ip}:80"),
+    ("ICMP", "icmp:{ip}"),
+];
+
+fn probe_py() -> String {
+    format!("{}/tests/probe.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A pod: its namespace, TAP port and endpoint.
+struct KPod {
+    ns: PodNs,
+    key: String,
+    ip: Ipv4Addr,
+    server: Option<Child>,
+}
+
+impl Drop for KPod {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+}
+
+fn pod_endpoint(sw: &Switch, i: usize, info: &api::policy::EndpointInfo) -> KPod {
+    let port = format!("pod{i}");
+    let iface = tap_name();
+    match sw.call(&Request::PortAdd {
+        port: PortSpec {
+            name: port.clone(),
+            kind: PortKind::Tap,
+            path: None,
+            iface: Some(iface.clone()),
+        },
+    }) {
+        Reply::Ports(v) if v.len() == 1 => {}
+        r => panic!("port-add {port}: {r:?}"),
+    }
+    let mac = format!("02:00:0a:46:00:{:02x}", i + 1);
+    let ip = info.ips[0];
+    let ns = PodNs::wired(&format!("{iface}ns"), &iface, &mac, ip);
+    let (namespace, name) = info.name.split_once('/').expect("ns/name");
+    let r = sw.call(&Request::EndpointSet {
+        endpoint: EndpointSpec {
+            port: port.clone(),
+            mac: mac.parse::<MacAddr>().expect("test MAC"),
+            ips: vec![ip],
+            pod: Some(format!("{namespace}/{name}")),
+            labels: info.labels.clone(),
+            namespace: Some(namespace.to_owned()),
+            service_account: info.service_account.clone(),
+            named_ports: info.named_ports.clone(),
+        },
+    });
+    assert_eq!(r, Reply::Done, "endpoint-set {port}");
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "python3", &probe_py(), "serve"])
+        .arg(ip.to_string())
+        .args(["80", "81"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("probe server");
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(server.stdout.take().expect("server stdout"))
+        .read_line(&mut line)
+        .expect("server ready line");
+    assert_eq!(line.trim(), "ready", "probe server in {}", ns.name);
+    KPod {
+        ns,
+        key: info.name.clone(),
+        ip,
+        server: Some(server),
+    }
+}
+
+fn drops(sw: &Switch, reason: &str) -> u64 {
+    sw.stats().drops.get(reason).copied().unwrap_or(0)
+}
+
+/// Runs every probe from `from` to every other pod, concurrently; returns
+/// `(probe name, dst index) -> reachable`.
+fn probe_from(from: &KPod, pods: &[KPod]) -> BTreeMap<(String, usize), bool> {
+    let mut targets = Vec::new();
+    let mut index = BTreeMap::new();
+    for (j, p) in pods.iter().enumerate() {
+        if p.key == from.key {
+            continue;
+        }
+        for (name, pat) in PROBES {
+            let t = pat.replace("{ip}", &p.ip.to_string());
+            index.insert(t.clone(), (name.to_owned(), j));
+            targets.push(t);
+        }
+    }
+    let mut args = vec!["python3".to_owned(), probe_py(), "probe".to_owned()];
+    args.extend(targets);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = in_ns(&from.ns.name, &refs);
+    assert!(o.status.success(), "probes from {}: {o:?}", from.key);
+    let got: BTreeMap<String, bool> =
+        serde_json::from_slice(&o.stdout).expect("probe output is JSON");
+    got.into_iter()
+        .map(|(t, ok)| (index[&t].clone(), ok))
+        .collect()
+}
+
+fn spawn_in(ns: &str, args: &[&str]) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn in netns")
+}
+
+fn json_of(c: Child) -> serde_json::Value {
+    let o = c.wait_with_output().expect("child output");
+    assert!(o.status.success(), "{o:?}");
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"))
+}
+
+#[test]
+fn the_switch_enforces_what_the_simulator_says() {
+    let _g = serial();
+    must_be_root();
+    let cluster = policy::load::load_yaml(&cluster_yaml()).expect("cluster YAML");
+    let rules = policy::load::load_yaml(POLICIES).expect("policy YAML");
+    let sw = Switch::start(&[]);
+    let infos = cluster.endpoints.clone();
+    let pods: Vec<KPod> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| pod_endpoint(&sw, i, info))
+        .collect();
+    let by_key = |k: &str| pods.iter().position(|p| p.key == k).expect("pod");
+    let (xa, yb, zc) = (by_key("x/a"), by_key("y/b"), by_key("z/c"));
+
+    // with no policy yet, z/c opens a UDP flow and a TCP connection to x/a
+    // port 81 that stay busy while the policy arrives
+    let zc_ns = pods[zc].ns.name.clone();
+    let xa_ip = pods[xa].ip.to_string();
+    let udp_stream = spawn_in(
+        &zc_ns,
+        &["python3", &probe_py(), "stream-udp", &xa_ip, "81", "6"],
+    );
+    let tcp_stream = spawn_in(
+        &zc_ns,
+        &["python3", &probe_py(), "stream-tcp", &xa_ip, "81", "6"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let namespaces: Vec<NamespaceInfo> = cluster.namespaces.clone();
+    let policies: Vec<Policy> = rules.policies.clone();
+    let before_in = drops(&sw, "policy_ingress");
+    let before_eg = drops(&sw, "policy_egress");
+    let r = sw.call(&Request::Apply {
+        doc: Desired {
+            namespaces: Some(namespaces),
+            policies: Some(policies),
+            ..Default::default()
+        },
+    });
+    assert_eq!(r, Reply::Done, "applying the policies");
+
+    // every pair, every probe, while the old connections keep going
+    let mut got = BTreeMap::new();
+    for (i, p) in pods.iter().enumerate() {
+        for ((name, j), ok) in probe_from(p, &pods) {
+            got.insert((name, i, j), ok);
+        }
+    }
+
+    // the connections opened before the policy lost nothing, although the
+    // policy blocks new ones like them (checked against the simulator below)
+    let u = json_of(udp_stream);
+    assert!(u["sent"].as_u64().unwrap_or(0) > 1000, "udp stream: {u}");
+    assert_eq!(u["missing"], serde_json::json!([]), "udp stream: {u}");
+    assert_eq!(u["echoed"], u["sent"], "udp stream: {u}");
+    let t = json_of(tcp_stream);
+    assert!(t["sent"].as_u64().unwrap_or(0) > 100_000, "tcp stream: {t}");
+    assert_eq!(t["received"], t["sent"], "tcp stream: {t}");
+
+    // the simulator, on the same objects
+    let mut all = cluster.clone();
+    all.policies = rules.policies.clone();
+    let ports: Vec<String> = PROBES.iter().map(|(n, _)| n.to_string()).collect();
+    let sim = policy::simulate::simulate(&all, &ports).expect("simulation");
+    let order: Vec<String> = sim.pods.clone();
+    let mut wrong = Vec::new();
+    for ((name, i, j), ok) in &got {
+        let (si, di) = (
+            order
+                .iter()
+                .position(|k| *k == pods[*i].key)
+                .expect("pod in sim"),
+            order
+                .iter()
+                .position(|k| *k == pods[*j].key)
+                .expect("pod in sim"),
+        );
+        let row = &sim.matrices[name].combined[si];
+        let want = row.as_bytes()[di] == b'A';
+        if want != *ok {
+            wrong.push(format!(
+                "{name} {} -> {}: switch {}, simulator {}",
+                pods[*i].key,
+                pods[*j].key,
+                if *ok { "allowed" } else { "blocked" },
+                if want { "allowed" } else { "blocked" }
+            ));
+        }
+    }
+    let allowed = got.values().filter(|&&v| v).count();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} probes disagree:\n{}\n{}",
+        wrong.len(),
+        got.len(),
+        wrong.join("\n"),
+        sw.log_tail(20)
+    );
+    assert!(
+        allowed > 10 && got.len() - allowed > 10,
+        "a mix of allowed ({allowed}) and blocked ({}) probes",
+        got.len() - allowed
+    );
+    // the established z/c -> x/a:81 flows were among what the policy blocks
+    assert!(
+        !got[&("TCP/81".to_owned(), zc, xa)],
+        "z/c -> x/a TCP/81 is blocked for new connections"
+    );
+    assert!(
+        drops(&sw, "policy_ingress") > before_in,
+        "ingress denials counted"
+    );
+    assert!(
+        drops(&sw, "policy_egress") > before_eg,
+        "egress denials counted"
+    );
+
+    // the Log rule wrote flow-log lines for pings to the b pods
+    let log = match sw.call(&Request::FlowLog { after: 0 }) {
+        Reply::FlowLog(v) => v,
+        r => panic!("flow-log: {r:?}"),
+    };
+    let to_yb = log
+        .iter()
+        .find(|e| e.dst == pods[yb].ip && e.protocol == "ICMP")
+        .unwrap_or_else(|| panic!("no flow-log line for ICMP to y/b: {log:?}"));
+    assert!(to_yb.rule.contains("log-icmp"), "{to_yb:?}");
+    assert_eq!(to_yb.direction, "ingress");
+    assert_eq!(to_yb.endpoint, "y/b");
+    assert!(log.iter().all(|e| e.rule.contains("log-icmp")), "{log:?}");
+
+    // hostile: a TCP segment of no connection, to a pod with policy
+    let before = drops(&sw, "ct_invalid");
+    let ya = by_key("y/a");
+    let o = in_ns(
+        &pods[ya].ns.name,
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import socket\n\
+                 s=socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)\n\
+                 h=(40001).to_bytes(2,'big')+(80).to_bytes(2,'big')+bytes(8)+bytes([0x50,0x10])+(1000).to_bytes(2,'big')+bytes(4)\n\
+                 for _ in range(5): s.sendto(h, ('{}', 0))",
+                pods[xa].ip
+            ),
+        ],
+    );
+    assert!(o.status.success(), "raw TCP: {o:?}");
+    wait_for("ct_invalid drops", Duration::from_secs(5), || {
+        (drops(&sw, "ct_invalid") >= before + 5).then_some(())
+    });
+    // ... and y/a still reaches x/a's named port
+    let again = probe_from(&pods[ya], &pods);
+    assert!(
+        again[&("TCP/80".to_owned(), xa)],
+        "y/a -> x/a TCP/80 after the junk"
+    );
+
+    // hostile: a policy with an invalid selector is refused whole, and what
+    // is in force stays
+    let bad = serde_json::json!({"op": "apply", "doc": {"policies": [
+        {"global": {"metadata": {"name": "fine"}, "spec": {"selector": "all()", "ingress": [{"action": "Allow"}]}}},
+        {"global": {"metadata": {"name": "broken"}, "spec": {"selector": "pod == ", "ingress": [{"action": "Allow"}]}}}
+    ]}});
+    let resp = raw_call(&sw, &bad.to_string());
+    assert!(
+        resp.contains("\"error\"") && resp.contains("selector"),
+        "refused with the reason: {resp}"
+    );
+    match sw.call(&Request::PolicyList {}) {
+        Reply::Policies(set) => assert_eq!(set.policies, rules.policies, "policies unchanged"),
+        r => panic!("policy-list: {r:?}"),
+    }
+    let after = probe_from(&pods[ya], &pods);
+    assert!(
+        after[&("TCP/80".to_owned(), xa)],
+        "still enforced as before"
+    );
+    assert!(
+        !after[&("TCP/81".to_owned(), xa)],
+        "still enforced as before"
+    );
+    drop(pods);
+    drop(sw);
+}
+
+/// Sends one raw request line; returns the raw reply line.
+fn raw_call(sw: &Switch, line: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&sw.sock).expect("control socket");
+    s.write_all(line.as_bytes()).expect("write");
+    s.write_all(b"\n").expect("write");
+    let mut out = String::new();
+    BufReader::new(s).read_line(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn a_syn_flood_past_the_conntrack_bound_leaves_others_forwarding() {
+    let _g = serial();
+    must_be_root();
+    // a small table: 64 connections in one worker
+    let sw = Switch::start(&["--ct-max", "64"]);
+    let cluster = policy::load::load_yaml(&cluster_yaml()).expect("cluster YAML");
+    let infos: Vec<api::policy::EndpointInfo> = cluster.endpoints.iter().take(3).cloned().collect();
+    let pods: Vec<KPod> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| pod_endpoint(&sw, i, info))
+        .collect();
+    // 3,000 SYNs from pod 0 to pod 1, each from another source port
+    let o = in_ns(
+        &pods[0].ns.name,
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import socket\n\
+                 s=socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)\n\
+                 for p in range(3000):\n  h=(20000+p).to_bytes(2,'big')+(80).to_bytes(2,'big')+bytes(8)+bytes([0x50,0x02])+(1000).to_bytes(2,'big')+bytes(4)\n  s.sendto(h, ('{}', 0))",
+                pods[1].ip
+            ),
+        ],
+    );
+    assert!(o.status.success(), "SYN flood: {o:?}");
+    wait_for("evictions", Duration::from_secs(5), || {
+        let st = sw.stats();
+        (st.conntrack.evicted > 0).then_some(st.conntrack)
+    });
+    // everyone still talks: new connections, pings, replies
+    for (i, j) in [(2usize, 1usize), (1, 2), (0, 2), (2, 0)] {
+        let got = probe_from(&pods[i], &pods);
+        for (name, _) in PROBES {
+            assert!(
+                got[&(name.to_owned(), j)],
+                "{name} {} -> {} after the flood",
+                pods[i].key,
+                pods[j].key
+            );
+        }
+    }
+    let st = sw.stats();
+    assert_eq!(st.conntrack.capacity, 64);
+    assert!(st.conntrack.created >= 3000, "{:?}", st.conntrack);
+    drop(pods);
+    drop(sw);
+}
