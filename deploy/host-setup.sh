@@ -28,7 +28,7 @@ log() { echo "[host-setup] $*" >&2; }
 # build and run: DPDK and its headers, bindgen's libclang, pkg-config;
 # tests: testpmd comes with dpdk, iproute2 and python3 for the TAP checks;
 # benchmark: OVS-DPDK as the reference switch, bc for the harness
-need=(dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev clang iproute2 iputils-ping python3 bc procps containernetworking-plugins iperf3)
+need=(dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev clang iproute2 iputils-ping python3 bc procps containernetworking-plugins iperf3 tshark python3-scapy bridge-utils ethtool)
 [ "$BENCH" = 1 ] && need+=(openvswitch-switch-dpdk)
 
 if [ "$PACKAGES" = 1 ]; then

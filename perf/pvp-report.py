@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """pvp-report.py REPORT_DIR -- turn perf/pvp's runs.csv into report.md and runs.svg.
 
-Reads REPORT_DIR/runs.csv and REPORT_DIR/meta.txt (written by perf/pvp), writes
+Reads REPORT_DIR/runs.csv and REPORT_DIR/meta.txt (written by perf/pvp or
+perf/pvp-policy; optional keys title, svg_title, y_label, rate_desc, params_md
+and csv_desc replace perf/pvp's wording, and REPORT_DIR/extra.md, when there,
+is added after the runs), writes
 REPORT_DIR/report.md and REPORT_DIR/runs.svg, and prints the RESULT lines and
 the markdown summary table on stdout.  Standard library only.
 
@@ -245,7 +248,7 @@ def svg_plot(an, meta, machine):
     left, right, top, bottom = 84, 24, 78, 60 + 18 * max(1, len(an.refs))
     sub = "%s runs per switch, %s s windows; %s; %s" % (
         meta.get("runs", "?"), meta.get("duration", "?"), meta.get("started", ""), machine)
-    title = "PVP loopback, %s B frames" % meta.get("len", "?")
+    title = "%s, %s B frames" % (meta.get("svg_title", "PVP loopback"), meta.get("len", "?"))
     status = meta.get("status", "complete")
     need = max(len(sub) * 6.4, len(title) * 9.6 + 14 + (0 if status == "complete" else (len(status) + 2) * 9.2))
     pw = max(slot * n, 460, int(need) - left + 10)
@@ -282,7 +285,7 @@ def svg_plot(an, meta, machine):
     a('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>' % (left, top, left, top + ph))
     a('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>' % (left, top + ph, left + pw, top + ph))
     a('<text transform="translate(%d,%.1f) rotate(-90)" font-size="12" text-anchor="middle" fill="#333">'
-      'Mpps delivered to the pods (both directions)</text>' % (22, top + ph / 2))
+      '%s</text>' % (22, top + ph / 2, escape(meta.get("y_label", "Mpps delivered to the pods (both directions)"))))
     # legend
     lx, ly = left, 64
     a('<rect x="%d" y="%d" width="14" height="10" fill="#999" fill-opacity="0.35" stroke="#999"/>' % (lx, ly - 9))
@@ -351,16 +354,17 @@ def svg_plot(an, meta, machine):
 def report_md(an, meta, rows, machine_lines, version_lines, table):
     L = []
     a = L.append
-    a("# PVP benchmark: %s, %s B frames" % (", ".join(an.switches), meta.get("len", "?")))
+    a("# %s: %s, %s B frames" % (meta.get("title", "PVP benchmark"), ", ".join(an.switches), meta.get("len", "?")))
     a("")
     status = meta.get("status", "complete")
     if status != "complete":
         a("**Status: %s.**%s" % (status, (" Failures: " + meta["failed"]) if meta.get("failed") else ""))
         a("")
     a("Median of %s runs per switch (runs interleaved round-robin, everything restarted per run), "
-      "%s s measurement window after %s s warm-up. Mpps = packets per second the switch delivered "
-      "to the two pod ports together (both directions)." % (
-          meta.get("runs", "?"), meta.get("duration", "?"), meta.get("warmup", "?")))
+      "%s s measurement window after %s s warm-up. Mpps = %s." % (
+          meta.get("runs", "?"), meta.get("duration", "?"), meta.get("warmup", "?"),
+          meta.get("rate_desc", "packets per second the switch delivered "
+                   "to the two pod ports together (both directions)")))
     if an.refs:
         a("Ratios are the median over rounds of switch / reference within the same round.")
     a("")
@@ -391,6 +395,12 @@ def report_md(an, meta, rows, machine_lines, version_lines, table):
       "`--record-core-cycles` (io-ceiling), OVS `pmd-stats-show` avg processing cycles per packet, "
       "vswitchd `workers[].busy_cycles / packets` from `vsctl --json stats`.")
     a("")
+    extra_md = os.path.join(meta.get("_dir", ""), "extra.md")
+    if meta.get("_dir") and os.path.exists(extra_md):
+        # further sections a harness wrote beside runs.csv (perf/pvp-policy: per-run checks)
+        with open(extra_md) as f:
+            a(f.read().rstrip("\n"))
+        a("")
     ratio_rows = []
     for s in an.switches:
         for ref in an.refs:
@@ -426,10 +436,13 @@ def report_md(an, meta, rows, machine_lines, version_lines, table):
         a("- " + m)
     for v in version_lines:
         a("- " + v)
-    a("- parameters: len=%s B, window=%s s, warm-up=%s s, tx_first bursts=%s, pod fwd mode=%s, "
-      "vhost-user server=%s, switch CPU=%s, pod CPU=%s, queue size=%s" % tuple(
-          meta.get(k, "?") for k in ("len", "duration", "warmup", "bursts", "pod_mode",
-                                     "vhost_server", "s_cpu", "t_cpu", "queue_size")))
+    if meta.get("params_md"):
+        a("- parameters: " + meta["params_md"])
+    else:
+        a("- parameters: len=%s B, window=%s s, warm-up=%s s, tx_first bursts=%s, pod fwd mode=%s, "
+          "vhost-user server=%s, switch CPU=%s, pod CPU=%s, queue size=%s" % tuple(
+              meta.get(k, "?") for k in ("len", "duration", "warmup", "bursts", "pod_mode",
+                                         "vhost_server", "s_cpu", "t_cpu", "queue_size")))
     a("- EAL memory: pods `%s`, io-ceiling `%s`; hugepages: %s" % (
         meta.get("mem_pod", "?"), meta.get("mem_switch", "?"), meta.get("hugepages", "?")))
     if meta.get("vswitch_extra"):
@@ -441,9 +454,9 @@ def report_md(an, meta, rows, machine_lines, version_lines, table):
     a("")
     a("## Files")
     a("")
-    a("- `runs.csv`: one row per run: switch, run (round), attempt, status (ok | noisy | failed), "
+    a("- `runs.csv`: " + meta.get("csv_desc", "one row per run: switch, run (round), attempt, status (ok | noisy | failed), "
       "mpps, pod rx/tx per port (Mpps), prerun_busy_pct (machine load before the run), "
-      "foreign_cpu_pct (CPU used by other processes during the window), switch_cycles_per_pkt, extra.")
+      "foreign_cpu_pct (CPU used by other processes during the window), switch_cycles_per_pkt, extra."))
     a("- `runs.svg`: each dot one run, bar and thick line the median.")
     a("- `raw/`: counters per run (OVS pmd-stats and FDB, vswitchd stats JSON), logs of failed runs.")
     a("")
@@ -456,6 +469,7 @@ def main():
         sys.exit(2)
     d = sys.argv[1]
     meta = read_meta(os.path.join(d, "meta.txt"))
+    meta["_dir"] = d
     rows = load(d)
     an = Analysis(rows, meta)
     length = meta.get("len", "?")

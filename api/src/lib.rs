@@ -29,16 +29,25 @@ pub enum PortKind {
     VhostClient,
     /// A kernel TAP interface named `iface`, owned by the switch.
     Tap,
+    /// An existing kernel interface `iface` (e.g. the node's NIC or a veth
+    /// to the underlay), driven through an AF_PACKET socket: the uplink.
+    AfPacket,
 }
 
 impl PortKind {
-    pub const ALL: [PortKind; 3] = [PortKind::VhostServer, PortKind::VhostClient, PortKind::Tap];
+    pub const ALL: [PortKind; 4] = [
+        PortKind::VhostServer,
+        PortKind::VhostClient,
+        PortKind::Tap,
+        PortKind::AfPacket,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             PortKind::VhostServer => "vhost-server",
             PortKind::VhostClient => "vhost-client",
             PortKind::Tap => "tap",
+            PortKind::AfPacket => "af-packet",
         }
     }
 }
@@ -57,7 +66,7 @@ impl std::str::FromStr for PortKind {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown port kind '{s}' (expected one of: vhost-server, vhost-client, tap)"
+                    "unknown port kind '{s}' (expected one of: vhost-server, vhost-client, tap, af-packet)"
                 )
             })
     }
@@ -122,11 +131,11 @@ impl PortSpec {
                     ));
                 }
             }
-            PortKind::Tap => {
+            PortKind::Tap | PortKind::AfPacket => {
                 if self.path.is_some() {
                     return Err(format!(
-                        "port {}: a tap port takes no socket path",
-                        self.name
+                        "port {}: a {} port takes no socket path",
+                        self.name, self.kind
                     ));
                 }
                 let iface = self.tap_iface();
@@ -143,7 +152,7 @@ impl PortSpec {
         Ok(())
     }
 
-    /// The kernel interface of a tap port.
+    /// The kernel interface of a tap or af-packet port.
     pub fn tap_iface(&self) -> &str {
         self.iface.as_deref().unwrap_or(&self.name)
     }
@@ -187,6 +196,64 @@ pub struct Node {
     /// Underlay addresses with their prefix, e.g. "192.168.1.10/24".
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Pod blocks the node owns (its block affinities), e.g. "10.65.3.0/26":
+    /// the switch routes them to the node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<String>,
+    /// The address and MAC of the node's VXLAN tunnel device, as Calico's
+    /// `vxlan.calico` has them (Node `spec.ipv4VXLANTunnelAddr` and
+    /// `spec.vxlanTunnelMACAddr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_tunnel_ip: Option<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_tunnel_mac: Option<MacAddr>,
+    /// The address of the node's IP-in-IP tunnel device (`tunl0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipip_tunnel_ip: Option<std::net::Ipv4Addr>,
+}
+
+impl Node {
+    /// A node with just a name and underlay addresses.
+    pub fn new(name: &str, addresses: &[&str]) -> Node {
+        Node {
+            name: name.to_owned(),
+            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            blocks: Vec::new(),
+            vxlan_tunnel_ip: None,
+            vxlan_tunnel_mac: None,
+            ipip_tunnel_ip: None,
+        }
+    }
+
+    /// The first IPv4 underlay address and its prefix length.
+    pub fn ipv4(&self) -> Option<(std::net::Ipv4Addr, u8)> {
+        self.addresses.iter().find_map(|a| {
+            let (ip, len) = a.split_once('/')?;
+            Some((ip.parse().ok()?, len.parse().ok()?))
+        })
+    }
+
+    /// Its blocks as (network, prefix length), host order.
+    pub fn block_prefixes(&self) -> Result<Vec<(std::net::Ipv4Addr, u8)>, String> {
+        self.blocks
+            .iter()
+            .map(|b| {
+                let bad = || {
+                    format!(
+                        "Node {}: bad block {b} (expected e.g. 10.65.3.0/26)",
+                        self.name
+                    )
+                };
+                let (ip, len) = b.split_once('/').ok_or_else(bad)?;
+                let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
+                let len: u8 = len.parse().map_err(|_| bad())?;
+                if len > 32 || (len < 32 && u32::from(ip) & (u32::MAX >> len) != 0) {
+                    return Err(bad());
+                }
+                Ok((ip, len))
+            })
+            .collect()
+    }
 }
 
 impl Node {
@@ -206,6 +273,12 @@ impl Node {
             let len: u8 = len.parse().map_err(|_| bad())?;
             if len > 128 || (ip.contains('.') && len > 32) {
                 return Err(bad());
+            }
+        }
+        self.block_prefixes()?;
+        if let Some(m) = self.vxlan_tunnel_mac {
+            if m.is_multicast() || m == MacAddr::default() {
+                return Err(format!("Node {}: bad VXLAN tunnel MAC {m}", self.name));
             }
         }
         Ok(())

@@ -17,7 +17,8 @@ pub struct Cli {
     )]
     pub socket: PathBuf,
 
-    /// Print the reply's data as pretty JSON instead of tables.
+    /// Print the reply's data as JSON instead of tables (pretty-printed; one object per
+    /// line for `flows log`).
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -40,18 +41,41 @@ pub enum Command {
     /// Routed pods: proxy ARP for 169.254.1.1, /32 routes, anti-spoofing.
     #[command(subcommand)]
     Endpoint(EndpointCmd),
-    /// Apply a desired-state file (Calico projectcalico.org/v3 IPPool YAML, our Node and
-    /// Endpoint kinds): all of it or nothing.
+    /// Create or replace the objects of a YAML file; objects not in it stay.
+    ///
+    /// Kinds: projectcalico.org/v3 IPPool, NetworkPolicy, GlobalNetworkPolicy and
+    /// Tier; networking.k8s.io/v1 NetworkPolicy; v1 Namespace; vswitch.dev/v1alpha1
+    /// Node and Endpoint; Lists of Namespaces and policy objects. As with `kubectl
+    /// apply`, an object replaces the one of the same kind, namespace and name. The
+    /// whole file is applied in one step or not at all: a document that is not
+    /// understood refuses the file, with its number and line, before anything is sent.
     Apply {
         /// The file; `-` for standard input.
-        #[arg(short = 'f', long = "filename")]
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
         file: String,
+    },
+    /// Delete the Namespaces and policy objects a YAML file names.
+    ///
+    /// Kinds: projectcalico.org/v3 NetworkPolicy, GlobalNetworkPolicy and Tier;
+    /// networking.k8s.io/v1 NetworkPolicy; v1 Namespace; Lists of them. Objects are
+    /// matched by kind, namespace and name; deleting a Namespace leaves the policies
+    /// in it. All of them are deleted in one step, or none.
+    Delete {
+        /// The file; `-` for standard input.
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: String,
+        /// Skip objects that are not in force instead of refusing the deletion.
+        #[arg(long)]
+        ignore_not_found: bool,
     },
     /// Show desired and assigned state.
     Get {
         #[arg(value_enum)]
         what: GetWhat,
     },
+    /// Flow logs of policy rules with action Log.
+    #[command(subcommand)]
+    Flows(FlowsCmd),
     /// Network policy tools that need no switch: simulate a cluster's connectivity.
     #[command(subcommand)]
     Policy(crate::policy_cmd::PolicyCmd),
@@ -67,6 +91,32 @@ pub enum GetWhat {
     Blocks,
     Endpoints,
     Pods,
+    /// Policy objects in force: KIND NAMESPACE NAME TIER ORDER TYPES RULES
+    /// (ingress/egress rule counts); with --json, the namespaces and policies.
+    Policies,
+    /// Namespaces in force and their labels.
+    Namespaces,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq)]
+pub enum FlowsCmd {
+    /// Print the packets that matched a Log rule, oldest first.
+    ///
+    /// Columns: TIME (RFC 3339, UTC), ENDPOINT (the pod whose policy logged it), DIR
+    /// (ingress or egress of that pod), PROTO, SRC:SPORT, DST:DPORT (for ICMP, the type
+    /// and code), RULE (the Log rule), VERDICT and DECIDED-BY (the verdict of that
+    /// direction and what decided it). With --json, one JSON object per line.
+    Log(FlowLogArgs),
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct FlowLogArgs {
+    /// Only records with a sequence number above SEQ.
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    pub after: u64,
+    /// Keep asking for new records every 500 ms until interrupted.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq)]
@@ -125,6 +175,7 @@ pub enum KindArg {
     VhostServer,
     VhostClient,
     Tap,
+    AfPacket,
 }
 
 impl From<KindArg> for api::PortKind {
@@ -133,6 +184,7 @@ impl From<KindArg> for api::PortKind {
             KindArg::VhostServer => api::PortKind::VhostServer,
             KindArg::VhostClient => api::PortKind::VhostClient,
             KindArg::Tap => api::PortKind::Tap,
+            KindArg::AfPacket => api::PortKind::AfPacket,
         }
     }
 }
@@ -300,6 +352,7 @@ mod tests {
             (KindArg::VhostServer, api::PortKind::VhostServer),
             (KindArg::VhostClient, api::PortKind::VhostClient),
             (KindArg::Tap, api::PortKind::Tap),
+            (KindArg::AfPacket, api::PortKind::AfPacket),
         ] {
             assert_eq!(api::PortKind::from(arg), kind);
             // The clap spelling is the wire spelling.
@@ -406,6 +459,54 @@ mod tests {
         );
         assert_eq!(
             parse_err(&["fdb", "aging", "soon"]),
+            ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn apply_delete_get_and_flows() {
+        assert_eq!(
+            parse(&["apply", "-f", "x.yaml"]).command,
+            Command::Apply {
+                file: "x.yaml".into()
+            }
+        );
+        assert_eq!(
+            parse(&["delete", "--filename=-", "--ignore-not-found"]).command,
+            Command::Delete {
+                file: "-".into(),
+                ignore_not_found: true
+            }
+        );
+        assert_eq!(parse_err(&["delete"]), ErrorKind::MissingRequiredArgument);
+        for (word, what) in [
+            ("policies", GetWhat::Policies),
+            ("namespaces", GetWhat::Namespaces),
+        ] {
+            assert_eq!(parse(&["get", word]).command, Command::Get { what });
+        }
+        assert_eq!(
+            parse(&["flows", "log"]).command,
+            Command::Flows(FlowsCmd::Log(FlowLogArgs {
+                after: 0,
+                follow: false
+            }))
+        );
+        let c = parse(&["flows", "log", "--after", "41", "--follow", "--json"]);
+        assert!(c.json);
+        assert_eq!(
+            c.command,
+            Command::Flows(FlowsCmd::Log(FlowLogArgs {
+                after: 41,
+                follow: true
+            }))
+        );
+        assert_eq!(
+            parse_err(&["flows", "log", "--after", "-1"]),
+            ErrorKind::UnknownArgument
+        );
+        assert_eq!(
+            parse_err(&["flows", "log", "--after", "x"]),
             ErrorKind::ValueValidation
         );
     }

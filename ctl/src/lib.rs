@@ -1,5 +1,6 @@
 //! `vsctl`, the operator CLI of vswitchd: the command line ([`cli`]), the
-//! tables it prints ([`table`], [`render`]), per-port rates ([`rate`]) and
+//! tables it prints ([`table`], [`render`]), per-port rates ([`rate`]),
+//! desired-state files ([`manifest`], [`apply`]), flow logs ([`flows`]) and
 //! the glue that sends requests over the control socket ([`main_with`]).
 //!
 //! Exit status: 0 on success; 1 when vswitchd refuses a request (the message
@@ -7,7 +8,9 @@
 //! vswitchd cannot be reached or the conversation breaks (connect, I/O,
 //! undecodable or unexpected reply). clap's usage errors also exit 2.
 
+pub mod apply;
 pub mod cli;
+pub mod flows;
 pub mod manifest;
 pub mod policy_cmd;
 pub mod rate;
@@ -15,7 +18,7 @@ pub mod render;
 pub mod table;
 
 use api::{Client, ClientError, PortSpec, Reply, Request};
-use cli::{Cli, Command, EndpointCmd, FdbCmd, GetWhat, PortCmd, StatsArgs};
+use cli::{Cli, Command, EndpointCmd, FdbCmd, FlowsCmd, GetWhat, PortCmd, StatsArgs};
 use serde::Serialize;
 use std::fmt;
 use std::io::{self, Write};
@@ -153,6 +156,12 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Selector(policy_cmd::SelectorCmd::Eval) => {
             return policy_cmd::selector_eval(&mut io::stdin().lock(), out)
         }
+        // These read and check their file before connecting.
+        Command::Apply { file } => return apply::apply(&cli.socket, file, cli.json, out),
+        Command::Delete {
+            file,
+            ignore_not_found,
+        } => return apply::delete(&cli.socket, file, *ignore_not_found, cli.json, out),
         _ => {}
     }
     let mut client = Client::connect(&cli.socket)?;
@@ -224,27 +233,21 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Endpoint(EndpointCmd::Del { port }) => {
             expect_done(client.call(&Request::EndpointDel { port: port.clone() })?)
         }
-        Command::Apply { file } => {
-            let text = if file == "-" {
-                let mut t = String::new();
-                io::Read::read_to_string(&mut io::stdin(), &mut t)
-                    .map_err(|e| Error::Manifest(format!("reading standard input: {e}")))?;
-                t
-            } else {
-                std::fs::read_to_string(file)
-                    .map_err(|e| Error::Manifest(format!("reading {file}: {e}")))?
-            };
-            let doc = manifest::parse(&text).map_err(Error::Manifest)?;
-            let what = format!(
-                "{} IPPool(s), {} Node(s), {} Endpoint(s)",
-                doc.pools.len(),
-                doc.nodes.len(),
-                doc.endpoints.len()
-            );
-            expect_done(client.call(&Request::Apply { doc })?)?;
-            writeln!(out, "applied {what}")?;
-            Ok(())
+        Command::Get {
+            what: GetWhat::Policies,
+        } => {
+            let v = expect_reply!(client.call(&Request::PolicyList {})?, Policies, "policies");
+            emit(json, out, &v, || render::policies(&v))
         }
+        Command::Get {
+            what: GetWhat::Namespaces,
+        } => {
+            let v = expect_reply!(client.call(&Request::PolicyList {})?, Policies, "policies");
+            emit(json, out, &v.namespaces, || {
+                render::namespaces(&v.namespaces)
+            })
+        }
+        Command::Flows(FlowsCmd::Log(args)) => flows::log(&mut client, args, json, out),
         Command::Get {
             what: GetWhat::Pools,
         } => {
@@ -274,7 +277,10 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             emit(json, out, &v, || render::attachments(&v))
         }
         // Answered above, before connecting.
-        Command::Policy(_) | Command::Selector(_) => Ok(()),
+        Command::Policy(_)
+        | Command::Selector(_)
+        | Command::Apply { .. }
+        | Command::Delete { .. } => Ok(()),
         Command::Get {
             what: GetWhat::Endpoints,
         }
@@ -380,13 +386,13 @@ mod tests {
     /// A fake vswitchd on a fresh temp socket: accepts one connection and
     /// answers each request line with the next of `replies`; the thread
     /// returns the request lines it received.
-    struct FakeServer {
+    pub(crate) struct FakeServer {
         path: PathBuf,
         thread: Option<JoinHandle<Vec<String>>>,
     }
 
     impl FakeServer {
-        fn start(replies: Vec<String>) -> Self {
+        pub(crate) fn start(replies: Vec<String>) -> Self {
             static N: AtomicU32 = AtomicU32::new(0);
             let path = std::env::temp_dir().join(format!(
                 "vsctl-test-{}-{}.sock",
@@ -431,8 +437,12 @@ mod tests {
             }
         }
 
+        pub(crate) fn path(&self) -> &std::path::Path {
+            &self.path
+        }
+
         /// The request lines received, parsed.
-        fn requests(mut self) -> Vec<Request> {
+        pub(crate) fn requests(mut self) -> Vec<Request> {
             let lines = self
                 .thread
                 .take()
@@ -453,7 +463,7 @@ mod tests {
     }
 
     /// Runs `vsctl --socket <fake> args...`; returns (status, stdout, stderr).
-    fn run(server: &FakeServer, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn run(server: &FakeServer, args: &[&str]) -> (i32, String, String) {
         let sock = server.path.to_str().expect("utf-8 temp path").to_owned();
         let mut argv = vec!["vsctl", "--socket", &sock];
         argv.extend_from_slice(args);

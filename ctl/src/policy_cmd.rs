@@ -47,7 +47,8 @@ fn parse_probe(s: &str) -> Result<ProtoPort, String> {
     s.parse()
 }
 
-fn read_input(file: &str) -> Result<String, Error> {
+/// The text of FILE, or of standard input for `-`.
+pub(crate) fn read_input(file: &str) -> Result<String, Error> {
     if file == "-" {
         let mut t = String::new();
         io::Read::read_to_string(&mut io::stdin(), &mut t)

@@ -294,6 +294,201 @@ pub fn rate_block(rates: &[PortRate], widths: &[usize]) -> String {
     out
 }
 
+/// `get policies`: KIND NAMESPACE NAME TIER ORDER TYPES RULES, sorted by
+/// kind, namespace and name. RULES counts ingress/egress rules; ORDER and
+/// TIER are what Calico uses when the object leaves them out (Kubernetes
+/// NetworkPolicies are always in tier `default` at order 1000).
+pub fn policies(set: &api::PolicySet) -> String {
+    use api::policy::{self as pol, Policy};
+    let types = |(ingress, egress): (bool, bool)| {
+        match (ingress, egress) {
+            (true, true) => "Ingress,Egress",
+            (true, false) => "Ingress",
+            (false, true) => "Egress",
+            (false, false) => "-",
+        }
+        .to_owned()
+    };
+    let order = |o: Option<f64>| o.map_or_else(|| "-".to_owned(), |o| o.to_string());
+    let tier = |t: &Option<String>| t.as_deref().unwrap_or(pol::DEFAULT_TIER).to_owned();
+    let mut rows: Vec<(crate::apply::Key, [String; 4])> = set
+        .policies
+        .iter()
+        .map(|p| {
+            let cells = match p {
+                Policy::K8s(o) => [
+                    pol::DEFAULT_TIER.to_owned(),
+                    order(Some(pol::K8S_POLICY_ORDER)),
+                    types(o.spec.effective_types()),
+                    format!("{}/{}", o.spec.ingress.len(), o.spec.egress.len()),
+                ],
+                Policy::Calico(o) => {
+                    let s = &o.spec;
+                    [
+                        tier(&s.tier),
+                        order(s.order),
+                        types(pol::effective_types(&s.types, &s.ingress, &s.egress)),
+                        format!("{}/{}", s.ingress.len(), s.egress.len()),
+                    ]
+                }
+                Policy::Global(o) => {
+                    let s = &o.spec;
+                    [
+                        tier(&s.tier),
+                        order(s.order),
+                        types(pol::effective_types(&s.types, &s.ingress, &s.egress)),
+                        format!("{}/{}", s.ingress.len(), s.egress.len()),
+                    ]
+                }
+                Policy::Tier(t) => {
+                    let default =
+                        (t.metadata.name == pol::DEFAULT_TIER).then_some(pol::DEFAULT_TIER_ORDER);
+                    [
+                        "-".to_owned(),
+                        order(t.spec.order.or(default)),
+                        "-".to_owned(),
+                        "-".to_owned(),
+                    ]
+                }
+            };
+            (crate::apply::Key::of(p), cells)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut t = Table::new([
+        "kind",
+        "namespace",
+        "name",
+        "tier",
+        "order",
+        "types",
+        "rules",
+    ]);
+    for (k, [tier, order, types, rules]) in rows {
+        t.row([
+            k.kind.to_owned(),
+            k.namespace.unwrap_or_else(|| "-".to_owned()),
+            k.name,
+            tier,
+            order,
+            types,
+            rules,
+        ]);
+    }
+    t.render()
+}
+
+/// `get namespaces`: NAME LABELS, sorted by name.
+pub fn namespaces(ns: &[api::policy::NamespaceInfo]) -> String {
+    let mut sorted: Vec<&api::policy::NamespaceInfo> = ns.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut t = Table::new(["name", "labels"]);
+    for n in sorted {
+        let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        t.row([
+            n.name.clone(),
+            if labels.is_empty() {
+                "-".to_owned()
+            } else {
+                labels.join(",")
+            },
+        ]);
+    }
+    t.render()
+}
+
+/// Unix time as RFC 3339 in UTC, e.g. `2024-02-29T13:05:09Z`.
+pub fn rfc3339(secs: u64) -> String {
+    // Days to civil date: Howard Hinnant's algorithm, on the proleptic
+    // Gregorian calendar with eras of 400 years.
+    let days = i128::from(secs / 86_400);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Column titles of `flows log`.
+pub const FLOW_HEADER: [&str; 9] = [
+    "TIME",
+    "ENDPOINT",
+    "DIR",
+    "PROTO",
+    "SRC:SPORT",
+    "DST:DPORT",
+    "RULE",
+    "VERDICT",
+    "DECIDED-BY",
+];
+
+/// Column widths of `flows log --follow`, whose rows are printed as they
+/// come under a header printed once: wide enough for most records (a wider
+/// cell pushes the rest of its row right).
+pub const FLOW_FOLLOW_WIDTHS: [usize; 9] = [20, 24, 7, 5, 21, 21, 36, 7, 0];
+
+/// One flow-log record as table cells. Ports are shown for TCP, UDP and
+/// SCTP; for ICMP the destination carries the type and code.
+pub fn flow_cells(e: &api::FlowLogEntry) -> [String; 9] {
+    let (src, dst) = match e.protocol.as_str() {
+        "TCP" | "UDP" | "SCTP" => (
+            format!("{}:{}", e.src, e.sport),
+            format!("{}:{}", e.dst, e.dport),
+        ),
+        "ICMP" => (
+            e.src.to_string(),
+            format!("{} type {} code {}", e.dst, e.dport >> 8, e.dport & 0xff),
+        ),
+        _ => (e.src.to_string(), e.dst.to_string()),
+    };
+    [
+        rfc3339(e.time),
+        e.endpoint.clone(),
+        e.direction.clone(),
+        e.protocol.clone(),
+        src,
+        dst,
+        e.rule.clone(),
+        e.verdict.clone(),
+        e.decided_by.clone(),
+    ]
+}
+
+/// `flows log`: one row per record.
+pub fn flow_log(entries: &[api::FlowLogEntry]) -> String {
+    let mut t = Table::new(FLOW_HEADER);
+    for e in entries {
+        t.row(flow_cells(e));
+    }
+    t.render()
+}
+
+/// Rows of `flows log --follow`, at [`FLOW_FOLLOW_WIDTHS`].
+pub fn flow_rows(entries: &[api::FlowLogEntry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        out.push_str(&format_line(&flow_cells(e), &FLOW_FOLLOW_WIDTHS));
+        out.push('\n');
+    }
+    out
+}
+
+/// The header line of `flows log --follow`.
+pub fn flow_follow_header() -> String {
+    format_line(&FLOW_HEADER, &FLOW_FOLLOW_WIDTHS) + "\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,5 +666,22 @@ mod tests {
             rate_block(&rates, &w),
             "p0           1000        1000        0\n"
         );
+    }
+
+    #[test]
+    fn unix_time_as_rfc3339() {
+        for (secs, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (951_868_799, "2000-02-29T23:59:59Z"),
+            (1_709_211_909, "2024-02-29T13:05:09Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+            (253_402_300_799, "9999-12-31T23:59:59Z"),
+            (68_256_000_000, "4132-12-12T00:00:00Z"),
+        ] {
+            assert_eq!(rfc3339(secs), want, "{secs}");
+        }
+        // Far out of range still prints, without overflow.
+        assert!(rfc3339(u64::MAX).ends_with("Z"));
     }
 }

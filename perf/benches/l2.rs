@@ -82,6 +82,7 @@ fn bench_l2(c: &mut Criterion) {
         let ctr = WorkerCounters::new(MAX_PORTS);
         let compiled = Compiled::empty();
         let log = ArrayQueue::new(16);
+        let neigh = vswitch::neigh::Neighbors::new(16);
         let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Default::default());
         // bursts arriving on port 0 from stations behind port 0, to stations
         // behind the other ports: every frame is learned and unicast
@@ -129,6 +130,8 @@ fn bench_l2(c: &mut Criterion) {
                         generation: 0,
                     },
                     log: &log,
+                    underlay: None,
+                    neigh: &neigh,
                 };
                 received += burst.len() as u64;
                 pipe.process(&cx, in_port, &mut burst, &mut sink, &ctr);

@@ -151,6 +151,7 @@ struct Rig {
     routes: Routes,
     fdb: Fdb,
     log: ArrayQueue<vswitch::firewall::LogRecord>,
+    neigh: vswitch::neigh::Neighbors,
     ctr: WorkerCounters,
 }
 
@@ -196,6 +197,7 @@ impl Rig {
             routes,
             fdb: Fdb::new(1024, 300),
             log: ArrayQueue::new(16),
+            neigh: vswitch::neigh::Neighbors::new(16),
             ctr: WorkerCounters::new(MAX_PORTS),
         }
     }
@@ -213,6 +215,8 @@ impl Rig {
                 generation: 1,
             },
             log: &self.log,
+            underlay: None,
+            neigh: &self.neigh,
         }
     }
 }

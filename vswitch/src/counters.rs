@@ -45,10 +45,42 @@ pub enum DropReason {
     PolicyIngress,
     /// Denied by the sending pod's egress policy.
     PolicyEgress,
+    /// A tunnel frame that ends inside its outer headers.
+    TunnelTruncated,
+    /// A tunnel frame with a wrong outer IPv4 header.
+    TunnelBadOuterIp,
+    /// A fragment of an outer tunnel packet.
+    TunnelFragment,
+    /// Not the tunnel's protocol.
+    TunnelWrongProtocol,
+    /// UDP to this node, not to the VXLAN port.
+    TunnelWrongPort,
+    /// A tunnel packet for another address.
+    TunnelNotForUs,
+    /// A tunnel packet from an address that is no known node.
+    TunnelUnknownPeer,
+    /// A VXLAN packet whose UDP length is wrong.
+    TunnelBadUdp,
+    /// A VXLAN header without the I flag, or with reserved bits set.
+    TunnelBadVxlanFlags,
+    /// A VXLAN packet of another network (VNI).
+    TunnelWrongVni,
+    /// A tunnel packet whose inner frame is too short.
+    TunnelInnerRunt,
+    /// The next hop on the underlay is not resolved yet: the packet became an ARP request.
+    NeighPending,
+    /// Larger than the uplink MTU allows after encapsulation (an ICMP fragmentation-needed went back when DF was set).
+    TooBig,
+    /// natOutgoing has no free port for a new flow.
+    NatExhausted,
+    /// natOutgoing cannot translate the protocol (no ports, not ICMP echo).
+    NatUnsupported,
+    /// From the uplink, for nobody here (and no host port to take it).
+    NotForUs,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 33] = [
         DropReason::Runt,
         DropReason::BadLength,
         DropReason::BadSrcMac,
@@ -66,6 +98,22 @@ impl DropReason {
         DropReason::CtInvalid,
         DropReason::PolicyIngress,
         DropReason::PolicyEgress,
+        DropReason::TunnelTruncated,
+        DropReason::TunnelBadOuterIp,
+        DropReason::TunnelFragment,
+        DropReason::TunnelWrongProtocol,
+        DropReason::TunnelWrongPort,
+        DropReason::TunnelNotForUs,
+        DropReason::TunnelUnknownPeer,
+        DropReason::TunnelBadUdp,
+        DropReason::TunnelBadVxlanFlags,
+        DropReason::TunnelWrongVni,
+        DropReason::TunnelInnerRunt,
+        DropReason::NeighPending,
+        DropReason::TooBig,
+        DropReason::NatExhausted,
+        DropReason::NatUnsupported,
+        DropReason::NotForUs,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -88,6 +136,22 @@ impl DropReason {
             DropReason::CtInvalid => "ct_invalid",
             DropReason::PolicyIngress => "policy_ingress",
             DropReason::PolicyEgress => "policy_egress",
+            DropReason::TunnelTruncated => "tunnel_truncated",
+            DropReason::TunnelBadOuterIp => "tunnel_bad_outer_ip",
+            DropReason::TunnelFragment => "tunnel_fragment",
+            DropReason::TunnelWrongProtocol => "tunnel_wrong_protocol",
+            DropReason::TunnelWrongPort => "tunnel_wrong_port",
+            DropReason::TunnelNotForUs => "tunnel_not_for_us",
+            DropReason::TunnelUnknownPeer => "tunnel_unknown_peer",
+            DropReason::TunnelBadUdp => "tunnel_bad_udp",
+            DropReason::TunnelBadVxlanFlags => "tunnel_bad_vxlan_flags",
+            DropReason::TunnelWrongVni => "tunnel_wrong_vni",
+            DropReason::TunnelInnerRunt => "tunnel_inner_runt",
+            DropReason::NeighPending => "neigh_pending",
+            DropReason::TooBig => "too_big",
+            DropReason::NatExhausted => "nat_exhausted",
+            DropReason::NatUnsupported => "nat_unsupported",
+            DropReason::NotForUs => "not_for_us",
         }
     }
 }
@@ -142,7 +206,7 @@ impl WorkerCounters {
     pub fn new(max_ports: usize) -> Self {
         WorkerCounters {
             ports: (0..max_ports).map(|_| PortCounters::default()).collect(),
-            drops: Default::default(),
+            drops: std::array::from_fn(|_| Counter::default()),
             learned: Counter::default(),
             moved: Counter::default(),
             aged: Counter::default(),
@@ -164,5 +228,24 @@ impl WorkerCounters {
 
     pub fn drops_of(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize].get()
+    }
+}
+
+impl From<crate::tunnel::TunnelDrop> for DropReason {
+    fn from(t: crate::tunnel::TunnelDrop) -> Self {
+        use crate::tunnel::TunnelDrop as T;
+        match t {
+            T::Truncated => DropReason::TunnelTruncated,
+            T::BadOuterIp => DropReason::TunnelBadOuterIp,
+            T::Fragment => DropReason::TunnelFragment,
+            T::WrongProtocol => DropReason::TunnelWrongProtocol,
+            T::WrongPort => DropReason::TunnelWrongPort,
+            T::NotForUs => DropReason::TunnelNotForUs,
+            T::UnknownPeer => DropReason::TunnelUnknownPeer,
+            T::BadUdp => DropReason::TunnelBadUdp,
+            T::BadVxlanFlags => DropReason::TunnelBadVxlanFlags,
+            T::WrongVni => DropReason::TunnelWrongVni,
+            T::InnerRunt => DropReason::TunnelInnerRunt,
+        }
     }
 }

@@ -303,6 +303,20 @@ impl PacketBuf for Mbuf {
         // changing nothing, when n exceeds the first segment's data.
         !unsafe { sys::rte_pktmbuf_adj(self.0.as_ptr(), n16) }.is_null()
     }
+
+    #[inline]
+    fn truncate(&mut self, len: usize) -> bool {
+        let m = self.raw();
+        // trim cuts the last segment: only a one-segment frame is cut where
+        // data() ends
+        if m.refcnt != 1 || m.nb_segs != 1 || len > usize::from(m.data_len) {
+            return false;
+        }
+        let cut = m.data_len - len as u16;
+        // SAFETY: we hold the only reference to a live one-segment mbuf and
+        // cut no more than its data length.
+        unsafe { sys::rte_pktmbuf_trim(self.0.as_ptr(), cut) == 0 }
+    }
 }
 
 impl Drop for Mbuf {

@@ -80,6 +80,10 @@ pub enum Verdict {
     Out(u16),
     /// An answer from the switch (ARP): back out of this port, as is.
     Reply(u16),
+    /// For this IPv4 destination, which no local pod owns: the underlay
+    /// decides (a remote node, the outside world, or no route). The TTL is
+    /// decremented already; the MACs are not rewritten.
+    Beyond(u32),
     Drop(DropReason),
 }
 
@@ -102,25 +106,36 @@ pub fn route(frame: &mut [u8], in_port: u16, ep: &Endpoint, routes: &Routes) -> 
 }
 
 fn route_ipv4(frame: &mut [u8], ep: &Endpoint, routes: &Routes) -> Verdict {
-    let Some(ip) = frame.get_mut(ETH_HLEN..) else {
+    let Some(h) = ipv4_header(frame) else {
         return Verdict::Drop(DropReason::BadLength);
     };
-    let Some(h) = ip.first_chunk::<IPV4_MIN>() else {
-        return Verdict::Drop(DropReason::BadLength);
-    };
-    let ihl = usize::from(h[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    if h[0] >> 4 != 4 || ihl < IPV4_MIN || total < ihl || total > ip.len() {
-        return Verdict::Drop(DropReason::BadLength);
-    }
     let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
     if !ep.owns(src) {
         return Verdict::Drop(DropReason::SpoofedIp);
     }
-    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
-    let Some(r) = routes.get(&dst) else {
-        return Verdict::Drop(DropReason::NoRoute);
+    forward(frame, routes)
+}
+
+/// The IPv4 header of an Ethernet frame, checked: version 4, a sane IHL,
+/// and a total length that fits the frame.
+#[inline(always)]
+fn ipv4_header(frame: &[u8]) -> Option<&[u8; IPV4_MIN]> {
+    let ip = frame.get(ETH_HLEN..)?;
+    let h = ip.first_chunk::<IPV4_MIN>()?;
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    (h[0] >> 4 == 4 && ihl >= IPV4_MIN && total >= ihl && total <= ip.len()).then_some(h)
+}
+
+/// Routes an IPv4 frame by destination: to the local pod that owns it
+/// (both MACs rewritten), or [`Verdict::Beyond`] this node. Either way
+/// the TTL goes down by one, as at any router.
+#[inline]
+pub fn forward(frame: &mut [u8], routes: &Routes) -> Verdict {
+    let Some(h) = ipv4_header(frame) else {
+        return Verdict::Drop(DropReason::BadLength);
     };
+    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
     let ttl = h[8];
     if ttl <= 1 {
         return Verdict::Drop(DropReason::TtlExpired);
@@ -133,11 +148,17 @@ fn route_ipv4(frame: &mut [u8], ep: &Endpoint, routes: &Routes) -> Verdict {
     let sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
     let sum = (sum & 0xffff) + (sum >> 16);
     let sum = (sum & 0xffff) + (sum >> 16);
+    let ip = &mut frame[ETH_HLEN..];
     ip[8] = ttl - 1;
     ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    frame[0..6].copy_from_slice(&r.mac.to_be_bytes()[2..]);
-    frame[6..12].copy_from_slice(&GATEWAY_MAC_BYTES);
-    Verdict::Out(r.port)
+    match routes.get(&dst) {
+        Some(r) => {
+            frame[0..6].copy_from_slice(&r.mac.to_be_bytes()[2..]);
+            frame[6..12].copy_from_slice(&GATEWAY_MAC_BYTES);
+            Verdict::Out(r.port)
+        }
+        None => Verdict::Beyond(dst),
+    }
 }
 
 /// Answers the pod's ARP requests for anything but its own addresses with the
@@ -306,12 +327,19 @@ mod tests {
     }
 
     #[test]
-    fn unknown_destinations_and_expiring_ttls_are_dropped() {
+    fn unknown_destinations_go_beyond_and_expiring_ttls_are_dropped() {
         let a = ep(POD_A, IP_A);
         let mut f = ping(POD_A, IP_A, [8, 8, 8, 8], 64);
         assert_eq!(
             route(&mut f, 1, &a, &routes()),
-            Verdict::Drop(DropReason::NoRoute)
+            Verdict::Beyond(0x0808_0808)
+        );
+        assert_eq!(f[14 + 8], 63, "routed: TTL decremented");
+        assert_eq!(checksum(&f[14..34]), 0);
+        let mut f = ping(POD_A, IP_A, [8, 8, 8, 8], 1);
+        assert_eq!(
+            route(&mut f, 1, &a, &routes()),
+            Verdict::Drop(DropReason::TtlExpired)
         );
         let mut f = ping(POD_A, IP_A, IP_B, 1);
         assert_eq!(

@@ -20,6 +20,10 @@ pub trait PacketBuf: Sized {
     /// Drops `n` bytes from the front of the frame (a decapsulated header).
     /// `false`, with the frame unchanged, when the frame is shorter than `n`.
     fn adj(&mut self, n: usize) -> bool;
+    /// Cuts the frame to its first `len` bytes (a frame turned into a
+    /// shorter answer). `false`, with the frame unchanged, when it cannot
+    /// be (shared, longer than `len` is not, or held in several segments).
+    fn truncate(&mut self, len: usize) -> bool;
 }
 
 impl PacketBuf for Vec<u8> {
@@ -45,6 +49,13 @@ impl PacketBuf for Vec<u8> {
             return false;
         }
         self.drain(..n);
+        true
+    }
+    fn truncate(&mut self, len: usize) -> bool {
+        if len > self.len() {
+            return false;
+        }
+        Vec::truncate(self, len);
         true
     }
 }

@@ -48,6 +48,10 @@ pub struct Context<'a> {
     pub policy: PolicyView<'a>,
     /// Where Log rules write.
     pub log: &'a ArrayQueue<LogRecord>,
+    /// The uplink and the remote nodes, when the switch has an uplink.
+    pub underlay: Option<&'a crate::underlay::Underlay>,
+    /// Next hops on the underlay.
+    pub neigh: &'a crate::neigh::Neighbors,
 }
 
 /// Per-worker pipeline state: the tx batches, the connection table and the
@@ -61,6 +65,9 @@ pub struct Pipeline<P> {
     pending: u64,
     pub ct: Conntrack,
     limiter: RateLimit,
+    /// natOutgoing translations (used by the worker owning the uplink).
+    pub(crate) snat: crate::nat::Snat,
+    pub(crate) templates: crate::uplink::Templates,
 }
 
 /// Connections a worker tracks unless told otherwise.
@@ -68,9 +75,15 @@ pub const DEFAULT_CT_CAPACITY: usize = 1 << 20;
 /// Flow-log records a worker may write per second (and in one burst).
 pub const LOG_PER_SECOND: u32 = 100;
 
+/// natOutgoing translations a worker keeps: as many as connections, up to
+/// the ports one address has.
+fn nat_capacity(ct_capacity: usize) -> usize {
+    ct_capacity.min(1 << 16)
+}
+
 /// A port id as an index that needs no bounds check (MAX_PORTS is a power of two).
 #[inline(always)]
-fn slot(port: u16) -> usize {
+pub(crate) fn slot(port: u16) -> usize {
     usize::from(port) & (MAX_PORTS - 1)
 }
 
@@ -84,6 +97,12 @@ impl<P: PacketBuf> Pipeline<P> {
             pending: 0,
             ct: Conntrack::new(ct_capacity, timeouts),
             limiter: RateLimit::new(LOG_PER_SECOND, LOG_PER_SECOND),
+            snat: crate::nat::Snat::new(
+                nat_capacity(ct_capacity),
+                crate::nat::DEFAULT_PORTS,
+                timeouts,
+            ),
+            templates: crate::uplink::Templates::default(),
         }
     }
 
@@ -98,7 +117,11 @@ impl<P: PacketBuf> Pipeline<P> {
     ) {
         match cx.endpoints.get(slot(in_port)) {
             Some(Some(ep)) => self.route(cx, in_port, ep, pkts, sink, ctr),
-            _ => self.bridge(cx, in_port, pkts, sink, ctr),
+            _ => match cx.underlay {
+                Some(u) if u.uplink == in_port => self.uplink_rx(cx, u, pkts, sink, ctr),
+                Some(u) if u.host == Some(in_port) => self.host_rx(u, pkts, sink, ctr),
+                _ => self.bridge(cx, in_port, pkts, sink, ctr),
+            },
         }
         self.flush(sink, ctr);
     }
@@ -119,6 +142,13 @@ impl<P: PacketBuf> Pipeline<P> {
                 Verdict::Out(out) => out,
                 Verdict::Reply(port) => {
                     self.enqueue(port, pkt, sink, ctr);
+                    continue;
+                }
+                Verdict::Beyond(dst) => {
+                    if let Err(why) = self.beyond(cx, in_port, ep, pkt, dst, sink, ctr) {
+                        ctr.drop(why, 1);
+                        rx_drops += 1;
+                    }
                     continue;
                 }
                 Verdict::Drop(why) => {
@@ -151,7 +181,7 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     #[inline(always)]
-    fn zone(
+    pub(crate) fn zone(
         &mut self,
         cx: &Context<'_>,
         port: u16,
@@ -188,6 +218,9 @@ impl<P: PacketBuf> Pipeline<P> {
         ctr: &WorkerCounters,
     ) {
         let Some(Some(ep)) = cx.endpoints.get(slot(port)) else {
+            if let Some(u) = cx.underlay.filter(|u| u.uplink == port) {
+                self.deliver_uplink(cx, u, pkts, ctr);
+            }
             return;
         };
         let mut kept = Burst::new();
@@ -302,7 +335,13 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     #[inline(always)]
-    fn enqueue<S: TxSink<P>>(&mut self, port: u16, pkt: P, sink: &mut S, ctr: &WorkerCounters) {
+    pub(crate) fn enqueue<S: TxSink<P>>(
+        &mut self,
+        port: u16,
+        pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) {
         self.pending |= 1 << slot(port);
         let q = &mut self.queues[slot(port)];
         q.push(pkt);
@@ -411,6 +450,7 @@ mod tests {
             let routes = Routes::default();
             let compiled = policy::compile::Compiled::empty();
             let log = ArrayQueue::new(16);
+            let neigh = crate::neigh::Neighbors::new(16);
             let cx = Context {
                 fdb: &self.fdb,
                 domain: &self.domain,
@@ -423,6 +463,8 @@ mod tests {
                     generation: 0,
                 },
                 log: &log,
+                underlay: None,
+                neigh: &neigh,
             };
             self.pipe
                 .process(&cx, port, &mut b, &mut self.sink, &self.ctr);
@@ -562,5 +604,169 @@ mod tests {
         r.rx(0, vec![frame(mac(2), mac(9)); 3]);
         assert_eq!(r.ctr.ports[2].tx_drops.get(), 3);
         assert_eq!(r.drops(DropReason::TxFull), 15);
+    }
+
+    /// Two workers, each owning one pod's port: the sender's worker checks
+    /// the sender's zone, the receiver's worker checks the receiver's zone
+    /// when the packet is handed over, and each recognises the replies.
+    mod handoff {
+        use super::*;
+        use crate::l3::{EndpointPolicy, Route};
+        use policy::compile::{Compiled, World};
+
+        const A: [u8; 4] = [10, 65, 0, 1];
+        const B: [u8; 4] = [10, 65, 0, 2];
+        const MAC_A: u64 = 0x0200_0000_000a;
+        const MAC_B: u64 = 0x0200_0000_000b;
+
+        fn compiled() -> Compiled {
+            // B takes UDP to port 53 and nothing else
+            let world: World = serde_json::from_value(serde_json::json!({
+                "namespaces": [{"name": "default"}],
+                "endpoints": [
+                    {"name": "default/a", "namespace": "default", "labels": {"app": "a"},
+                     "ips": ["10.65.0.1"], "local": true},
+                    {"name": "default/b", "namespace": "default", "labels": {"app": "b"},
+                     "ips": ["10.65.0.2"], "local": true}
+                ],
+                "policies": [{"calico": {
+                    "metadata": {"name": "b-dns", "namespace": "default"},
+                    "spec": {"selector": "app == 'b'", "types": ["Ingress"],
+                             "ingress": [{"action": "Allow", "protocol": "UDP",
+                                          "destination": {"ports": [53]}}]}
+                }}]
+            }))
+            .expect("test world");
+            Compiled::compile(&world).expect("compiles")
+        }
+
+        fn udp(src: ([u8; 4], u64), dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+            let mut f = Vec::new();
+            f.extend_from_slice(&api::GATEWAY_MAC.0);
+            f.extend_from_slice(&src.1.to_be_bytes()[2..]);
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+            f.extend_from_slice(&src.0);
+            f.extend_from_slice(&dst);
+            let mut sum: u32 = f[14..34]
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            f.extend_from_slice(&sport.to_be_bytes());
+            f.extend_from_slice(&dport.to_be_bytes());
+            f.extend_from_slice(&[0, 8, 0, 0]);
+            f
+        }
+
+        #[test]
+        fn each_worker_checks_its_own_pods_zone() {
+            let c = compiled();
+            let ep = |name: &str, mac: u64, ip: [u8; 4]| {
+                let i = c.endpoint_index(name).expect("endpoint");
+                Endpoint {
+                    mac,
+                    ips: vec![u32::from_be_bytes(ip)].into(),
+                    policy: EndpointPolicy {
+                        index: i as u32,
+                        ingress: c.has_policy(i, Direction::Ingress),
+                        egress: c.has_policy(i, Direction::Egress),
+                    },
+                }
+            };
+            let mut endpoints = vec![None; MAX_PORTS];
+            endpoints[1] = Some(ep("default/a", MAC_A, A));
+            endpoints[2] = Some(ep("default/b", MAC_B, B));
+            let mut routes = Routes::default();
+            routes.insert(
+                u32::from_be_bytes(A),
+                Route {
+                    port: 1,
+                    mac: MAC_A,
+                },
+            );
+            routes.insert(
+                u32::from_be_bytes(B),
+                Route {
+                    port: 2,
+                    mac: MAC_B,
+                },
+            );
+            let fdb = Fdb::new(64, 300);
+            let log = ArrayQueue::new(16);
+            let neigh = crate::neigh::Neighbors::new(16);
+            let cx = |local: u64| Context {
+                fdb: &fdb,
+                domain: &[],
+                endpoints: &endpoints,
+                routes: &routes,
+                now: 1,
+                local,
+                policy: PolicyView {
+                    compiled: &c,
+                    generation: 1,
+                },
+                log: &log,
+                underlay: None,
+                neigh: &neigh,
+            };
+            let (cx1, cx2) = (cx(1 << 1), cx(1 << 2));
+            let mut w1: Pipeline<Vec<u8>> = Pipeline::new(1024, Default::default());
+            let mut w2: Pipeline<Vec<u8>> = Pipeline::new(1024, Default::default());
+            let (c1, c2) = (
+                WorkerCounters::new(MAX_PORTS),
+                WorkerCounters::new(MAX_PORTS),
+            );
+
+            // A sends to B twice: DNS, then something B's policy refuses
+            let mut sink = Recorder::default();
+            let mut b: Burst<Vec<u8>> =
+                [udp((A, MAC_A), B, 5000, 53), udp((A, MAC_A), B, 5001, 80)]
+                    .into_iter()
+                    .collect();
+            w1.process(&cx1, 1, &mut b, &mut sink, &c1);
+            assert_eq!(sink.count(2), 2, "worker 1 does not judge B's ingress");
+            // worker 2 receives the hand-off
+            let mut handed: Burst<Vec<u8>> = sink
+                .got
+                .remove(&2)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            w2.deliver(&cx2, 2, &mut handed, &c2);
+            assert_eq!(handed.len(), 1, "B's policy let one through");
+            assert_eq!(handed[0][36..38], 53u16.to_be_bytes());
+            assert_eq!(c2.drops_of(DropReason::PolicyIngress), 1);
+
+            // B answers the DNS query: its worker knows the connection, and so
+            // does A's when the reply is handed over
+            let mut sink = Recorder::default();
+            let mut b: Burst<Vec<u8>> = [udp((B, MAC_B), A, 53, 5000)].into_iter().collect();
+            w2.process(&cx2, 2, &mut b, &mut sink, &c2);
+            let mut handed: Burst<Vec<u8>> = sink
+                .got
+                .remove(&1)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            w1.deliver(&cx1, 1, &mut handed, &c1);
+            assert_eq!(handed.len(), 1, "the reply reaches A");
+            assert_eq!(
+                w2.ct
+                    .state_of(2, &crate::conntrack::Flow::parse(&handed[0][14..]), 1),
+                Some(crate::conntrack::State::Replied)
+            );
+            // B may open flows of its own: A has no ingress policy, B no egress one
+            let mut sink = Recorder::default();
+            let mut b: Burst<Vec<u8>> = [udp((B, MAC_B), A, 7000, 80)].into_iter().collect();
+            w2.process(&cx2, 2, &mut b, &mut sink, &c2);
+            assert_eq!(sink.count(1), 1);
+            assert_eq!(
+                c1.drops_of(DropReason::PolicyIngress) + c2.drops_of(DropReason::PolicyEgress),
+                0
+            );
+        }
     }
 }

@@ -14,8 +14,6 @@ use std::path::Path;
 /// The IPAM attribute that records which CNI network an address serves.
 const NETWORK_ATTR: &str = "network";
 
-/// The pod MTU: no encapsulation yet, so the Ethernet MTU.
-const POD_MTU: u16 = 1500;
 /// Where vhost-user sockets go when the pod names no directory.
 const DEFAULT_SOCKET_DIR: &str = "/var/run/vswitch/pods";
 
@@ -137,7 +135,7 @@ impl Switch {
             ips,
             ipam: ours,
             gateway: GATEWAY_IP,
-            mtu: POD_MTU,
+            mtu: self.pod_mtu(),
         };
         tracing::info!(
             "attached {}/{} as {} with {:?}",
@@ -314,15 +312,13 @@ impl Switch {
         for ep in doc.endpoints {
             self.endpoints.insert(ep.port.clone(), ep);
         }
-        let policy_changed = policy.is_some();
         if let Some(p) = policy {
             self.store_policy(p);
         }
-        if !ports.is_empty() || policy_changed {
-            self.publish();
-            for p in &ports {
-                self.forget_learned(p);
-            }
+        // pools and nodes change the underlay's routes too
+        self.publish();
+        for p in &ports {
+            self.forget_learned(p);
         }
         Ok(())
     }

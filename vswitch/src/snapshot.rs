@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub policy: Arc<Compiled>,
     /// Changes when the policy does (for flow-log names).
     pub policy_generation: u64,
+    /// The uplink, remote nodes and pools, when there is an uplink.
+    pub underlay: Option<crate::underlay::Underlay>,
 }
 
 impl Snapshot {
@@ -70,6 +72,7 @@ impl Snapshot {
             routes: Routes::default(),
             policy: Arc::new(Compiled::empty()),
             policy_generation: 0,
+            underlay: None,
         }
     }
 
@@ -97,4 +100,6 @@ pub struct Shared {
     pub flow_log: Vec<ArrayQueue<LogRecord>>,
     /// Connections each worker tracks at most.
     pub ct_capacity: usize,
+    /// Next hops on the underlay, learned from ARP on the uplink.
+    pub neigh: crate::neigh::Neighbors,
 }

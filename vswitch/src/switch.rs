@@ -40,6 +40,8 @@ pub struct SwitchConfig {
     pub ct_max: usize,
     /// Where flow-log records are appended as JSON lines, if anywhere.
     pub flow_log_file: Option<PathBuf>,
+    /// The uplink, the host port and the underlay gateway.
+    pub uplink: crate::underlay::UplinkConfig,
 }
 
 impl Default for SwitchConfig {
@@ -53,9 +55,14 @@ impl Default for SwitchConfig {
             node: "localhost".into(),
             ct_max: crate::pipeline::DEFAULT_CT_CAPACITY,
             flow_log_file: None,
+            uplink: Default::default(),
         }
     }
 }
+
+/// Underlay neighbours the switch keeps (nodes and gateways of one L2
+/// segment).
+const NEIGHBORS: usize = 4096;
 
 /// Flow-log records a worker may have waiting for the control thread.
 const FLOW_LOG_QUEUE: usize = 1024;
@@ -109,6 +116,8 @@ pub struct Switch {
     pub(crate) attachments: BTreeMap<(String, String), api::Attachment>,
     /// Nodes of the cluster, as applied.
     pub(crate) nodes: BTreeMap<String, api::Node>,
+    /// How the switch is attached to the node's network.
+    pub(crate) uplink: crate::underlay::UplinkConfig,
     /// Namespaces, policy objects, their compiled form, the flow log.
     pub(crate) policy: crate::policies::PolicyState,
     /// The snapshot before the newest one.
@@ -200,6 +209,7 @@ impl Switch {
                 .map(|_| crossbeam_queue::ArrayQueue::new(FLOW_LOG_QUEUE))
                 .collect(),
             ct_capacity: (cfg.ct_max / lcores.len().max(1)).max(1),
+            neigh: crate::neigh::Neighbors::new(NEIGHBORS),
         });
         Ok(Switch {
             shared,
@@ -219,6 +229,7 @@ impl Switch {
             nodes: BTreeMap::new(),
             retired: std::sync::Mutex::new(None),
             policy: crate::policies::PolicyState::new(log_file),
+            uplink: cfg.uplink.clone(),
         })
     }
 
@@ -301,6 +312,21 @@ impl Switch {
                     return invalid(format!("interface {iface} exists already on this host"));
                 }
             }
+            PortKind::AfPacket => {
+                let iface = spec.tap_iface();
+                if let Some(other) = self.ports.values().find(|p| {
+                    matches!(p.spec.kind, PortKind::Tap | PortKind::AfPacket)
+                        && p.spec.tap_iface() == iface
+                }) {
+                    return invalid(format!(
+                        "interface {iface} is used by port '{}'",
+                        other.spec.name
+                    ));
+                }
+                if !Path::new("/sys/class/net").join(iface).exists() {
+                    return not_found(format!("no interface {iface} on this host"));
+                }
+            }
         }
         Ok(())
     }
@@ -322,6 +348,13 @@ impl Switch {
                     format!("iface={path},queues=1,client={client}"),
                 )
             }
+            PortKind::AfPacket => (
+                format!("net_af_packet_vs{}", self.seq),
+                format!(
+                    "iface={},qpairs=1,blocksz=4096,framesz=2048,framecnt=1024",
+                    spec.tap_iface()
+                ),
+            ),
             PortKind::Tap => (
                 format!("net_tap_vs{}", self.seq),
                 format!("iface={}", spec.tap_iface()),
@@ -447,6 +480,11 @@ impl Switch {
         snap.domain.sort_unstable();
         snap.policy = self.policy.compiled.clone();
         snap.policy_generation = self.policy.generation;
+        snap.underlay = self.build_underlay(gen);
+        if let Some(u) = &snap.underlay {
+            // the uplink and the host port are no bridge ports
+            snap.domain.retain(|&p| p != u.uplink && Some(p) != u.host);
+        }
         let old = self.shared.snapshot.swap(Arc::new(snap));
         self.shared.generation.store(gen, Release);
         // keep the old snapshot alive here, so that the worker dropping its
@@ -518,7 +556,8 @@ impl Switch {
             name: p.spec.name.clone(),
             kind: p.spec.kind,
             path: p.spec.path.clone(),
-            iface: (p.spec.kind == PortKind::Tap).then(|| p.spec.tap_iface().to_owned()),
+            iface: matches!(p.spec.kind, PortKind::Tap | PortKind::AfPacket)
+                .then(|| p.spec.tap_iface().to_owned()),
             port_id: p.id,
             lcore: self.lcores[p.entry.owner],
             link_up: p.entry.link.load(Relaxed),
@@ -598,6 +637,18 @@ impl Switch {
                 log_suppressed: sum(|w| w.log_suppressed.get()),
             },
         }
+    }
+
+    pub(crate) fn port_id(&self, name: &str) -> Option<u16> {
+        self.ports.get(name).map(|p| p.id)
+    }
+
+    /// The kernel interface behind a tap or af-packet port.
+    pub(crate) fn port_iface(&self, name: &str) -> Option<String> {
+        self.ports
+            .get(name)
+            .filter(|p| matches!(p.spec.kind, PortKind::Tap | PortKind::AfPacket))
+            .map(|p| p.spec.tap_iface().to_owned())
     }
 
     pub(crate) fn name_of(&self, id: u16) -> Option<String> {

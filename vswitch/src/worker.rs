@@ -97,6 +97,8 @@ pub fn run(shared: Arc<Shared>, me: usize) {
                 generation: snap.policy_generation,
             },
             log: &shared.flow_log[me],
+            underlay: snap.underlay.as_ref(),
+            neigh: &shared.neigh,
         };
         let mut got = 0usize;
         for &port in &snap.polls[me] {

@@ -81,10 +81,7 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
 
     // nodes and endpoints go in the same document, and a bad endpoint (on a
     // port that does not exist) refuses all of it
-    let node = api::Node {
-        name: "node-2".into(),
-        addresses: vec!["192.168.7.2/24".into()],
-    };
+    let node = api::Node::new("node-2", &["192.168.7.2/24"]);
     let ep = api::EndpointSpec {
         port: "no-such-port".into(),
         mac: "02:00:00:00:07:01".parse().unwrap(),
@@ -109,10 +106,7 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
     );
     assert_eq!(pools(&sw), before);
     assert_eq!(sw.call(&Request::NodeList {}), Reply::Nodes(vec![]));
-    let bad_node = api::Node {
-        name: "node-3".into(),
-        addresses: vec!["192.168.7.300/24".into()],
-    };
+    let bad_node = api::Node::new("node-3", &["192.168.7.300/24"]);
     let e = sw.client().call(&Request::Apply {
         doc: Desired {
             nodes: vec![bad_node],

@@ -6,8 +6,7 @@
 
 mod common;
 
-use api::policy::{NamespaceInfo, Policy};
-use api::{Desired, EndpointSpec, MacAddr, PortKind, PortSpec, Reply, Request};
+use api::{EndpointSpec, MacAddr, PortKind, PortSpec, Reply, Request};
 use common::*;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -98,6 +97,39 @@ spec:
     protocol: ICMP
     source: {nets: [10.70.0.0/30]}
 "#;
+
+/// The namespaces of the cluster and the policies, as one file to apply.
+fn policies_yaml() -> String {
+    let ns: String = cluster_yaml()
+        .split("---\n")
+        .filter(|d| d.contains("kind: Namespace"))
+        .map(|d| format!("{d}---\n"))
+        .collect();
+    format!("{ns}{POLICIES}")
+}
+
+/// Runs the real `vsctl` (built beside vswitchd) against the switch.
+fn vsctl(sw: &Switch, args: &[&str]) -> std::process::Output {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_vswitchd")).with_file_name("vsctl");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace (cargo build --release --workspace)",
+        bin.display()
+    );
+    Command::new(bin)
+        .arg("--socket")
+        .arg(&sw.sock)
+        .args(args)
+        .output()
+        .expect("running vsctl")
+}
+
+/// Writes `text` into the switch's temp dir; returns the path.
+fn write(sw: &Switch, name: &str, text: &str) -> String {
+    let p = sw.dir.join(name);
+    std::fs::write(&p, text).expect("writing a test file");
+    p.to_string_lossy().into_owned()
+}
 
 /// What the probes ask, as the simulator names it and as probe.py does.
 const PROBES: [(&str, &str); 4] = [
@@ -258,18 +290,25 @@ fn the_switch_enforces_what_the_simulator_says() {
     );
     std::thread::sleep(Duration::from_millis(1500));
 
-    let namespaces: Vec<NamespaceInfo> = cluster.namespaces.clone();
-    let policies: Vec<Policy> = rules.policies.clone();
+    // the namespaces and policies go in the way a user applies them
     let before_in = drops(&sw, "policy_ingress");
     let before_eg = drops(&sw, "policy_egress");
-    let r = sw.call(&Request::Apply {
-        doc: Desired {
-            namespaces: Some(namespaces),
-            policies: Some(policies),
-            ..Default::default()
-        },
-    });
-    assert_eq!(r, Reply::Done, "applying the policies");
+    let o = vsctl(
+        &sw,
+        &[
+            "apply",
+            "-f",
+            &write(&sw, "policies.yaml", &policies_yaml()),
+        ],
+    );
+    assert!(o.status.success(), "vsctl apply: {o:?}");
+    match sw.call(&Request::PolicyList {}) {
+        Reply::Policies(set) => {
+            assert_eq!(set.policies, rules.policies, "policies in force");
+            assert_eq!(set.namespaces, cluster.namespaces, "namespaces in force");
+        }
+        r => panic!("policy-list: {r:?}"),
+    }
 
     // every pair, every probe, while the old connections keep going
     let mut got = BTreeMap::new();
@@ -389,8 +428,34 @@ fn the_switch_enforces_what_the_simulator_says() {
         "y/a -> x/a TCP/80 after the junk"
     );
 
-    // hostile: a policy with an invalid selector is refused whole, and what
-    // is in force stays
+    // hostile: a file with a good policy and one with an invalid selector,
+    // or an unknown action, is refused whole, with the reason and the line
+    let good = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
+                metadata: {name: fine}\nspec:\n  selector: all()\n  ingress: [{action: Allow}]\n---\n";
+    for (bad, reason) in [
+        (
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: broken}\n\
+             spec:\n  selector: pod == \n  ingress: [{action: Allow}]\n",
+            "selector",
+        ),
+        (
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: broken}\n\
+             spec:\n  selector: all()\n  ingress: [{action: Drop}]\n",
+            "Drop",
+        ),
+    ] {
+        let f = write(&sw, "bad.yaml", &format!("{good}{bad}"));
+        let o = vsctl(&sw, &["apply", "-f", &f]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "refused: {o:?}");
+        assert!(
+            err.contains(reason) && err.contains("line") && err.contains("document 2"),
+            "the reason and where: {err}"
+        );
+    }
+
+    // hostile: the same sent straight to the socket is refused whole too,
+    // and what is in force stays
     let bad = serde_json::json!({"op": "apply", "doc": {"policies": [
         {"global": {"metadata": {"name": "fine"}, "spec": {"selector": "all()", "ingress": [{"action": "Allow"}]}}},
         {"global": {"metadata": {"name": "broken"}, "spec": {"selector": "pod == ", "ingress": [{"action": "Allow"}]}}}

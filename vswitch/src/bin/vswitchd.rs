@@ -52,6 +52,20 @@ struct Args {
     /// connection evicts a closed or the most idle one.
     #[arg(long, default_value_t = 1 << 20)]
     ct_max: usize,
+    /// The port that attaches the switch to the node's network (add it with
+    /// --port, e.g. `up=af-packet:eth1`); this node's underlay address is
+    /// the first address of its Node in the desired state.
+    #[arg(long, value_name = "PORT")]
+    uplink: Option<String>,
+    /// A tap port whose kernel side is the host's own stack: what the
+    /// uplink receives and the switch does not take goes there, and what
+    /// the host sends goes out of the uplink.
+    #[arg(long, value_name = "PORT", requires = "uplink")]
+    host_port: Option<String>,
+    /// The underlay's default gateway, for nodes in other subnets and for
+    /// the outside world.
+    #[arg(long, value_name = "IP", requires = "uplink")]
+    underlay_gateway: Option<std::net::Ipv4Addr>,
     /// Append flow-log records (rules with action Log) to this file as JSON
     /// lines, besides keeping the latest for `vsctl flows log`.
     #[arg(long)]
@@ -79,7 +93,7 @@ fn parse_port(s: &str) -> Result<PortSpec, String> {
     let kind: PortKind = kind.parse()?;
     let arg = (!arg.is_empty()).then(|| arg.to_owned());
     let (path, iface) = match kind {
-        PortKind::Tap => (None, arg),
+        PortKind::Tap | PortKind::AfPacket => (None, arg),
         _ => (arg, None),
     };
     let spec = PortSpec {
@@ -200,6 +214,11 @@ fn run(args: Args) -> Result<(), String> {
         fdb_max: args.fdb_max,
         ct_max: args.ct_max,
         flow_log_file: args.flow_log_file.clone(),
+        uplink: vswitch::underlay::UplinkConfig {
+            port: args.uplink.clone(),
+            host_port: args.host_port.clone(),
+            gateway: args.underlay_gateway,
+        },
         aging_secs: args.aging,
         mbufs: args.mbufs,
         state_dir: args.state_dir.clone(),

@@ -124,6 +124,13 @@ impl PacketBuf for Headroom {
         self.start += n;
         true
     }
+    fn truncate(&mut self, len: usize) -> bool {
+        if len > self.buf.len() - self.start {
+            return false;
+        }
+        self.buf.truncate(self.start + len);
+        true
+    }
 }
 
 // ---------------------------------------------------------------- literals

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
+pub mod underlay;
+
 /// How long a testpmd command, a link or the control socket may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Frames testpmd sends with `start tx_first 1` (its default burst).

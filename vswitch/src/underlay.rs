@@ -1,0 +1,365 @@
+//! The node's underlay: the uplink port, the remote nodes and their pod
+//! blocks, and how each block is reached, as Calico decides it per IPPool.
+//!
+//! The control thread builds an [`Underlay`] into every snapshot from the
+//! desired state: this node's underlay address (its Node object), the
+//! other nodes (addresses, blocks, VXLAN tunnel MACs) and the pools'
+//! `vxlanMode`/`ipipMode`. For a remote block the pool's mode gives the
+//! encapsulation: Always encapsulates; CrossSubnet encapsulates only when
+//! the remote node is outside this node's underlay subnet; Never (and
+//! CrossSubnet within the subnet) routes natively, the pod packet sent to
+//! the remote node's MAC as it is.
+//!
+//! What the uplink receives and the switch does not consume (ARP for
+//! other hosts, traffic for the node's own address that is neither a tunnel
+//! nor a natOutgoing reply) goes to the host port, a TAP whose kernel side
+//! is the node's own network stack, and what the host sends goes out of the
+//! uplink as it is: SSH, the agent and BGP keep working through the switch.
+
+use crate::lpm::Lpm;
+use crate::switch::Switch;
+use crate::tunnel::{IpipOuter, IpipTemplate, VxlanOuter, VxlanTemplate};
+use api::EncapMode;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+/// How packets for a remote block travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encap {
+    /// Routed natively: the pod packet goes to the remote node's MAC.
+    None,
+    Vxlan,
+    Ipip,
+}
+
+impl Encap {
+    /// Bytes the encapsulation adds in front of the pod's IPv4 packet.
+    pub fn overhead(self) -> u16 {
+        match self {
+            Encap::None => 0,
+            // outer Ethernet is not part of the MTU: IPv4 20 + UDP 8 +
+            // VXLAN 8 + inner Ethernet 14
+            Encap::Vxlan => 50,
+            Encap::Ipip => 20,
+        }
+    }
+}
+
+/// Where a remote destination is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteRoute {
+    /// Index into [`Underlay::nodes`].
+    pub node: u16,
+    pub encap: Encap,
+}
+
+/// Another node, as the dataplane needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteNode {
+    pub name: String,
+    /// Its underlay address.
+    pub ip: u32,
+    /// Where packets for it go first: itself in this node's subnet, else
+    /// the underlay gateway (0: none, unreachable).
+    pub next_hop: u32,
+    /// Its VXLAN device's MAC, the inner destination of VXLAN frames.
+    pub vtep_mac: u64,
+}
+
+/// The underlay part of a snapshot.
+pub struct Underlay {
+    /// Tells one build from the next (template caches key on it).
+    pub id: u64,
+    pub uplink: u16,
+    /// The host's exception port, if any.
+    pub host: Option<u16>,
+    /// The uplink's MAC and this node's underlay address.
+    pub mac: u64,
+    pub ip: u32,
+    pub prefix: u8,
+    pub gateway: u32,
+    pub mtu: u16,
+    /// This node's VXLAN MAC (the inner source of what it encapsulates).
+    pub vtep_mac: u64,
+    pub nodes: Vec<RemoteNode>,
+    /// Remote blocks and tunnel addresses.
+    pub remote: Lpm<RemoteRoute>,
+    /// Remote nodes by underlay address (the peers tunnels may come from).
+    pub peers: HashMap<u32, u16>,
+    /// Every pool: whether its pods' traffic to the outside is SNATed.
+    pub pools: Lpm<bool>,
+}
+
+impl Underlay {
+    #[inline]
+    pub fn in_subnet(&self, ip: u32) -> bool {
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        };
+        ip & mask == self.ip & mask
+    }
+
+    /// The next hop towards an underlay address.
+    #[inline]
+    pub fn next_hop(&self, ip: u32) -> u32 {
+        if self.in_subnet(ip) {
+            ip
+        } else {
+            self.gateway
+        }
+    }
+
+    /// Whether a packet from `src` to `dst` leaving through the uplink is
+    /// SNATed: from a pod of a natOutgoing pool, to an address outside every
+    /// pool and every remote node's blocks.
+    #[inline]
+    pub fn snat_needed(&self, src: u32, dst: u32) -> bool {
+        self.pools.lookup(src) == Some(true)
+            && self.pools.lookup(dst).is_none()
+            && self.remote.lookup(dst).is_none()
+    }
+
+    /// The VXLAN headers towards `node` through the next hop `nh_mac`.
+    pub fn vxlan_template(&self, node: &RemoteNode, nh_mac: u64) -> VxlanTemplate {
+        VxlanTemplate::new(&VxlanOuter::new(
+            mac_bytes(self.mac),
+            mac_bytes(nh_mac),
+            Ipv4Addr::from(self.ip),
+            Ipv4Addr::from(node.ip),
+        ))
+    }
+
+    /// The IP-in-IP headers towards `node` through the next hop `nh_mac`.
+    pub fn ipip_template(&self, node: &RemoteNode, nh_mac: u64) -> IpipTemplate {
+        IpipTemplate::new(&IpipOuter::new(
+            mac_bytes(self.mac),
+            mac_bytes(nh_mac),
+            Ipv4Addr::from(self.ip),
+            Ipv4Addr::from(node.ip),
+        ))
+    }
+}
+
+pub fn mac_bytes(m: u64) -> [u8; 6] {
+    let b = m.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// The encapsulation a pool's modes give for a node in (or outside) this
+/// node's subnet. A pool may not have both (refused when applied).
+pub fn encap_for(pool: &api::IpPool, same_subnet: bool) -> Encap {
+    let on = |m: Option<EncapMode>| match m.unwrap_or_default() {
+        EncapMode::Always => true,
+        EncapMode::CrossSubnet => !same_subnet,
+        EncapMode::Never => false,
+    };
+    if on(pool.vxlan_mode) {
+        Encap::Vxlan
+    } else if on(pool.ipip_mode) {
+        Encap::Ipip
+    } else {
+        Encap::None
+    }
+}
+
+/// A locally administered MAC for a node's VXLAN device, stable per name,
+/// for nodes whose Node object names none.
+pub fn vtep_mac_of(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    // 02:xx:xx:xx:xx:xx, unicast and locally administered
+    0x02 << 40 | (h & 0x00ff_ffff_ffff)
+}
+
+/// Parses "a.b.c.d/len" into (network, len), host order.
+fn prefix(cidr: &str) -> Option<(u32, u8)> {
+    let (ip, len) = cidr.split_once('/')?;
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    if len > 32 {
+        return None;
+    }
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
+    Some((u32::from(ip) & mask, len))
+}
+
+/// How the switch is attached to the node's network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UplinkConfig {
+    /// The port (an af-packet or other port) that is the uplink.
+    pub port: Option<String>,
+    /// A tap port whose kernel side is the host's own stack.
+    pub host_port: Option<String>,
+    /// The underlay's default gateway, for nodes and hosts outside the
+    /// node's subnet.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+impl Switch {
+    /// The underlay of the next snapshot: `None` without an uplink port or
+    /// without this node's underlay address.
+    pub(crate) fn build_underlay(&self, id: u64) -> Option<Underlay> {
+        let cfg = &self.uplink;
+        let uplink = self.port_id(cfg.port.as_deref()?)?;
+        let host = cfg.host_port.as_deref().and_then(|p| self.port_id(p));
+        let me = self.nodes.get(&self.node)?;
+        let (ip, plen) = me.ipv4()?;
+        let mut u = Underlay {
+            id,
+            uplink,
+            host,
+            mac: u64::from_be_bytes({
+                let m = crate::dpdk::mac_addr(uplink);
+                [0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]
+            }),
+            ip: u32::from(ip),
+            prefix: plen,
+            gateway: cfg.gateway.map_or(0, u32::from),
+            mtu: self.uplink_mtu(),
+            vtep_mac: me
+                .vxlan_tunnel_mac
+                .map_or_else(|| vtep_mac_of(&me.name), |m| m.to_u64()),
+            nodes: Vec::new(),
+            remote: Lpm::new(),
+            peers: HashMap::new(),
+            pools: Lpm::new(),
+        };
+        for p in self.pool_meta.values().filter(|p| !p.disabled) {
+            if let Some((net, len)) = prefix(&p.cidr) {
+                // prefix() checked the length: insert cannot refuse it
+                let _ = u.pools.insert(net, len, p.nat_outgoing);
+            }
+        }
+        for n in self.nodes.values().filter(|n| n.name != self.node) {
+            let Some((nip, _)) = n.ipv4() else { continue };
+            let nip = u32::from(nip);
+            let idx = u.nodes.len() as u16;
+            let same = u.in_subnet(nip);
+            u.nodes.push(RemoteNode {
+                name: n.name.clone(),
+                ip: nip,
+                next_hop: u.next_hop(nip),
+                vtep_mac: n
+                    .vxlan_tunnel_mac
+                    .map_or_else(|| vtep_mac_of(&n.name), |m| m.to_u64()),
+            });
+            u.peers.insert(nip, idx);
+            for b in &n.blocks {
+                let Some((net, len)) = prefix(b) else {
+                    continue;
+                };
+                // the pool the block was cut from decides; a block of no
+                // known pool is routed natively
+                let encap = self
+                    .pool_meta
+                    .values()
+                    .find(|p| {
+                        prefix(&p.cidr).is_some_and(|(pn, pl)| pl <= len && (net & mask(pl)) == pn)
+                    })
+                    .map_or(Encap::None, |p| encap_for(p, same));
+                let _ = u.remote.insert(net, len, RemoteRoute { node: idx, encap });
+            }
+            if let Some(t) = n.vxlan_tunnel_ip {
+                let _ = u.remote.insert(
+                    u32::from(t),
+                    32,
+                    RemoteRoute {
+                        node: idx,
+                        encap: Encap::Vxlan,
+                    },
+                );
+            }
+            if let Some(t) = n.ipip_tunnel_ip {
+                let _ = u.remote.insert(
+                    u32::from(t),
+                    32,
+                    RemoteRoute {
+                        node: idx,
+                        encap: Encap::Ipip,
+                    },
+                );
+            }
+        }
+        Some(u)
+    }
+
+    /// The MTU pods get: the uplink's, less the largest encapsulation any
+    /// pool may use (Calico sizes pod MTUs the same way).
+    pub(crate) fn pod_mtu(&self) -> u16 {
+        let worst = self
+            .pool_meta
+            .values()
+            .filter(|p| !p.disabled)
+            .map(|p| {
+                encap_for(p, false)
+                    .overhead()
+                    .max(encap_for(p, true).overhead())
+            })
+            .max()
+            .unwrap_or(0);
+        self.uplink_mtu().saturating_sub(worst)
+    }
+
+    fn uplink_mtu(&self) -> u16 {
+        self.uplink
+            .port
+            .as_deref()
+            .and_then(|p| self.port_iface(p))
+            .and_then(|iface| std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu")).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1500)
+    }
+}
+
+fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_modes_decide_the_encapsulation() {
+        let mut p = api::IpPool::new("p", "10.65.0.0/16");
+        assert_eq!(encap_for(&p, true), Encap::None);
+        p.vxlan_mode = Some(EncapMode::Always);
+        assert_eq!(encap_for(&p, true), Encap::Vxlan);
+        p.vxlan_mode = Some(EncapMode::CrossSubnet);
+        assert_eq!(encap_for(&p, true), Encap::None);
+        assert_eq!(encap_for(&p, false), Encap::Vxlan);
+        p.vxlan_mode = None;
+        p.ipip_mode = Some(EncapMode::CrossSubnet);
+        assert_eq!(encap_for(&p, false), Encap::Ipip);
+        assert_eq!(encap_for(&p, true), Encap::None);
+        p.ipip_mode = Some(EncapMode::Always);
+        assert_eq!(encap_for(&p, true), Encap::Ipip);
+    }
+
+    #[test]
+    fn vtep_macs_are_local_unicast_and_stable() {
+        let m = mac_bytes(vtep_mac_of("node-1"));
+        assert_eq!(m[0] & 0x03, 0x02, "locally administered unicast");
+        assert_eq!(vtep_mac_of("node-1"), vtep_mac_of("node-1"));
+        assert_ne!(vtep_mac_of("node-1"), vtep_mac_of("node-2"));
+    }
+
+    #[test]
+    fn prefixes_are_masked() {
+        assert_eq!(prefix("10.65.3.7/26"), Some((0x0a41_0300, 26)));
+        assert_eq!(prefix("0.0.0.0/0"), Some((0, 0)));
+        assert_eq!(prefix("10.65.3.7/33"), None);
+    }
+}

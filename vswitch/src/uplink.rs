@@ -1,0 +1,447 @@
+//! The pipeline stages of the underlay: pod packets for remote blocks
+//! (encapsulated or routed natively) and for the outside world (natOutgoing),
+//! and what arrives on the uplink (ARP, VXLAN, IP-in-IP, natively routed pod
+//! traffic, natOutgoing replies, the host's own traffic).
+//!
+//! Next hops come from the shared neighbour table. A packet whose next hop
+//! is not resolved yet is turned into the ARP request that resolves it (at
+//! most one a second per address) and counted as `neigh_pending`: nothing is
+//! held, nothing allocated.
+
+use crate::conntrack::Flow;
+use crate::counters::{DropReason, WorkerCounters};
+use crate::l3::{self, Endpoint, Verdict, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use crate::nat::{self, NatDrop};
+use crate::neigh::{self, UplinkArp};
+use crate::packet::PacketBuf;
+use crate::pipeline::{slot, Context, Pipeline, TxSink};
+use crate::tunnel::{self, VxlanRx};
+use crate::underlay::{mac_bytes, Encap, RemoteRoute, Underlay};
+use crate::wire::ETH_HLEN;
+use policy::Direction;
+use std::net::Ipv4Addr;
+
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_IPIP: u8 = 4;
+
+/// A worker's encapsulation headers, per remote node, built on first use
+/// and again when the snapshot or the next hop's MAC changes.
+#[derive(Default)]
+pub struct Templates {
+    slots: Vec<Option<Slot>>,
+}
+
+struct Slot {
+    id: u64,
+    nh_mac: u64,
+    vxlan: tunnel::VxlanTemplate,
+    ipip: tunnel::IpipTemplate,
+}
+
+impl Templates {
+    fn get(&mut self, u: &Underlay, node: usize, nh_mac: u64) -> Option<&Slot> {
+        if self.slots.len() < u.nodes.len() {
+            // a new snapshot with more nodes: sized once, not per packet
+            self.slots.resize_with(u.nodes.len(), || None);
+        }
+        let n = u.nodes.get(node)?;
+        let slot = self.slots.get_mut(node)?;
+        let fresh = matches!(slot, Some(s) if s.id == u.id && s.nh_mac == nh_mac);
+        if !fresh {
+            *slot = Some(Slot {
+                id: u.id,
+                nh_mac,
+                vxlan: u.vxlan_template(n, nh_mac),
+                ipip: u.ipip_template(n, nh_mac),
+            });
+        }
+        slot.as_ref()
+    }
+}
+
+#[inline(always)]
+fn ip_dst(frame: &[u8]) -> u32 {
+    u32::from_be_bytes([frame[30], frame[31], frame[32], frame[33]])
+}
+
+#[inline(always)]
+fn set_macs(frame: &mut [u8], dst: u64, src: u64) {
+    frame[0..6].copy_from_slice(&mac_bytes(dst));
+    frame[6..12].copy_from_slice(&mac_bytes(src));
+}
+
+impl<P: PacketBuf> Pipeline<P> {
+    /// A pod packet for an address no local pod owns (TTL already
+    /// decremented): to a remote node, to the outside world, or nowhere.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn beyond<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        in_port: u16,
+        ep: &Endpoint,
+        mut pkt: P,
+        dst: u32,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        let Some(u) = cx.underlay else {
+            return Err(DropReason::NoRoute);
+        };
+        let flow = Flow::parse(&pkt.data()[ETH_HLEN..]);
+        match u.remote.lookup(dst) {
+            Some(rr) => {
+                self.zone(cx, in_port, ep, Direction::Egress, &flow, ctr)?;
+                self.send_remote(cx, u, rr, pkt, in_port, sink, ctr)
+            }
+            // an address of a pool that no node has claimed
+            None if u.pools.lookup(dst).is_some() => Err(DropReason::NoRoute),
+            None => {
+                self.zone(cx, in_port, ep, Direction::Egress, &flow, ctr)?;
+                let nh = u.next_hop(dst);
+                if nh == 0 {
+                    return Err(DropReason::NoRoute);
+                }
+                let Some(mac) = cx.neigh.lookup(nh, cx.now) else {
+                    return self.resolve(cx, u, nh, pkt, sink, ctr);
+                };
+                set_macs(pkt.data_mut(), mac, u.mac);
+                self.send_uplink(cx, u, pkt, sink, ctr)
+            }
+        }
+    }
+
+    /// Out of the uplink: natOutgoing first, when this worker owns the
+    /// uplink (otherwise its owner does it in `deliver_uplink`).
+    fn send_uplink<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        mut pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        if cx.local & (1 << slot(u.uplink)) != 0 {
+            self.snat_if_needed(cx, u, &mut pkt)?;
+        }
+        self.enqueue(u.uplink, pkt, sink, ctr);
+        Ok(())
+    }
+
+    /// SNATs a packet leaving through the uplink if its pool says so.
+    fn snat_if_needed(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        pkt: &mut P,
+    ) -> Result<(), DropReason> {
+        let d = pkt.data();
+        if d.len() < ETH_HLEN + 20 || u16::from_be_bytes([d[12], d[13]]) != ETHERTYPE_IPV4 {
+            return Ok(());
+        }
+        let src = u32::from_be_bytes([d[26], d[27], d[28], d[29]]);
+        if !u.snat_needed(src, ip_dst(d)) {
+            return Ok(());
+        }
+        let flow = Flow::parse(&d[ETH_HLEN..]);
+        match self.snat.outbound(&flow, u.ip, cx.now) {
+            Ok(port) => {
+                nat::snat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], u.ip, port);
+                Ok(())
+            }
+            Err(NatDrop::Exhausted) => Err(DropReason::NatExhausted),
+            Err(_) => Err(DropReason::NatUnsupported),
+        }
+    }
+
+    /// Packets other workers switched to the uplink, which this worker
+    /// owns: natOutgoing, then out.
+    pub(crate) fn deliver_uplink(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        pkts: &mut crate::pipeline::Burst<P>,
+        ctr: &WorkerCounters,
+    ) {
+        let mut kept = crate::pipeline::Burst::new();
+        for mut pkt in pkts.drain(..) {
+            match self.snat_if_needed(cx, u, &mut pkt) {
+                Ok(()) => kept.push(pkt),
+                Err(why) => {
+                    ctr.drop(why, 1);
+                    ctr.ports[slot(u.uplink)].tx_drops.add(1);
+                }
+            }
+        }
+        *pkts = kept;
+    }
+
+    /// To a remote node's block: natively or through a tunnel.
+    #[allow(clippy::too_many_arguments)]
+    fn send_remote<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        rr: RemoteRoute,
+        mut pkt: P,
+        in_port: u16,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        let Some(node) = u.nodes.get(usize::from(rr.node)) else {
+            return Err(DropReason::NoRoute);
+        };
+        if node.next_hop == 0 {
+            return Err(DropReason::NoRoute);
+        }
+        let Some(nh_mac) = cx.neigh.lookup(node.next_hop, cx.now) else {
+            return self.resolve(cx, u, node.next_hop, pkt, sink, ctr);
+        };
+        let d = pkt.data();
+        let total = u16::from_be_bytes([d[16], d[17]]);
+        let df = d[20] & 0x40 != 0;
+        if u32::from(total) + u32::from(rr.encap.overhead()) > u32::from(u.mtu) {
+            if df {
+                self.frag_needed(u, rr.encap, pkt, in_port, sink, ctr);
+            }
+            return Err(DropReason::TooBig);
+        }
+        match rr.encap {
+            Encap::None => set_macs(pkt.data_mut(), nh_mac, u.mac),
+            Encap::Vxlan => {
+                set_macs(pkt.data_mut(), node.vtep_mac, u.vtep_mac);
+                let port = tunnel::flow_src_port(pkt.data());
+                let Some(t) = self.templates.get(u, usize::from(rr.node), nh_mac) else {
+                    return Err(DropReason::NoRoute);
+                };
+                t.vxlan
+                    .encap(&mut pkt, port)
+                    .map_err(|_| DropReason::TooBig)?;
+            }
+            Encap::Ipip => {
+                let Some(t) = self.templates.get(u, usize::from(rr.node), nh_mac) else {
+                    return Err(DropReason::NoRoute);
+                };
+                t.ipip.encap(&mut pkt).map_err(|_| DropReason::TooBig)?;
+            }
+        }
+        self.enqueue(u.uplink, pkt, sink, ctr);
+        Ok(())
+    }
+
+    /// Sends an ICMP "fragmentation needed" back to the pod on `port`, in
+    /// the buffer of the packet that was too big.
+    fn frag_needed<S: TxSink<P>>(
+        &mut self,
+        u: &Underlay,
+        encap: Encap,
+        mut pkt: P,
+        port: u16,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) {
+        let d = pkt.data();
+        let pod_mac = u64::from_be_bytes([0, 0, d[6], d[7], d[8], d[9], d[10], d[11]]);
+        let mut quoted = [0u8; 60 + 8];
+        let n = (d.len() - ETH_HLEN).min(quoted.len());
+        quoted[..n].copy_from_slice(&d[ETH_HLEN..ETH_HLEN + n]);
+        let mtu = u.mtu.saturating_sub(encap.overhead());
+        let mut out = [0u8; 20 + 8 + 60 + 8];
+        let len = crate::icmp::frag_needed(&quoted[..n], mtu, u32::from(api::GATEWAY_IP), &mut out);
+        if len == 0 || !pkt.truncate(ETH_HLEN + len) {
+            return;
+        }
+        let f = pkt.data_mut();
+        f[0..6].copy_from_slice(&mac_bytes(pod_mac));
+        f[6..12].copy_from_slice(&api::GATEWAY_MAC.0);
+        f[ETH_HLEN..ETH_HLEN + len].copy_from_slice(&out[..len]);
+        self.enqueue(port, pkt, sink, ctr);
+    }
+
+    /// Turns `pkt` into an ARP request for `nh` (at most one a second per
+    /// address) and sends it out of the uplink; the packet itself is lost.
+    fn resolve<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        nh: u32,
+        mut pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        if cx.neigh.mark_pending(nh, cx.now) && pkt.data().len() >= 60 && pkt.truncate(60) {
+            let f = pkt.data_mut();
+            let mut req = [0u8; 42];
+            neigh::arp_request(&mut req, u.mac, u.ip, nh);
+            f[..42].copy_from_slice(&req);
+            f[42..60].fill(0);
+            self.enqueue(u.uplink, pkt, sink, ctr);
+        }
+        Err(DropReason::NeighPending)
+    }
+
+    /// A burst from the uplink.
+    pub(crate) fn uplink_rx<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        pkts: &mut crate::pipeline::Burst<P>,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) {
+        let mut rx_drops = 0u64;
+        for pkt in pkts.drain(..) {
+            if let Err(why) = self.take_uplink(cx, u, pkt, sink, ctr) {
+                ctr.drop(why, 1);
+                rx_drops += 1;
+            }
+        }
+        if rx_drops != 0 {
+            ctr.ports[slot(u.uplink)].rx_drops.add(rx_drops);
+        }
+    }
+
+    fn take_uplink<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        mut pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        let d = pkt.data();
+        if d.len() < ETH_HLEN {
+            return Err(DropReason::Runt);
+        }
+        match u16::from_be_bytes([d[12], d[13]]) {
+            ETHERTYPE_ARP => {
+                match neigh::handle_arp(pkt.data_mut(), u.ip, u.mac, cx.neigh, cx.now) {
+                    UplinkArp::Reply => {
+                        self.enqueue(u.uplink, pkt, sink, ctr);
+                        Ok(())
+                    }
+                    // the host resolves its own neighbours too
+                    UplinkArp::Learned | UplinkArp::Ignore => {
+                        self.punt_host(u, pkt, sink, ctr, DropReason::ArpIgnored)
+                    }
+                }
+            }
+            ETHERTYPE_IPV4 => {
+                if d.len() < ETH_HLEN + 20 {
+                    return Err(DropReason::BadLength);
+                }
+                let ip = &d[ETH_HLEN..];
+                let dst = ip_dst(d);
+                if dst == u.ip {
+                    let proto = ip[9];
+                    let ihl = usize::from(ip[0] & 0x0f) * 4;
+                    let udp_dport = ip
+                        .get(ihl + 2..ihl + 4)
+                        .map(|p| u16::from_be_bytes([p[0], p[1]]));
+                    let is_local = |a: Ipv4Addr| u32::from(a) == u.ip;
+                    let is_peer = |a: Ipv4Addr| u.peers.contains_key(&u32::from(a));
+                    if proto == IPPROTO_UDP && udp_dport == Some(tunnel::VXLAN_PORT) {
+                        let info =
+                            tunnel::decap_vxlan(d, &VxlanRx::default(), &(is_local, is_peer))
+                                .map_err(DropReason::from)?;
+                        if !tunnel::strip(&mut pkt, &info) {
+                            return Err(DropReason::TunnelTruncated);
+                        }
+                        return self.deliver_pod(cx, pkt, sink, ctr);
+                    }
+                    if proto == IPPROTO_IPIP {
+                        let info = tunnel::decap_ipip(d, &(is_local, is_peer))
+                            .map_err(DropReason::from)?;
+                        if !tunnel::strip(&mut pkt, &info) {
+                            return Err(DropReason::TunnelTruncated);
+                        }
+                        return self.deliver_pod(cx, pkt, sink, ctr);
+                    }
+                    // a reply to a natOutgoing flow?
+                    let flow = Flow::parse(ip);
+                    let back = if flow.quoted.is_some() {
+                        self.snat
+                            .inbound_icmp_error(&flow, &mut pkt.data_mut()[ETH_HLEN..], cx.now)
+                            .is_some()
+                    } else {
+                        match self.snat.inbound(&flow, cx.now) {
+                            Some((pod, port)) => {
+                                nat::dnat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], pod, port);
+                                true
+                            }
+                            None => false,
+                        }
+                    };
+                    if back {
+                        return self.deliver_pod(cx, pkt, sink, ctr);
+                    }
+                    return self.punt_host(u, pkt, sink, ctr, DropReason::NotForUs);
+                }
+                // routed natively: by a node whose pool says Never (or
+                // CrossSubnet within the subnet), or by a router that knows
+                // the pod routes; the pods' policy judges it like any traffic
+                if cx.routes.contains_key(&dst) {
+                    return self.deliver_pod(cx, pkt, sink, ctr);
+                }
+                self.punt_host(u, pkt, sink, ctr, DropReason::NotForUs)
+            }
+            _ => self.punt_host(u, pkt, sink, ctr, DropReason::NotForUs),
+        }
+    }
+
+    /// The host's exception port takes what the switch does not.
+    fn punt_host<S: TxSink<P>>(
+        &mut self,
+        u: &Underlay,
+        pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+        otherwise: DropReason,
+    ) -> Result<(), DropReason> {
+        match u.host {
+            Some(h) => {
+                self.enqueue(h, pkt, sink, ctr);
+                Ok(())
+            }
+            None => Err(otherwise),
+        }
+    }
+
+    /// A burst from the host's port: out of the uplink as it is.
+    pub(crate) fn host_rx<S: TxSink<P>>(
+        &mut self,
+        u: &Underlay,
+        pkts: &mut crate::pipeline::Burst<P>,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) {
+        for pkt in pkts.drain(..) {
+            self.enqueue(u.uplink, pkt, sink, ctr);
+        }
+    }
+
+    /// An IPv4 frame from the underlay (decapsulated, untranslated or
+    /// routed natively) for a local pod: routed, then the pod's ingress.
+    fn deliver_pod<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        mut pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        let out = match l3::forward(pkt.data_mut(), cx.routes) {
+            Verdict::Out(out) => out,
+            // never back into the underlay: no transit through this node
+            Verdict::Beyond(_) => return Err(DropReason::NoRoute),
+            Verdict::Reply(_) => return Err(DropReason::NoRoute),
+            Verdict::Drop(why) => return Err(why),
+        };
+        if cx.local & (1 << slot(out)) != 0 {
+            if let Some(Some(dst)) = cx.endpoints.get(slot(out)) {
+                let flow = Flow::parse(&pkt.data()[ETH_HLEN..]);
+                self.zone(cx, out, dst, Direction::Ingress, &flow, ctr)?;
+            }
+        }
+        self.enqueue(out, pkt, sink, ctr);
+        Ok(())
+    }
+}

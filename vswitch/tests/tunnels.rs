@@ -1,0 +1,692 @@
+//! Across nodes: two vswitchd "nodes" on this machine, each with kernel pods
+//! in network namespaces and an af-packet uplink on a veth into an underlay
+//! namespace (a bridge per subnet, a router between two subnets). tshark on
+//! the underlay checks what goes over the wire; the Linux kernel's own VXLAN
+//! device, set up as Calico sets up `vxlan.calico`, is a peer node; a raw
+//! socket on protocol 4 and scapy stand in for an IP-in-IP peer.
+//!
+//! Needs root; run with `cargo test -p vswitch --release --test tunnels`.
+
+mod common;
+
+use api::{
+    Desired, EncapMode, EndpointSpec, IpPool, MacAddr, Node, PortKind, PortSpec, Reply, Request,
+};
+use common::underlay::*;
+use common::*;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// The pool every node's blocks are cut from.
+const POOL: &str = "10.72.0.0/16";
+
+/// A vswitchd node with its uplink and pods.
+struct VNode {
+    name: String,
+    ip: Ipv4Addr,
+    prefix: u8,
+    /// The block its pods are in (10.72.N.0/26).
+    block: String,
+    vtep_ip: Ipv4Addr,
+    vtep_mac: String,
+    pods: Vec<(PodNs, Ipv4Addr)>,
+    // the switch goes last: pods' ports first
+    sw: Switch,
+}
+
+fn vnode(ul: &Underlay, name: &str, subnet: u8, host: u32, n: u8, pods: usize) -> VNode {
+    let host_if = host_if_name(name);
+    ul.uplink(&host_if, subnet);
+    let ip = ul.addr(subnet, host);
+    let mut args = vec![
+        "--node".to_owned(),
+        name.to_owned(),
+        "--port".to_owned(),
+        format!("up=af-packet:{host_if}"),
+        "--uplink".to_owned(),
+        "up".to_owned(),
+    ];
+    if let Some(gw) = ul.gateway(subnet) {
+        args.push("--underlay-gateway".into());
+        args.push(gw.to_string());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sw = Switch::start(&refs);
+    let mut v = VNode {
+        name: name.to_owned(),
+        ip,
+        prefix: ul.subnet(subnet).prefix(),
+        block: format!("10.72.{n}.0/26"),
+        vtep_ip: Ipv4Addr::new(10, 72, n, 0),
+        vtep_mac: format!("66:cb:00:00:00:{n:02x}"),
+        pods: Vec::new(),
+        sw,
+    };
+    for i in 0..pods {
+        let addr = Ipv4Addr::new(10, 72, n, i as u8 + 1);
+        let port = format!("pod{i}");
+        let iface = tap_name();
+        match v.sw.call(&Request::PortAdd {
+            port: PortSpec {
+                name: port.clone(),
+                kind: PortKind::Tap,
+                path: None,
+                iface: Some(iface.clone()),
+            },
+        }) {
+            Reply::Ports(p) if p.len() == 1 => {}
+            r => panic!("port-add {port}: {r:?}"),
+        }
+        let mac = format!("02:00:0a:48:{n:02x}:{:02x}", i + 1);
+        let ns = PodNs::wired(&format!("{iface}ns"), &iface, &mac, addr);
+        let r = v.sw.call(&Request::EndpointSet {
+            endpoint: EndpointSpec {
+                port,
+                mac: mac.parse::<MacAddr>().expect("test MAC"),
+                ips: vec![addr],
+                pod: Some(format!("default/{name}-{i}")),
+                labels: Default::default(),
+                namespace: None,
+                service_account: None,
+                named_ports: Vec::new(),
+            },
+        });
+        assert_eq!(r, Reply::Done);
+        v.pods.push((ns, addr));
+    }
+    v
+}
+
+impl VNode {
+    fn node(&self) -> Node {
+        Node {
+            blocks: vec![self.block.clone()],
+            vxlan_tunnel_ip: Some(self.vtep_ip),
+            vxlan_tunnel_mac: Some(self.vtep_mac.parse().expect("vtep MAC")),
+            ..Node::new(&self.name, &[&format!("{}/{}", self.ip, self.prefix)])
+        }
+    }
+
+    fn pod(&self, i: usize) -> (&str, Ipv4Addr) {
+        (&self.pods[i].0.name, self.pods[i].1)
+    }
+
+    /// Sets each pod's MTU to what the switch gives pods (the CNI plugin
+    /// does this from the attachment).
+    fn pod_mtu(&self, mtu: u16) {
+        for (ns, _) in &self.pods {
+            ip(&[
+                "-n",
+                &ns.name,
+                "link",
+                "set",
+                "eth0",
+                "mtu",
+                &mtu.to_string(),
+            ]);
+        }
+    }
+
+    fn drops(&self, reason: &str) -> u64 {
+        self.sw.stats().drops.get(reason).copied().unwrap_or(0)
+    }
+}
+
+/// Applies the pool and every node to every switch.
+fn apply(nodes: &[&VNode], pool: &IpPool, extra: &[Node]) {
+    let mut all: Vec<Node> = nodes.iter().map(|n| n.node()).collect();
+    all.extend_from_slice(extra);
+    for n in nodes {
+        let r = n.sw.call(&Request::Apply {
+            doc: Desired {
+                pools: vec![pool.clone()],
+                nodes: all.clone(),
+                ..Default::default()
+            },
+        });
+        assert_eq!(r, Reply::Done, "apply on {}", n.name);
+    }
+}
+
+fn pool(vxlan: EncapMode, ipip: EncapMode, nat: bool) -> IpPool {
+    IpPool {
+        block_size: Some(26),
+        vxlan_mode: Some(vxlan),
+        ipip_mode: Some(ipip),
+        nat_outgoing: nat,
+        ..IpPool::new("pods", POOL)
+    }
+}
+
+/// Pings until one reply came back: the first packets to an unresolved next
+/// hop become ARP requests.
+fn ping_eventually(ns: &str, dst: Ipv4Addr) {
+    wait_for(&format!("{ns} -> {dst}"), Duration::from_secs(15), || {
+        ping(ns, dst, 1).then_some(())
+    });
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Vxlan,
+    Ipip,
+    Native,
+}
+
+/// Pod to pod across two nodes: ping and a TCP transfer both ways, and the
+/// capture on the underlay shows the encapsulation that is due (or none).
+fn cross_node(ul: &Underlay, a: &VNode, b: &VNode, want: Wire, bridge_of_a: u8) {
+    let mtu = match want {
+        Wire::Vxlan => 1450,
+        Wire::Ipip => 1480,
+        Wire::Native => 1500,
+    };
+    a.pod_mtu(mtu);
+    b.pod_mtu(mtu);
+    let (a_ns, a_ip) = a.pod(0);
+    let (b_ns, b_ip) = b.pod(0);
+    ping_eventually(a_ns, b_ip);
+    ping_eventually(b_ns, a_ip);
+    let cap = ul.capture(&ul.bridge(bridge_of_a), "not arp");
+    let o = ping_output(a_ns, b_ip, 3);
+    assert!(o.status.success(), "ping {a_ip} -> {b_ip}: {o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("ttl=62"), "two routed hops: {out}");
+    tcp_transfer(a_ns, b_ns, b_ip, 5001, 2 << 20).expect("TCP a -> b");
+    tcp_transfer(b_ns, a_ns, a_ip, 5002, 1 << 20).expect("TCP b -> a");
+    let pcap = cap.stop();
+    let (na, nb) = (a.ip, b.ip);
+    match want {
+        Wire::Vxlan => {
+            let v = pcap.vxlan();
+            assert!(v.len() > 100, "VXLAN frames on the wire: {}", v.len());
+            for f in &v {
+                assert_eq!(f.vni, 4096, "{f:?}");
+                assert_eq!(f.udp_dst_port, 4789);
+                assert!((49152..=65535).contains(&f.udp_src_port), "{f:?}");
+                assert_eq!(f.outer_checksum_status, 1, "outer IPv4 checksum: {f:?}");
+                assert!(
+                    (f.outer_src, f.outer_dst) == (na, nb)
+                        || (f.outer_src, f.outer_dst) == (nb, na),
+                    "{f:?}"
+                );
+                let inner = (f.inner_src, f.inner_dst);
+                assert!(
+                    inner == (Some(a_ip), Some(b_ip)) || inner == (Some(b_ip), Some(a_ip)),
+                    "inner addresses are the pods': {f:?}"
+                );
+            }
+            assert_eq!(pcap.count("ip.proto == 4"), 0);
+        }
+        Wire::Ipip => {
+            let v = pcap.ipip();
+            assert!(v.len() > 100, "IP-in-IP frames on the wire: {}", v.len());
+            for f in &v {
+                assert_eq!(f.outer_checksum_status, 1, "outer IPv4 checksum: {f:?}");
+                assert!(
+                    (f.inner_src, f.inner_dst) == (a_ip, b_ip)
+                        || (f.inner_src, f.inner_dst) == (b_ip, a_ip),
+                    "{f:?}"
+                );
+            }
+            assert_eq!(pcap.count("vxlan"), 0);
+        }
+        Wire::Native => {
+            assert_eq!(
+                pcap.count("vxlan or ip.proto == 4"),
+                0,
+                "{}",
+                pcap.summary("vxlan or ip.proto == 4")
+            );
+            let plain = pcap.fields(
+                &format!("ip.src == {a_ip} && ip.dst == {b_ip}"),
+                &["ip.src", "ip.dst", "ip.checksum.status"],
+            );
+            assert!(
+                plain.len() > 100,
+                "pod packets routed as they are: {}",
+                plain.len()
+            );
+            assert!(
+                plain
+                    .iter()
+                    .all(|r| r[0] == a_ip.to_string() && r[2] == "1"),
+                "{plain:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn vxlan_always() {
+    let _g = serial();
+    must_be_root();
+    let ul = Underlay::new("vx");
+    let a = vnode(&ul, "na", 1, 1, 1, 1);
+    let b = vnode(&ul, "nb", 1, 2, 2, 1);
+    apply(
+        &[&a, &b],
+        &pool(EncapMode::Always, EncapMode::Never, false),
+        &[],
+    );
+    cross_node(&ul, &a, &b, Wire::Vxlan, 1);
+
+    // a packet too big for the tunnel, with DF, gets "fragmentation needed"
+    // with the MTU that fits, from the switch
+    let (a_ns, _) = a.pod(0);
+    let (_, b_ip) = b.pod(0);
+    ip(&["-n", a_ns, "link", "set", "eth0", "mtu", "1500"]);
+    let before = a.drops("too_big");
+    let o = in_ns(
+        a_ns,
+        &[
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1472",
+            &b_ip.to_string(),
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("mtu = 1450") || text.contains("mtu=1450"),
+        "frag needed: {text}"
+    );
+    assert!(a.drops("too_big") > before);
+}
+
+/// Two nodes, one pod each, the pool in the given modes: pods talk across
+/// and the wire shows `want`. With `two_subnets` the second node sits in
+/// the other subnet, behind the underlay's router.
+fn two_nodes(hint: &str, two_subnets: bool, vxlan: EncapMode, ipip: EncapMode, want: Wire) {
+    let _g = serial();
+    must_be_root();
+    let ul = if two_subnets {
+        Underlay::with_two_subnets()
+    } else {
+        Underlay::new(hint)
+    };
+    let a = vnode(&ul, "na", 1, 1, 1, 1);
+    let b = if two_subnets {
+        vnode(&ul, "nb", 2, 1, 2, 1)
+    } else {
+        vnode(&ul, "nb", 1, 2, 2, 1)
+    };
+    apply(&[&a, &b], &pool(vxlan, ipip, false), &[]);
+    cross_node(&ul, &a, &b, want, 1);
+}
+
+#[test]
+fn ipip_always() {
+    two_nodes("ip", false, EncapMode::Never, EncapMode::Always, Wire::Ipip);
+}
+
+#[test]
+fn never_routes_natively() {
+    two_nodes(
+        "nv",
+        false,
+        EncapMode::Never,
+        EncapMode::Never,
+        Wire::Native,
+    );
+}
+
+#[test]
+fn cross_subnet_in_one_subnet_routes_natively() {
+    two_nodes(
+        "cs",
+        false,
+        EncapMode::CrossSubnet,
+        EncapMode::Never,
+        Wire::Native,
+    );
+}
+
+#[test]
+fn cross_subnet_across_a_router_encapsulates() {
+    two_nodes(
+        "cr",
+        true,
+        EncapMode::CrossSubnet,
+        EncapMode::Never,
+        Wire::Vxlan,
+    );
+}
+
+#[test]
+fn ipip_cross_subnet_across_a_router_encapsulates() {
+    two_nodes(
+        "ir",
+        true,
+        EncapMode::Never,
+        EncapMode::CrossSubnet,
+        Wire::Ipip,
+    );
+}
+
+#[test]
+fn the_kernel_vxlan_device_is_a_peer() {
+    let _g = serial();
+    must_be_root();
+    let ul = Underlay::new("kv");
+    let a = vnode(&ul, "na", 1, 1, 1, 1);
+    let k = ul.kernel_node(KernelNodeSpec::new("192.168.50.30", "10.72.3.0/26"));
+    let kernel = Node {
+        blocks: vec![k.block.to_string()],
+        vxlan_tunnel_ip: Some(k.vtep_ip),
+        vxlan_tunnel_mac: Some(k.vtep_mac.parse().expect("kernel VTEP MAC")),
+        ..Node::new("kernel", &["192.168.50.30/24"])
+    };
+    apply(
+        &[&a],
+        &pool(EncapMode::Always, EncapMode::Never, false),
+        &[kernel],
+    );
+    // what Felix programs on the kernel node for our node
+    k.add_peer(a.ip, a.vtep_ip, &a.vtep_mac, &a.block);
+    a.pod_mtu(1450);
+    let (a_ns, a_ip) = a.pod(0);
+    let cap = ul.capture(&ul.bridge(1), "udp port 4789");
+    ping_eventually(a_ns, k.pod_ip);
+    ping_eventually(k.pod_ns(), a_ip);
+    tcp_transfer(a_ns, k.pod_ns(), k.pod_ip, 5003, 1 << 20).expect("TCP to the kernel pod");
+    tcp_transfer(k.pod_ns(), a_ns, a_ip, 5004, 1 << 20).expect("TCP from the kernel pod");
+    let v = cap.stop().vxlan();
+    assert!(v
+        .iter()
+        .any(|f| f.outer_src == a.ip && f.inner_dst == Some(k.pod_ip)));
+    assert!(v
+        .iter()
+        .any(|f| f.outer_src == k.node_ip && f.inner_dst == Some(a_ip)));
+    assert!(v
+        .iter()
+        .all(|f| f.vni == 4096 && f.outer_checksum_status == 1));
+}
+
+#[test]
+fn ip_in_ip_reaches_a_raw_socket_and_scapy_packets_are_delivered() {
+    let _g = serial();
+    must_be_root();
+    let ul = Underlay::new("rw");
+    let a = vnode(&ul, "na", 1, 1, 1, 1);
+    // a peer node that is a namespace with a raw socket on protocol 4
+    let peer = ul.external_host("192.168.50.40/24", None);
+    let peer_node = Node {
+        blocks: vec!["10.72.4.0/26".into()],
+        ..Node::new("raw", &["192.168.50.40/24"])
+    };
+    apply(
+        &[&a],
+        &pool(EncapMode::Never, EncapMode::Always, false),
+        &[peer_node],
+    );
+    a.pod_mtu(1480);
+    let listener = ipip_listener(peer.ns());
+    let (a_ns, a_ip) = a.pod(0);
+    let remote_pod = Ipv4Addr::new(10, 72, 4, 1);
+    // unanswered pings: the listener sees what the switch encapsulated
+    let _ = ping(a_ns, remote_pod, 3);
+    let got = listener.wait_for(1, Duration::from_secs(10));
+    let p = &got[0];
+    assert_eq!(p[9], 4, "outer protocol 4");
+    assert_eq!(Ipv4Addr::new(p[12], p[13], p[14], p[15]), a.ip);
+    assert_eq!(Ipv4Addr::new(p[16], p[17], p[18], p[19]), peer.ip);
+    let inner = &p[20..];
+    assert_eq!(
+        Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]),
+        a_ip
+    );
+    assert_eq!(
+        Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]),
+        remote_pod
+    );
+    assert_eq!(inner[8], 63, "the inner TTL went down by the one hop");
+    assert_eq!(ones_complement(&p[..20]), 0, "outer header checksum");
+    assert_eq!(ones_complement(&inner[..20]), 0, "inner header checksum");
+
+    // scapy: an echo request from the remote pod, in IP-in-IP from the peer;
+    // the pod answers, and the answer goes back the same way
+    let uplink_mac =
+        a.sw.ports()
+            .into_iter()
+            .find(|p| p.name == "up")
+            .expect("uplink port")
+            .mac
+            .to_string();
+    let before = listener.packets().len();
+    let sent = send_ipip(
+        peer.ns(),
+        &peer.iface,
+        &uplink_mac,
+        peer.ip,
+        a.ip,
+        remote_pod,
+        a_ip,
+        b"crafted",
+    );
+    assert_eq!(sent[9], 4);
+    let got = listener.wait_for(before + 1, Duration::from_secs(10));
+    let reply = got[before..]
+        .iter()
+        .find(|p| p.len() > 48 && p[20 + 20] == 0)
+        .unwrap_or_else(|| panic!("no echo reply among {:?}", &got[before..]));
+    let inner = &reply[20..];
+    assert_eq!(
+        Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]),
+        a_ip
+    );
+    assert_eq!(
+        Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]),
+        remote_pod
+    );
+    assert!(reply.ends_with(b"crafted"), "the payload came back");
+}
+
+fn ones_complement(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// Python for the natOutgoing test: a UDP server that answers every
+/// datagram and reports who it saw; and a client opening N flows at once.
+const UDP_SERVER: &str = r#"
+import socket, sys, json, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('0.0.0.0', 9999))
+s.settimeout(1.0)
+seen = set()
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    try:
+        d, a = s.recvfrom(64)
+    except OSError:
+        continue
+    seen.add(a)
+    s.sendto(d, a)
+print(json.dumps(sorted([list(x) for x in seen])))
+"#;
+
+const UDP_CLIENT: &str = r#"
+import socket, sys, select
+n = int(sys.argv[2])
+dst = (sys.argv[1], 9999)
+ss = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+for i, s in enumerate(ss):
+    s.setblocking(False)
+    s.sendto(str(i).encode(), dst)
+got = set()
+left = set(ss)
+for _ in range(40):
+    r, _, _ = select.select(list(left), [], [], 0.25)
+    for s in r:
+        s.recv(64)
+        got.add(s)
+        left.discard(s)
+    if not left:
+        break
+    for s in left:
+        s.sendto(b'again', dst)
+print(len(got))
+"#;
+
+#[test]
+fn nat_outgoing_to_an_external_host() {
+    let _g = serial();
+    must_be_root();
+    let ul = Underlay::new("nat");
+    let a = vnode(&ul, "na", 1, 1, 1, 2);
+    let ext = ul.external_host("192.168.50.100/24", None);
+    apply(&[&a], &pool(EncapMode::Never, EncapMode::Never, true), &[]);
+    let (p0, p0_ip) = a.pod(0);
+    let (p1, _) = a.pod(1);
+    ping_eventually(p0, ext.ip);
+    let seen = tcp_transfer_seen(p0, ext.ns(), ext.ip, 5005, 1 << 20).expect("TCP out");
+    assert_eq!(seen, a.ip, "the external host sees the node's address");
+
+    // 1,000 concurrent UDP flows from two pods: 1,000 distinct node ports
+    let server = ext.spawn(&["python3", "-c", UDP_SERVER, "12"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let c0 = Bg::spawn(
+        Some(p0),
+        &["python3", "-c", UDP_CLIENT, &ext.ip.to_string(), "500"],
+    );
+    let c1 = Bg::spawn(
+        Some(p1),
+        &["python3", "-c", UDP_CLIENT, &ext.ip.to_string(), "500"],
+    );
+    for c in [c0, c1] {
+        let o = c.wait(Duration::from_secs(30));
+        let n: usize = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert_eq!(n, 500, "every flow got its answer back: {o:?}");
+    }
+    let o = server.wait(Duration::from_secs(30));
+    let seen: Vec<(String, u16)> = serde_json::from_slice(&o.stdout).expect("server output");
+    assert!(
+        seen.iter().all(|(ip, _)| ip == &a.ip.to_string()),
+        "all SNATed to the node"
+    );
+    let ports: std::collections::HashSet<u16> = seen.iter().map(|(_, p)| *p).collect();
+    assert_eq!(ports.len(), seen.len(), "no port shared by two flows");
+    assert!(seen.len() >= 1000, "1,000 flows seen: {}", seen.len());
+
+    // without natOutgoing the outside sees the pod (and routes back to it)
+    apply(&[&a], &pool(EncapMode::Never, EncapMode::Never, false), &[]);
+    ext.ip(&["route", "add", POOL, "via", &a.ip.to_string()]);
+    let seen = tcp_transfer_seen(p0, ext.ns(), ext.ip, 5006, 1 << 20).expect("TCP out, no NAT");
+    assert_eq!(seen, p0_ip, "the external host sees the pod's address");
+}
+
+#[test]
+fn hostile_vxlan_is_dropped_by_reason_and_others_flow() {
+    let _g = serial();
+    must_be_root();
+    let ul = Underlay::new("hx");
+    let a = vnode(&ul, "na", 1, 1, 1, 1);
+    let b = vnode(&ul, "nb", 1, 2, 2, 1);
+    apply(
+        &[&a, &b],
+        &pool(EncapMode::Always, EncapMode::Never, false),
+        &[],
+    );
+    a.pod_mtu(1450);
+    b.pod_mtu(1450);
+    let (a_ns, a_ip) = a.pod(0);
+    let (_, b_ip) = b.pod(0);
+    ping_eventually(a_ns, b_ip);
+    let uplink_mac =
+        a.sw.ports()
+            .into_iter()
+            .find(|p| p.name == "up")
+            .expect("uplink")
+            .mac
+            .to_string();
+    let evil = ul.external_host("192.168.50.66/24", None);
+    let inner = format!(
+        "Ether(src='02:00:00:00:00:99', dst='{}')/IP(src='{b_ip}', dst='{a_ip}')/ICMP()",
+        a.vtep_mac
+    );
+    let outer = |src: &str| {
+        format!(
+            "Ether(src=get_if_hwaddr(iface), dst='{uplink_mac}')/IP(src='{src}', dst='{}')",
+            a.ip
+        )
+    };
+    // the VXLAN header as bytes: scapy's VXLAN layer sets GPE bits before
+    // an Ether layer, which a Calico peer (and this switch) refuses
+    let cases = [
+        // a known peer's address, another network
+        (
+            "tunnel_wrong_vni",
+            format!(
+                "{}/UDP(sport=50000, dport=4789)/Raw(bytes.fromhex('0800000000004d00'))/{inner}",
+                outer(&b.ip.to_string())
+            ),
+        ),
+        // nobody we know
+        (
+            "tunnel_unknown_peer",
+            format!(
+                "{}/UDP(sport=50000, dport=4789)/Raw(bytes.fromhex('0800000000100000'))/{inner}",
+                outer("192.168.50.66")
+            ),
+        ),
+        // cut inside the VXLAN header
+        (
+            "tunnel_truncated",
+            format!(
+                "Raw(bytes({}/UDP(sport=50000, dport=4789)/Raw(bytes.fromhex('0800000000100000'))/{inner})[:46])",
+                outer(&b.ip.to_string())
+            ),
+        ),
+        // an IPv4 total length longer than the frame
+        (
+            "tunnel_bad_outer_ip",
+            format!(
+                "{}/UDP(sport=50000, dport=4789)/Raw(bytes.fromhex('0800000000100000'))/{inner}",
+                outer(&b.ip.to_string()).replace("/IP(", "/IP(len=1400, ")
+            ),
+        ),
+    ];
+    for (reason, pkt) in &cases {
+        let before = a.drops(reason);
+        for _ in 0..3 {
+            scapy_send(evil.ns(), &evil.iface, pkt);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while a.drops(reason) < before + 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{reason} not counted for {pkt}: drops {:?}, ports {:?}",
+                a.sw.stats()
+                    .drops
+                    .iter()
+                    .filter(|(_, &n)| n > 0)
+                    .collect::<Vec<_>>(),
+                a.sw.stats().ports
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // the pods still talk
+    let o = ping_output(a_ns, b_ip, 3);
+    assert!(o.status.success(), "after the junk: {o:?}");
+}
