@@ -49,6 +49,12 @@ pvp_smoke() {
   [ "$(echo "$out" | grep -c '^RESULT ')" = 2 ]
 }
 
+pvp_policy_smoke() {
+  local out
+  out=$(perf/pvp-policy --switches io-ceiling,vswitch-policy --runs 1 --duration 3 --report "$(mktemp -d)" 2>&1) || { echo "$out"; return 1; }
+  echo "$out" | grep -E '^RESULT|^\|'
+  [ "$(echo "$out" | grep -c '^RESULT ')" = 2 ]
+}
 if ! deploy/host-setup.sh; then
   echo "host setup failed"; echo "0 passed, 1 failed"; exit 1
 fi
@@ -56,9 +62,10 @@ export CARGO_TERM_COLOR=never
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --release -- -D warnings
 step "cargo test (unit and DPDK integration)" cargo test --workspace --release
-step "criterion benches run once" cargo bench -p perf --bench l2 -- --test
+step "criterion benches run once" cargo bench -p perf -- --test
 step "demo: kernel pods ping, testpmd pods show nonzero rates" demo_check
 step "PVP harness smoke run" pvp_smoke
+step "policy PVP harness smoke run" pvp_policy_smoke
 
 echo
 if [ "$FAILED" -gt 0 ]; then
