@@ -1,4 +1,5 @@
-# perf/pvp-lib.sh -- shell functions shared by perf/pvp and perf/pvp-policy.
+# perf/pvp-lib.sh -- shell functions shared by perf/pvp, perf/pvp-policy and
+# perf/pvp-tunnel.
 # Sourced, not run.  The functions work on the caller's globals:
 #   WORK TAG PIDS QUITTABLE TIMEOUT_START TESTPMD   (all)
 #   SWITCH RUN S_CPU T_CPU VHOST_SERVER SOCK0 SOCK1 S_FD S_PID OVSDIR
@@ -113,7 +114,9 @@ start_io_ceiling() {
 ovs_vsctl() { ovs-vsctl --db="unix:$OVSDIR/db.sock" --timeout=20 "$@"; }
 ovs_ofctl() { ovs-ofctl "$@"; }
 
-start_ovs() {
+# start_ovs_daemons: a private ovsdb-server and ovs-vswitchd (DPDK initialized,
+# PMD on S_CPU) in WORK/SWITCH.ovs.RUN, no bridge yet.  Sets OVSDIR, S_PID.
+start_ovs_daemons() {
   OVSDIR=$WORK/$SWITCH.ovs.$RUN
   rm -rf "$OVSDIR"; mkdir -p "$OVSDIR"
   export OVS_RUNDIR=$OVSDIR OVS_DBDIR=$OVSDIR OVS_LOGDIR=$OVSDIR OVS_SYSCONFDIR=$OVSDIR
@@ -143,6 +146,10 @@ start_ovs() {
   wait_for "$TIMEOUT_START" test -S "$OVSDIR/ovs-vswitchd.ctl" || { log "ovs-vswitchd did not start"; tail -20 "$OVSDIR/ovs-vswitchd.log" >&2; return 1; }
   wait_for "$TIMEOUT_START" bash -c "[ \"\$(ovs-vsctl --db=unix:$OVSDIR/db.sock get Open_vSwitch . dpdk_initialized 2>/dev/null)\" = true ]" \
     || { log "DPDK init in OVS failed"; tail -30 "$OVSDIR/ovs-vswitchd.log" >&2; return 1; }
+}
+
+start_ovs() {
+  start_ovs_daemons || return 1
   ovs_vsctl add-br br0 -- set bridge br0 datapath_type=netdev || return 1
   local i sock
   for i in 0 1; do

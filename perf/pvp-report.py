@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """pvp-report.py REPORT_DIR -- turn perf/pvp's runs.csv into report.md and runs.svg.
 
-Reads REPORT_DIR/runs.csv and REPORT_DIR/meta.txt (written by perf/pvp or
-perf/pvp-policy; optional keys title, svg_title, y_label, rate_desc, params_md
-and csv_desc replace perf/pvp's wording, and REPORT_DIR/extra.md, when there,
+Reads REPORT_DIR/runs.csv and REPORT_DIR/meta.txt (written by perf/pvp,
+perf/pvp-policy or perf/pvp-tunnel; optional keys title, svg_title, y_label,
+rate_desc, params_md and csv_desc replace perf/pvp's wording, refs names the
+switches of the ratio columns [io-ceiling,ovs-normal], and REPORT_DIR/extra.md, when there,
 is added after the runs), writes
 REPORT_DIR/report.md and REPORT_DIR/runs.svg, and prints the RESULT lines and
 the markdown summary table on stdout.  Standard library only.
@@ -29,6 +30,7 @@ COLORS = {
     "io-ceiling": "#7f7f7f",
     "ovs-normal": "#1f77b4",
     "ovs-flows": "#17becf",
+    "ovs-routed": "#17becf",
     "vswitch": "#d62728",
     "custom": "#9467bd",
 }
@@ -170,7 +172,9 @@ class Analysis:
                 self.noisy[s].append((r["run"], r["mpps"]))
             elif r["status"] == "failed":
                 self.failed[s] = (r["run"], r.get("extra", ""))
-        self.refs = [s for s in REFS if s in order]
+        # references for the ratio columns: meta "refs" (comma-separated) or REFS
+        refs = [s for s in meta.get("refs", "").split(",") if s] or REFS
+        self.refs = [s for s in refs if s in order]
         if not self.refs and len(order) > 1:
             self.refs = [order[0]]
 

@@ -269,6 +269,7 @@ fn vxlan_always() {
         &pool(EncapMode::Always, EncapMode::Never, false),
         &[],
     );
+    assert_pod_mtu(&a, 1450);
     cross_node(&ul, &a, &b, Wire::Vxlan, 1);
 
     // a packet too big for the tunnel, with DF, gets "fragmentation needed"
@@ -304,6 +305,26 @@ fn vxlan_always() {
     assert!(a.drops("too_big") > before);
 }
 
+/// The MTU a new pod gets (the CNI plugin sets it from the attachment):
+/// the uplink's 1500 less the pool's largest encapsulation.
+fn assert_pod_mtu(n: &VNode, want: u16) {
+    match n.sw.call(&Request::PodAttach {
+        attach: api::PodAttach {
+            container_id: format!("mtu-check-{}", unique()),
+            ifname: "eth0".into(),
+            network: None,
+            kind: api::AttachKind::Tap,
+            pod: None,
+            pools: vec![],
+            ips: None,
+            socket_dir: None,
+        },
+    }) {
+        Reply::Attachment(att) => assert_eq!(att.mtu, want, "pod MTU on {}", n.name),
+        r => panic!("pod-attach: {r:?}"),
+    }
+}
+
 /// Two nodes, one pod each, the pool in the given modes: pods talk across
 /// and the wire shows `want`. With `two_subnets` the second node sits in
 /// the other subnet, behind the underlay's router.
@@ -322,6 +343,17 @@ fn two_nodes(hint: &str, two_subnets: bool, vxlan: EncapMode, ipip: EncapMode, w
         vnode(&ul, "nb", 1, 2, 2, 1)
     };
     apply(&[&a, &b], &pool(vxlan, ipip, false), &[]);
+    let on = |m: EncapMode| m != EncapMode::Never;
+    assert_pod_mtu(
+        &a,
+        if on(vxlan) {
+            1450
+        } else if on(ipip) {
+            1480
+        } else {
+            1500
+        },
+    );
     cross_node(&ul, &a, &b, want, 1);
 }
 
