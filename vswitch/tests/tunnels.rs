@@ -35,6 +35,18 @@ struct VNode {
 }
 
 fn vnode(ul: &Underlay, name: &str, subnet: u8, host: u32, n: u8, pods: usize) -> VNode {
+    vnode_with(ul, name, subnet, host, n, pods, &[])
+}
+
+fn vnode_with(
+    ul: &Underlay,
+    name: &str,
+    subnet: u8,
+    host: u32,
+    n: u8,
+    pods: usize,
+    extra: &[&str],
+) -> VNode {
     let host_if = host_if_name(name);
     ul.uplink(&host_if, subnet);
     let ip = ul.addr(subnet, host);
@@ -50,7 +62,8 @@ fn vnode(ul: &Underlay, name: &str, subnet: u8, host: u32, n: u8, pods: usize) -
         args.push("--underlay-gateway".into());
         args.push(gw.to_string());
     }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    refs.extend_from_slice(extra);
     let sw = Switch::start(&refs);
     let mut v = VNode {
         name: name.to_owned(),
@@ -721,4 +734,50 @@ fn hostile_vxlan_is_dropped_by_reason_and_others_flow() {
     // the pods still talk
     let o = ping_output(a_ns, b_ip, 3);
     assert!(o.status.success(), "after the junk: {o:?}");
+}
+
+#[test]
+fn the_host_keeps_its_own_traffic_through_the_host_port() {
+    let _g = serial();
+    must_be_root();
+    let ul = Underlay::new("hp");
+    let tap = tap_name();
+    let port = format!("host=tap:{tap}");
+    let a = vnode_with(
+        &ul,
+        "na",
+        1,
+        1,
+        1,
+        1,
+        &["--port", &port, "--host-port", "host"],
+    );
+    apply(
+        &[&a],
+        &pool(EncapMode::Always, EncapMode::Never, false),
+        &[],
+    );
+    let uplink_mac =
+        a.sw.ports()
+            .into_iter()
+            .find(|p| p.name == "up")
+            .expect("uplink")
+            .mac
+            .to_string();
+    // the host's stack: the TAP with the node's address and the uplink's MAC
+    let host = PodNs::wired(&format!("{tap}ns"), &tap, &uplink_mac, a.ip);
+    ip(&[
+        "-n",
+        &host.name,
+        "addr",
+        "add",
+        &format!("{}/24", a.ip),
+        "dev",
+        "eth0",
+    ]);
+    let ext = ul.external_host("192.168.50.100/24", None);
+    // SSH, the agent or BGP to the node's address reach the host, and back
+    assert!(ping(ext.ns(), a.ip, 3), "external host -> node address");
+    assert!(ping(&host.name, ext.ip, 3), "host -> external host");
+    tcp_transfer(ext.ns(), &host.name, a.ip, 5007, 1 << 20).expect("TCP to the host");
 }
