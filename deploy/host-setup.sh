@@ -30,6 +30,16 @@ log() { echo "[host-setup] $*" >&2; }
 # benchmark: OVS-DPDK as the reference switch, bc for the harness
 need=(dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev clang iproute2 iputils-ping python3 bc procps containernetworking-plugins iperf3 tshark python3-scapy bridge-utils ethtool)
 [ "$BENCH" = 1 ] && need+=(openvswitch-switch-dpdk)
+# deploy/validate.sh: Debian's kubectl and PyYAML. kubernetes-client ships
+# /usr/bin/kubectl without Replaces, so where another package owns that file
+# (some images carry a cloud SDK's kubectl) installing it fails and would take
+# every other package of this list down with it; deploy/kubectl.sh then
+# unpacks Debian's into a cache of its own instead
+need+=(python3-yaml)
+kubectl_owner=$(dpkg-query -S /usr/bin/kubectl 2>/dev/null | cut -d: -f1 || true)
+if [ ! -e /usr/bin/kubectl ] || [ "$kubectl_owner" = kubernetes-client ]; then
+  need+=(kubernetes-client)
+fi
 
 if [ "$PACKAGES" = 1 ]; then
   missing=()

@@ -60,6 +60,7 @@ if ! deploy/host-setup.sh; then
 fi
 export CARGO_TERM_COLOR=never
 step "cargo fmt --check" cargo fmt --all -- --check
+step "deploy/ manifests (Debian's kubectl, offline)" deploy/validate.sh
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --release -- -D warnings
 step "cargo test (unit and DPDK integration)" cargo test --workspace --release
 step "criterion benches run once" cargo bench -p perf -- --test

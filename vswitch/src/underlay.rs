@@ -79,6 +79,8 @@ pub struct Underlay {
     pub prefix: u8,
     pub gateway: u32,
     pub mtu: u16,
+    /// The outer TTL of what the switch encapsulates.
+    pub ttl: u8,
     /// This node's VXLAN MAC (the inner source of what it encapsulates).
     pub vtep_mac: u64,
     pub nodes: Vec<RemoteNode>,
@@ -123,22 +125,28 @@ impl Underlay {
 
     /// The VXLAN headers towards `node` through the next hop `nh_mac`.
     pub fn vxlan_template(&self, node: &RemoteNode, nh_mac: u64) -> VxlanTemplate {
-        VxlanTemplate::new(&VxlanOuter::new(
-            mac_bytes(self.mac),
-            mac_bytes(nh_mac),
-            Ipv4Addr::from(self.ip),
-            Ipv4Addr::from(node.ip),
-        ))
+        VxlanTemplate::new(&VxlanOuter {
+            ttl: self.ttl,
+            ..VxlanOuter::new(
+                mac_bytes(self.mac),
+                mac_bytes(nh_mac),
+                Ipv4Addr::from(self.ip),
+                Ipv4Addr::from(node.ip),
+            )
+        })
     }
 
     /// The IP-in-IP headers towards `node` through the next hop `nh_mac`.
     pub fn ipip_template(&self, node: &RemoteNode, nh_mac: u64) -> IpipTemplate {
-        IpipTemplate::new(&IpipOuter::new(
-            mac_bytes(self.mac),
-            mac_bytes(nh_mac),
-            Ipv4Addr::from(self.ip),
-            Ipv4Addr::from(node.ip),
-        ))
+        IpipTemplate::new(&IpipOuter {
+            ttl: self.ttl,
+            ..IpipOuter::new(
+                mac_bytes(self.mac),
+                mac_bytes(nh_mac),
+                Ipv4Addr::from(self.ip),
+                Ipv4Addr::from(node.ip),
+            )
+        })
     }
 }
 
@@ -192,7 +200,7 @@ fn prefix(cidr: &str) -> Option<(u32, u8)> {
 }
 
 /// How the switch is attached to the node's network.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UplinkConfig {
     /// The port (an af-packet or other port) that is the uplink.
     pub port: Option<String>,
@@ -201,6 +209,19 @@ pub struct UplinkConfig {
     /// The underlay's default gateway, for nodes and hosts outside the
     /// node's subnet.
     pub gateway: Option<Ipv4Addr>,
+    /// The outer TTL of tunnel packets (Linux's `ttl auto` gives 64).
+    pub tunnel_ttl: u8,
+}
+
+impl Default for UplinkConfig {
+    fn default() -> Self {
+        UplinkConfig {
+            port: None,
+            host_port: None,
+            gateway: None,
+            tunnel_ttl: 64,
+        }
+    }
 }
 
 impl Switch {
@@ -224,6 +245,7 @@ impl Switch {
             prefix: plen,
             gateway: cfg.gateway.map_or(0, u32::from),
             mtu: self.uplink_mtu(),
+            ttl: cfg.tunnel_ttl,
             vtep_mac: me
                 .vxlan_tunnel_mac
                 .map_or_else(|| vtep_mac_of(&me.name), |m| m.to_u64()),

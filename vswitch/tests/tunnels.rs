@@ -47,14 +47,10 @@ fn vnode_with(
     pods: usize,
     extra: &[&str],
 ) -> VNode {
-    let host_if = host_if_name(name);
-    ul.uplink(&host_if, subnet);
     let ip = ul.addr(subnet, host);
     let mut args = vec![
         "--node".to_owned(),
         name.to_owned(),
-        "--port".to_owned(),
-        format!("up=af-packet:{host_if}"),
         "--uplink".to_owned(),
         "up".to_owned(),
     ];
@@ -65,6 +61,18 @@ fn vnode_with(
     let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
     refs.extend_from_slice(extra);
     let sw = Switch::start(&refs);
+    let host_if = uplink_for(ul, &sw, name, subnet);
+    match sw.call(&Request::PortAdd {
+        port: PortSpec {
+            name: "up".into(),
+            kind: PortKind::AfPacket,
+            path: None,
+            iface: Some(host_if),
+        },
+    }) {
+        Reply::Ports(p) if p.len() == 1 => {}
+        r => panic!("uplink port: {r:?}"),
+    }
     let mut v = VNode {
         name: name.to_owned(),
         ip,
@@ -145,6 +153,35 @@ impl VNode {
     }
 }
 
+/// DPDK 22.11's af_packet PMD joins each socket to a PACKET_FANOUT group
+/// numbered `(pid ^ ifindex) & 0xffff`, and a group belongs to one device:
+/// two switches on one host whose numbers meet cannot both open their
+/// uplink. Sequential pids and ifindexes make that likely for the nodes of
+/// one test, so a node's veth is made again until its number is free. (One
+/// vswitchd per host, as in production, never meets this.)
+static FANOUT_IDS: std::sync::Mutex<Vec<(u32, u32)>> = std::sync::Mutex::new(Vec::new());
+
+fn uplink_for(ul: &Underlay, sw: &Switch, name: &str, subnet: u8) -> String {
+    let mut used = FANOUT_IDS.lock().unwrap_or_else(|e| e.into_inner());
+    // forget the numbers of switches that are gone
+    used.retain(|(pid, _)| std::path::Path::new(&format!("/proc/{pid}")).exists());
+    for _ in 0..16 {
+        let host_if = host_if_name(name);
+        ul.uplink(&host_if, subnet);
+        let ifindex: u32 = std::fs::read_to_string(format!("/sys/class/net/{host_if}/ifindex"))
+            .expect("uplink ifindex")
+            .trim()
+            .parse()
+            .expect("ifindex");
+        let id = (sw.pid() ^ ifindex) & 0xffff;
+        if used.iter().all(|&(_, u)| u != id) {
+            used.push((sw.pid(), id));
+            return host_if;
+        }
+    }
+    panic!("no free af_packet fanout group for {name}");
+}
+
 /// Applies the pool and every node to every switch.
 fn apply(nodes: &[&VNode], pool: &IpPool, extra: &[Node]) {
     let mut all: Vec<Node> = nodes.iter().map(|n| n.node()).collect();
@@ -215,6 +252,9 @@ fn cross_node(ul: &Underlay, a: &VNode, b: &VNode, want: Wire, bridge_of_a: u8) 
             assert!(v.len() > 100, "VXLAN frames on the wire: {}", v.len());
             for f in &v {
                 assert_eq!(f.vni, 4096, "{f:?}");
+                if f.outer_src == na {
+                    assert_eq!(f.outer_ttl, 64, "the default tunnel TTL: {f:?}");
+                }
                 assert_eq!(f.udp_dst_port, 4789);
                 assert!((49152..=65535).contains(&f.udp_src_port), "{f:?}");
                 assert_eq!(f.outer_checksum_status, 1, "outer IPv4 checksum: {f:?}");
@@ -424,7 +464,7 @@ fn the_kernel_vxlan_device_is_a_peer() {
     let _g = serial();
     must_be_root();
     let ul = Underlay::new("kv");
-    let a = vnode(&ul, "na", 1, 1, 1, 1);
+    let a = vnode_with(&ul, "na", 1, 1, 1, 1, &["--tunnel-ttl", "50"]);
     let k = ul.kernel_node(KernelNodeSpec::new("192.168.50.30", "10.72.3.0/26"));
     let kernel = Node {
         blocks: vec![k.block.to_string()],
@@ -456,6 +496,12 @@ fn the_kernel_vxlan_device_is_a_peer() {
     assert!(v
         .iter()
         .all(|f| f.vni == 4096 && f.outer_checksum_status == 1));
+    assert!(
+        v.iter()
+            .filter(|f| f.outer_src == a.ip)
+            .all(|f| f.outer_ttl == 50),
+        "the configured tunnel TTL"
+    );
 }
 
 #[test]

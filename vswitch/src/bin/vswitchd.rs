@@ -66,6 +66,9 @@ struct Args {
     /// the outside world.
     #[arg(long, value_name = "IP", requires = "uplink")]
     underlay_gateway: Option<std::net::Ipv4Addr>,
+    /// The outer TTL of VXLAN and IP-in-IP packets the switch sends.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..))]
+    tunnel_ttl: u8,
     /// Append flow-log records (rules with action Log) to this file as JSON
     /// lines, besides keeping the latest for `vsctl flows log`.
     #[arg(long)]
@@ -218,6 +221,7 @@ fn run(args: Args) -> Result<(), String> {
             port: args.uplink.clone(),
             host_port: args.host_port.clone(),
             gateway: args.underlay_gateway,
+            tunnel_ttl: args.tunnel_ttl,
         },
         aging_secs: args.aging,
         mbufs: args.mbufs,

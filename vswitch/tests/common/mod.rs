@@ -295,6 +295,11 @@ impl Switch {
         )
     }
 
+    /// The vswitchd process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         format!(
