@@ -207,6 +207,23 @@ impl Mempool {
     fn as_ptr(&self) -> *mut sys::rte_mempool {
         self.0.as_ptr()
     }
+
+    /// A new one-segment mbuf holding `len` zero bytes, for a frame the
+    /// switch makes itself (an ARP request); `None` when the pool is empty.
+    pub fn alloc(&self, len: u16) -> Option<Mbuf> {
+        // SAFETY: a live pool; the mbuf comes back owned (refcnt 1) or NULL.
+        let m = NonNull::new(unsafe { sys::rte_pktmbuf_alloc(self.as_ptr()) })?;
+        let mbuf = Mbuf(m);
+        // SAFETY: we own the fresh mbuf; append returns NULL, changing
+        // nothing, when len does not fit its tailroom.
+        let p = unsafe { sys::rte_pktmbuf_append(m.as_ptr(), len) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: append made len bytes at p part of the data, ours alone.
+        unsafe { std::ptr::write_bytes(p.cast::<u8>(), 0, usize::from(len)) };
+        Some(mbuf)
+    }
 }
 
 impl Drop for Mempool {

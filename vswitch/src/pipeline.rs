@@ -29,6 +29,11 @@ pub trait TxSink<P> {
     /// Sends what it can from the front of `pkts` to `port` and removes what
     /// it took; says why the rest, if any, could not go.
     fn send(&mut self, port: u16, pkts: &mut Burst<P>) -> DropReason;
+    /// A new frame of `len` zero bytes for the switch's own use (an ARP
+    /// request), if buffers can be had.
+    fn alloc(&mut self, _len: u16) -> Option<P> {
+        None
+    }
 }
 
 /// The forwarding context of one burst.

@@ -102,4 +102,6 @@ pub struct Shared {
     pub ct_capacity: usize,
     /// Next hops on the underlay, learned from ARP on the uplink.
     pub neigh: crate::neigh::Neighbors,
+    /// Where workers take buffers for frames the switch makes itself.
+    pub pool: Arc<crate::dpdk::Mempool>,
 }

@@ -96,7 +96,7 @@ struct Port {
 
 pub struct Switch {
     shared: Arc<Shared>,
-    pool: Mempool,
+    pool: Arc<Mempool>,
     lcores: Vec<u32>,
     ring_size: u16,
     ports: BTreeMap<String, Port>,
@@ -182,7 +182,7 @@ impl Switch {
         let ipam = Ipam::new(store);
         // fail at start, not at the first pod, if the state cannot be read
         ipam.snapshot()?;
-        let pool = Mempool::pktmbuf("vsw_mbufs", cfg.mbufs, 256)?;
+        let pool = Arc::new(Mempool::pktmbuf("vsw_mbufs", cfg.mbufs, 256)?);
         let log_file = match &cfg.flow_log_file {
             Some(path) => Some(
                 std::fs::OpenOptions::new()
@@ -210,6 +210,7 @@ impl Switch {
                 .collect(),
             ct_capacity: (cfg.ct_max / lcores.len().max(1)).max(1),
             neigh: crate::neigh::Neighbors::new(NEIGHBORS),
+            pool: pool.clone(),
         });
         Ok(Switch {
             shared,

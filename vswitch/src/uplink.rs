@@ -12,7 +12,7 @@ use crate::conntrack::Flow;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::l3::{self, Endpoint, Verdict, ETHERTYPE_ARP, ETHERTYPE_IPV4};
 use crate::nat::{self, NatDrop};
-use crate::neigh::{self, UplinkArp};
+use crate::neigh::{self, Resolution, UplinkArp};
 use crate::packet::PacketBuf;
 use crate::pipeline::{slot, Context, Pipeline, TxSink};
 use crate::tunnel::{self, VxlanRx};
@@ -101,7 +101,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 if nh == 0 {
                     return Err(DropReason::NoRoute);
                 }
-                let Some(mac) = cx.neigh.lookup(nh, cx.now) else {
+                let Some(mac) = self.next_hop_mac(cx, u, nh, sink, ctr) else {
                     return self.resolve(cx, u, nh, pkt, sink, ctr);
                 };
                 set_macs(pkt.data_mut(), mac, u.mac);
@@ -193,7 +193,7 @@ impl<P: PacketBuf> Pipeline<P> {
         if node.next_hop == 0 {
             return Err(DropReason::NoRoute);
         }
-        let Some(nh_mac) = cx.neigh.lookup(node.next_hop, cx.now) else {
+        let Some(nh_mac) = self.next_hop_mac(cx, u, node.next_hop, sink, ctr) else {
             return self.resolve(cx, u, node.next_hop, pkt, sink, ctr);
         };
         let d = pkt.data();
@@ -257,8 +257,37 @@ impl<P: PacketBuf> Pipeline<P> {
         self.enqueue(port, pkt, sink, ctr);
     }
 
-    /// Turns `pkt` into an ARP request for `nh` (at most one a second per
-    /// address) and sends it out of the uplink; the packet itself is lost.
+    /// The MAC of the next hop `nh`. A stale entry is still used while an
+    /// ARP request of its own (one a second) confirms it, so traffic to a
+    /// busy next hop never waits for its entry to expire.
+    fn next_hop_mac<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        nh: u32,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Option<u64> {
+        match cx.neigh.resolve(nh, cx.now) {
+            Resolution::Reachable(mac) => Some(mac),
+            Resolution::Stale(mac) => {
+                if cx.neigh.mark_pending(nh, cx.now) {
+                    if let Some(mut req) = sink.alloc(60) {
+                        let mut arp = [0u8; 42];
+                        neigh::arp_request(&mut arp, u.mac, u.ip, nh);
+                        req.data_mut()[..42].copy_from_slice(&arp);
+                        self.enqueue(u.uplink, req, sink, ctr);
+                    }
+                }
+                Some(mac)
+            }
+            Resolution::Unknown => None,
+        }
+    }
+
+    /// Sends an ARP request for `nh` (at most one a second per address) out
+    /// of the uplink, in a new buffer, or in this packet's when none can be
+    /// had; the packet itself is dropped as `neigh_pending`.
     fn resolve<S: TxSink<P>>(
         &mut self,
         cx: &Context<'_>,
@@ -268,13 +297,21 @@ impl<P: PacketBuf> Pipeline<P> {
         sink: &mut S,
         ctr: &WorkerCounters,
     ) -> Result<(), DropReason> {
-        if cx.neigh.mark_pending(nh, cx.now) && pkt.data().len() >= 60 && pkt.truncate(60) {
-            let f = pkt.data_mut();
-            let mut req = [0u8; 42];
-            neigh::arp_request(&mut req, u.mac, u.ip, nh);
-            f[..42].copy_from_slice(&req);
+        if !cx.neigh.mark_pending(nh, cx.now) {
+            return Err(DropReason::NeighPending);
+        }
+        let req = match sink.alloc(60) {
+            Some(r) => Some(r),
+            None if pkt.data().len() >= 60 && pkt.truncate(60) => Some(pkt),
+            None => None,
+        };
+        if let Some(mut req) = req {
+            let f = req.data_mut();
+            let mut arp = [0u8; 42];
+            neigh::arp_request(&mut arp, u.mac, u.ip, nh);
+            f[..42].copy_from_slice(&arp);
             f[42..60].fill(0);
-            self.enqueue(u.uplink, pkt, sink, ctr);
+            self.enqueue(u.uplink, req, sink, ctr);
         }
         Err(DropReason::NeighPending)
     }
@@ -443,5 +480,149 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         self.enqueue(out, pkt, sink, ctr);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::Timeouts;
+    use crate::fdb::Fdb;
+    use crate::firewall::PolicyView;
+    use crate::l3::{EndpointPolicy, Routes};
+    use crate::lpm::Lpm;
+    use crate::neigh::Neighbors;
+    use crate::pipeline::{Burst, MAX_PORTS};
+    use crossbeam_queue::ArrayQueue;
+    use std::collections::HashMap;
+
+    const UPLINK: u16 = 9;
+    const NODE: u32 = 0xc0a8_3201; // 192.168.50.1
+    const EXTERNAL: u32 = 0xc0a8_3264; // 192.168.50.100
+    const POD: u32 = 0x0a48_0101; // 10.72.1.1
+    const POD_MAC: u64 = 0x0200_0a48_0101;
+    const EXT_MAC: u64 = 0x0200_0000_0064;
+
+    /// Keeps what is sent; gives buffers for frames the switch makes.
+    #[derive(Default)]
+    struct Sink {
+        got: Vec<(u16, Vec<u8>)>,
+    }
+
+    impl TxSink<Vec<u8>> for Sink {
+        fn send(&mut self, port: u16, pkts: &mut Burst<Vec<u8>>) -> DropReason {
+            self.got.extend(pkts.drain(..).map(|p| (port, p)));
+            DropReason::TxFull
+        }
+        fn alloc(&mut self, len: u16) -> Option<Vec<u8>> {
+            Some(vec![0; usize::from(len)])
+        }
+    }
+
+    fn underlay() -> Underlay {
+        Underlay {
+            id: 1,
+            uplink: UPLINK,
+            host: None,
+            mac: 0x0200_0000_0001,
+            ip: NODE,
+            prefix: 24,
+            gateway: 0,
+            mtu: 1500,
+            ttl: 64,
+            vtep_mac: 0x0200_0000_00ff,
+            nodes: Vec::new(),
+            remote: Lpm::new(),
+            peers: HashMap::new(),
+            pools: Lpm::new(),
+        }
+    }
+
+    fn udp_to_external() -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&api::GATEWAY_MAC.0);
+        f.extend_from_slice(&POD_MAC.to_be_bytes()[2..]);
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&POD.to_be_bytes());
+        f.extend_from_slice(&EXTERNAL.to_be_bytes());
+        let mut sum: u32 = f[14..34]
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        f.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+        f
+    }
+
+    /// One pod packet to the external host at `now`; what left the uplink.
+    fn send_at(pipe: &mut Pipeline<Vec<u8>>, neigh: &Neighbors, now: u32) -> Vec<Vec<u8>> {
+        let u = underlay();
+        let mut endpoints = vec![None; MAX_PORTS];
+        endpoints[1] = Some(Endpoint {
+            mac: POD_MAC,
+            ips: vec![POD].into(),
+            policy: EndpointPolicy::default(),
+        });
+        let routes = Routes::default();
+        let fdb = Fdb::new(64, 300);
+        let log = ArrayQueue::new(4);
+        let compiled = policy::compile::Compiled::empty();
+        let cx = Context {
+            fdb: &fdb,
+            domain: &[],
+            endpoints: &endpoints,
+            routes: &routes,
+            now,
+            local: u64::MAX,
+            policy: PolicyView {
+                compiled: &compiled,
+                generation: 0,
+            },
+            log: &log,
+            underlay: Some(&u),
+            neigh,
+        };
+        let ctr = WorkerCounters::new(MAX_PORTS);
+        let mut sink = Sink::default();
+        let mut b: Burst<Vec<u8>> = [udp_to_external()].into_iter().collect();
+        pipe.process(&cx, 1, &mut b, &mut sink, &ctr);
+        assert!(sink.got.iter().all(|(p, _)| *p == UPLINK));
+        sink.got.into_iter().map(|(_, f)| f).collect()
+    }
+
+    #[test]
+    fn a_stale_next_hop_is_used_while_a_request_of_its_own_confirms_it() {
+        let neigh = Neighbors::new(64);
+        let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Timeouts::default());
+        // unknown: the packet itself becomes the request
+        let out = send_at(&mut pipe, &neigh, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][12..14], [0x08, 0x06], "an ARP request");
+        assert!(neigh.learn(EXTERNAL, EXT_MAC, 2));
+        // reachable: forwarded to it, nothing else
+        let out = send_at(&mut pipe, &neigh, 10);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][0..6], EXT_MAC.to_be_bytes()[2..]);
+        // stale (past 4/5 of the reachable time): forwarded, and a request
+        // in a buffer of its own, once a second
+        let stale = 2 + neigh.reachable() * 4 / 5 + 1;
+        let out = send_at(&mut pipe, &neigh, stale);
+        assert_eq!(out.len(), 2, "the packet and a request");
+        assert!(out
+            .iter()
+            .any(|f| f[0..6] == EXT_MAC.to_be_bytes()[2..] && f[12..14] == [0x08, 0x00]));
+        let req = out
+            .iter()
+            .find(|f| f[12..14] == [0x08, 0x06])
+            .expect("ARP request");
+        assert_eq!(req[38..42], EXTERNAL.to_be_bytes(), "asks for the next hop");
+        assert_eq!(
+            send_at(&mut pipe, &neigh, stale).len(),
+            1,
+            "one request a second"
+        );
     }
 }

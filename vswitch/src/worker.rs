@@ -30,6 +30,7 @@ const MAX_SLEEP_US: u64 = 1000;
 struct PortSink<'a> {
     snap: &'a Snapshot,
     me: usize,
+    pool: &'a dpdk::Mempool,
 }
 
 impl TxSink<Mbuf> for PortSink<'_> {
@@ -50,6 +51,11 @@ impl TxSink<Mbuf> for PortSink<'_> {
                 None => DropReason::NoPort,
             }
         }
+    }
+
+    #[inline]
+    fn alloc(&mut self, len: u16) -> Option<Mbuf> {
+        self.pool.alloc(len)
     }
 }
 
@@ -121,7 +127,11 @@ pub fn run(shared: Arc<Shared>, me: usize) {
                 continue;
             }
             got += n;
-            let mut sink = PortSink { snap: &snap, me };
+            let mut sink = PortSink {
+                snap: &snap,
+                me,
+                pool: &shared.pool,
+            };
             pipe.process(&cx, port, &mut burst, &mut sink, ctr);
         }
         if got != 0 {
