@@ -171,6 +171,7 @@ impl Rig {
                     ingress: compiled.has_policy(i, policy::Direction::Ingress),
                     egress: compiled.has_policy(i, policy::Direction::Egress),
                 },
+                zone: (mac & 0xffff) as u16,
             }
         };
         let mut endpoints = vec![None; MAX_PORTS];

@@ -453,6 +453,13 @@ impl Conntrack {
         let t = self.timeouts;
         let e = &mut self.buckets[bi].entries[i];
         let reply = k.from_lo != e.orig_lo;
+        // an echo entry answers echo replies only, and the originator sends
+        // requests only: anything else of ICMP between the two is judged anew
+        if e.proto == PROTO_ICMP
+            && flow.icmp_type != if reply { ICMP_ECHO_REPLY } else { ICMP_ECHO }
+        {
+            return Track::New;
+        }
         let next = match e.proto {
             PROTO_TCP => match tcp_next(e.state, e.fins, flow.tcp_flags, reply) {
                 Step::To(s, fins) => {
@@ -469,6 +476,13 @@ impl Conntrack {
         e.last = now;
         e.deadline = now.saturating_add(t.of(e.proto, next));
         Track::Known { reply }
+    }
+
+    /// Whether `flow`'s first packet opens something to remember: all but
+    /// ICMP other than an echo request (errors are related to what they
+    /// quote; other ICMP is judged packet by packet).
+    pub fn opens(flow: &Flow) -> bool {
+        flow.quoted.is_none() && (flow.proto != PROTO_ICMP || flow.icmp_type == ICMP_ECHO)
     }
 
     /// Records a new connection that policy allowed, `flow` its first packet.
@@ -584,12 +598,21 @@ fn tcp_next(s: State, fins: u8, flags: u8, reply: bool) -> Step {
             _ => Step::Invalid,
         },
         State::SynRecv => match (reply, syn, ack) {
-            (true, true, true) => Step::To(State::SynRecv, fins), // retransmitted SYN-ACK
+            // retransmitted SYN-ACK, or a SYN again when the SYN-ACK was lost
+            // on the way: known, nothing changes (Linux's "ignore")
+            (true, true, true) | (false, true, false) => Step::To(State::SynRecv, fins),
             (false, false, true) if fins == 0 => Step::To(State::Established, fins),
-            (false, false, _) => Step::To(State::FinWait, fins),
+            (false, false, _) if fins != 0 => Step::To(State::FinWait, fins),
+            (false, false, _) => Step::To(State::SynRecv, fins),
             _ => Step::Invalid,
         },
         State::Established | State::FinWait => {
+            // a client that lost its side may SYN again on the same ports,
+            // and a SYN-ACK may be retransmitted late: let them through, as
+            // Linux does; the answer (a RST or a challenge ACK) settles it
+            if syn && ack == reply {
+                return Step::To(s, fins);
+            }
             if syn {
                 return Step::Invalid;
             }
@@ -702,6 +725,66 @@ mod tests {
             Track::Known { reply: true }
         );
         assert_eq!(ct.state_of(1, &syn, 0), Some(State::Close));
+    }
+
+    #[test]
+    fn syns_of_a_lost_handshake_or_a_restarted_client_pass() {
+        let mut ct = table();
+        let syn = tcp(A, 40000, B, 80, TCP_SYN);
+        ct.create(1, &syn, 0);
+        ct.track(1, &tcp(B, 80, A, 40000, TCP_SYN | TCP_ACK), 0);
+        // the SYN-ACK was lost further on: the client sends its SYN again
+        assert_eq!(ct.track(1, &syn, 1), Track::Known { reply: false });
+        assert_eq!(ct.state_of(1, &syn, 1), Some(State::SynRecv));
+        ct.track(1, &tcp(A, 40000, B, 80, TCP_ACK), 1);
+        assert_eq!(ct.state_of(1, &syn, 1), Some(State::Established));
+        // a client that restarted SYNs on the same ports; a late SYN-ACK
+        assert_eq!(ct.track(1, &syn, 2), Track::Known { reply: false });
+        assert_eq!(
+            ct.track(1, &tcp(B, 80, A, 40000, TCP_SYN | TCP_ACK), 2),
+            Track::Known { reply: true }
+        );
+        // but the server cannot open from its side
+        assert_eq!(
+            ct.track(1, &tcp(B, 80, A, 40000, TCP_SYN), 2),
+            Track::Invalid
+        );
+        // and a bare segment in SYN_RECV is no FIN
+        let mut ct = table();
+        ct.create(1, &syn, 0);
+        ct.track(1, &tcp(B, 80, A, 40000, TCP_SYN | TCP_ACK), 0);
+        ct.track(1, &tcp(A, 40000, B, 80, 0), 0);
+        assert_eq!(ct.state_of(1, &syn, 0), Some(State::SynRecv));
+    }
+
+    #[test]
+    fn an_echo_entry_takes_replies_only() {
+        let mut ct = table();
+        let echo = |src, dst, t| Flow {
+            src,
+            dst,
+            proto: PROTO_ICMP,
+            sport: 7,
+            dport: 7,
+            icmp_type: t,
+            ..Flow::default()
+        };
+        assert!(Conntrack::opens(&echo(A, B, ICMP_ECHO)));
+        assert!(
+            !Conntrack::opens(&echo(A, B, 13)),
+            "a timestamp request is judged, not kept"
+        );
+        ct.create(1, &echo(A, B, ICMP_ECHO), 0);
+        assert_eq!(
+            ct.track(1, &echo(B, A, ICMP_ECHO_REPLY), 0),
+            Track::Known { reply: true }
+        );
+        // B asking A with the same id is B's own request: policy decides
+        assert_eq!(ct.track(1, &echo(B, A, ICMP_ECHO), 0), Track::New);
+        assert_eq!(
+            ct.track(1, &echo(A, B, ICMP_ECHO), 0),
+            Track::Known { reply: false }
+        );
     }
 
     #[test]

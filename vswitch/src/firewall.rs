@@ -96,7 +96,7 @@ impl RateLimit {
 #[inline]
 pub fn check(
     ct: &mut Conntrack,
-    zone: u16,
+    port: u16,
     ep: &Endpoint,
     dir: Direction,
     flow: &Flow,
@@ -106,6 +106,7 @@ pub fn check(
     ctr: &WorkerCounters,
 ) -> Result<(), DropReason> {
     let policed = ep.policy.ingress || ep.policy.egress;
+    let zone = ep.zone;
     match ct.track(zone, flow, now) {
         Track::Known { .. } | Track::Related => return Ok(()),
         Track::Invalid if policed => return Err(DropReason::CtInvalid),
@@ -126,7 +127,7 @@ pub fn check(
             pol.compiled
                 .evaluate(ep.policy.index as usize, dir, &flow.policy_packet());
         if let Some(logged) = d.logged {
-            record(log, now, pol.generation, zone, dir, flow, logged, &d, ctr);
+            record(log, now, pol.generation, port, dir, flow, logged, &d, ctr);
         }
         if !d.allow {
             return Err(match dir {
@@ -135,8 +136,9 @@ pub fn check(
             });
         }
     }
-    // errors about unknown flows are judged, not remembered
-    if flow.quoted.is_none() {
+    // errors about unknown flows, and ICMP other than echo, are judged,
+    // not remembered
+    if Conntrack::opens(flow) {
         ctr.ct_created.add(1);
         if ct.create(zone, flow, now) {
             ctr.ct_evicted.add(1);

@@ -24,6 +24,9 @@ pub struct Endpoint {
     /// Its IPv4 addresses (host order).
     pub ips: Box<[u32]>,
     pub policy: EndpointPolicy,
+    /// Its connection-tracking zone: new for every pod that takes the port,
+    /// so no pod inherits the connections of the one before.
+    pub zone: u16,
 }
 
 /// Where an endpoint's programs are in the compiled policy, and whether it
@@ -119,7 +122,7 @@ fn route_ipv4(frame: &mut [u8], ep: &Endpoint, routes: &Routes) -> Verdict {
 /// The IPv4 header of an Ethernet frame, checked: version 4, a sane IHL,
 /// and a total length that fits the frame.
 #[inline(always)]
-fn ipv4_header(frame: &[u8]) -> Option<&[u8; IPV4_MIN]> {
+pub(crate) fn ipv4_header(frame: &[u8]) -> Option<&[u8; IPV4_MIN]> {
     let ip = frame.get(ETH_HLEN..)?;
     let h = ip.first_chunk::<IPV4_MIN>()?;
     let ihl = usize::from(h[0] & 0x0f) * 4;
@@ -211,6 +214,7 @@ mod tests {
             mac: u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]),
             ips: vec![u32::from_be_bytes(ip)].into(),
             policy: EndpointPolicy::default(),
+            zone: 1,
         }
     }
 

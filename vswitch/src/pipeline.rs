@@ -124,7 +124,7 @@ impl<P: PacketBuf> Pipeline<P> {
             Some(Some(ep)) => self.route(cx, in_port, ep, pkts, sink, ctr),
             _ => match cx.underlay {
                 Some(u) if u.uplink == in_port => self.uplink_rx(cx, u, pkts, sink, ctr),
-                Some(u) if u.host == Some(in_port) => self.host_rx(u, pkts, sink, ctr),
+                Some(u) if u.host == Some(in_port) => self.host_rx(cx, u, pkts, sink, ctr),
                 _ => self.bridge(cx, in_port, pkts, sink, ctr),
             },
         }
@@ -234,13 +234,18 @@ impl<P: PacketBuf> Pipeline<P> {
             let data = pkt.data();
             let is_ip = data.len() >= ETH_HLEN + 20
                 && u16::from_be_bytes([data[12], data[13]]) == l3::ETHERTYPE_IPV4;
-            if is_ip {
+            // only routed IPv4 is handed to a pod's port: anything else
+            // would pass without its ingress policy
+            let verdict = if is_ip {
                 let flow = Flow::parse(&data[ETH_HLEN..]);
-                if let Err(why) = self.zone(cx, port, ep, Direction::Ingress, &flow, ctr) {
-                    ctr.drop(why, 1);
-                    dropped += 1;
-                    continue;
-                }
+                self.zone(cx, port, ep, Direction::Ingress, &flow, ctr)
+            } else {
+                Err(DropReason::NotIpv4)
+            };
+            if let Err(why) = verdict {
+                ctr.drop(why, 1);
+                dropped += 1;
+                continue;
             }
             kept.push(pkt);
         }
@@ -679,6 +684,7 @@ mod tests {
                         ingress: c.has_policy(i, Direction::Ingress),
                         egress: c.has_policy(i, Direction::Egress),
                     },
+                    zone: (mac & 0xffff) as u16,
                 }
             };
             let mut endpoints = vec![None; MAX_PORTS];
@@ -759,8 +765,11 @@ mod tests {
             w1.deliver(&cx1, 1, &mut handed, &c1);
             assert_eq!(handed.len(), 1, "the reply reaches A");
             assert_eq!(
-                w2.ct
-                    .state_of(2, &crate::conntrack::Flow::parse(&handed[0][14..]), 1),
+                w2.ct.state_of(
+                    (MAC_B & 0xffff) as u16,
+                    &crate::conntrack::Flow::parse(&handed[0][14..]),
+                    1
+                ),
                 Some(crate::conntrack::State::Replied)
             );
             // B may open flows of its own: A has no ingress policy, B no egress one

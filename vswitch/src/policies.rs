@@ -45,10 +45,12 @@ impl PolicyState {
     }
 }
 
-/// What the policy compiler needs to know of a local pod.
+/// What the policy compiler needs to know of a local pod. It is known by
+/// its port, which is unique; pod names need not be (a pod with two
+/// interfaces has two endpoints).
 fn endpoint_info(ep: &EndpointSpec) -> EndpointInfo {
     EndpointInfo {
-        name: endpoint_name(ep),
+        name: ep.port.clone(),
         namespace: ep.namespace.clone().unwrap_or_else(|| "default".into()),
         labels: ep.labels.clone(),
         service_account: ep.service_account.clone(),
@@ -147,7 +149,7 @@ impl Switch {
     /// Where an endpoint's programs are, for the snapshot.
     pub(crate) fn endpoint_policy(&self, ep: &EndpointSpec) -> EndpointPolicy {
         let c = &self.policy.compiled;
-        match c.endpoint_index(&endpoint_name(ep)) {
+        match c.endpoint_index(&ep.port) {
             Some(i) => EndpointPolicy {
                 index: i as u32,
                 ingress: c.has_policy(i, Direction::Ingress),

@@ -118,6 +118,10 @@ pub struct Switch {
     pub(crate) nodes: BTreeMap<String, api::Node>,
     /// How the switch is attached to the node's network.
     pub(crate) uplink: crate::underlay::UplinkConfig,
+    /// Conntrack zone of each routed port, with the MAC and addresses it was
+    /// given for: another pod on the port gets another zone.
+    zones: BTreeMap<String, (u16, api::MacAddr, Vec<std::net::Ipv4Addr>)>,
+    next_zone: u16,
     /// Namespaces, policy objects, their compiled form, the flow log.
     pub(crate) policy: crate::policies::PolicyState,
     /// The snapshot before the newest one.
@@ -231,6 +235,8 @@ impl Switch {
             retired: std::sync::Mutex::new(None),
             policy: crate::policies::PolicyState::new(log_file),
             uplink: cfg.uplink.clone(),
+            zones: BTreeMap::new(),
+            next_zone: 0,
         })
     }
 
@@ -455,6 +461,7 @@ impl Switch {
     /// Builds and swaps in the snapshot for the current port set.
     pub(crate) fn publish(&mut self) {
         self.recompile();
+        self.assign_zones();
         let gen = self.shared.generation.load(Relaxed) + 1;
         let mut snap = Snapshot::empty(self.lcores.len());
         snap.generation = gen;
@@ -472,6 +479,7 @@ impl Switch {
                         mac,
                         ips,
                         policy: self.endpoint_policy(ep),
+                        zone: self.zones.get(name).map_or(0, |z| z.0),
                     });
                 }
                 // routed pods stay out of the bridge domain
@@ -492,6 +500,26 @@ impl Switch {
         // reference is not the one that frees it (free() on the fast path)
         if let Ok(mut r) = self.retired.lock() {
             *r = Some(old);
+        }
+    }
+
+    /// Gives every routed port a conntrack zone: the one it has while the
+    /// same pod (MAC and addresses) is on it, a new one for a new pod, so
+    /// that nobody inherits connections. A zone number comes back into use
+    /// only after 65,535 others.
+    fn assign_zones(&mut self) {
+        let eps = &self.endpoints;
+        self.zones.retain(|port, _| eps.contains_key(port));
+        for (port, ep) in &self.endpoints {
+            let same = self
+                .zones
+                .get(port)
+                .is_some_and(|(_, mac, ips)| *mac == ep.mac && *ips == ep.ips);
+            if !same {
+                self.next_zone = self.next_zone.checked_add(1).unwrap_or(1);
+                self.zones
+                    .insert(port.clone(), (self.next_zone, ep.mac, ep.ips.clone()));
+            }
         }
     }
 

@@ -88,6 +88,19 @@ impl<P: PacketBuf> Pipeline<P> {
             return Err(DropReason::NoRoute);
         };
         let flow = Flow::parse(&pkt.data()[ETH_HLEN..]);
+        if dst == u.ip {
+            // the node itself: its stack is behind the host port
+            self.zone(cx, in_port, ep, Direction::Egress, &flow, ctr)?;
+            let host = u.host.ok_or(DropReason::NoRoute)?;
+            let host_mac = u.mac;
+            set_macs(
+                pkt.data_mut(),
+                host_mac,
+                u64::from_be_bytes([0, 0, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]),
+            );
+            self.enqueue(host, pkt, sink, ctr);
+            return Ok(());
+        }
         match u.remote.lookup(dst) {
             Some(rr) => {
                 self.zone(cx, in_port, ep, Direction::Egress, &flow, ctr)?;
@@ -366,6 +379,11 @@ impl<P: PacketBuf> Pipeline<P> {
                 if d.len() < ETH_HLEN + 20 {
                     return Err(DropReason::BadLength);
                 }
+                // what is not sent to the switch's MAC (broadcasts, other
+                // hosts' frames a bridge floods) is the host's business
+                if d[0..6] != mac_bytes(u.mac) {
+                    return self.punt_host(u, pkt, sink, ctr, DropReason::NotForUs);
+                }
                 let ip = &d[ETH_HLEN..];
                 let dst = ip_dst(d);
                 if dst == u.ip {
@@ -393,7 +411,11 @@ impl<P: PacketBuf> Pipeline<P> {
                         }
                         return self.deliver_pod(cx, pkt, sink, ctr);
                     }
-                    // a reply to a natOutgoing flow?
+                    // a reply to a natOutgoing flow? (tunnel frames were
+                    // checked by their decapsulation, with its own reasons)
+                    if l3::ipv4_header(d).is_none() {
+                        return Err(DropReason::BadLength);
+                    }
                     let flow = Flow::parse(ip);
                     let back = if flow.quoted.is_some() {
                         self.snat
@@ -446,12 +468,25 @@ impl<P: PacketBuf> Pipeline<P> {
     /// A burst from the host's port: out of the uplink as it is.
     pub(crate) fn host_rx<S: TxSink<P>>(
         &mut self,
+        cx: &Context<'_>,
         u: &Underlay,
         pkts: &mut crate::pipeline::Burst<P>,
         sink: &mut S,
         ctr: &WorkerCounters,
     ) {
         for pkt in pkts.drain(..) {
+            // the host talks to its own pods (kubelet probes) through the
+            // switch's routing and their ingress policy
+            let d = pkt.data();
+            let to_pod = l3::ipv4_header(d).is_some()
+                && u16::from_be_bytes([d[12], d[13]]) == ETHERTYPE_IPV4
+                && cx.routes.contains_key(&ip_dst(d));
+            if to_pod {
+                if let Err(why) = self.deliver_pod(cx, pkt, sink, ctr) {
+                    ctr.drop(why, 1);
+                }
+                continue;
+            }
             self.enqueue(u.uplink, pkt, sink, ctr);
         }
     }
@@ -465,6 +500,16 @@ impl<P: PacketBuf> Pipeline<P> {
         sink: &mut S,
         ctr: &WorkerCounters,
     ) -> Result<(), DropReason> {
+        let d = pkt.data();
+        if d.len() < ETH_HLEN + 20 || u16::from_be_bytes([d[12], d[13]]) != ETHERTYPE_IPV4 {
+            return Err(DropReason::NotIpv4);
+        }
+        // a local pod's address never comes from the underlay: whoever sends
+        // it there would borrow that pod's standing with the others' policy
+        let src = u32::from_be_bytes([d[26], d[27], d[28], d[29]]);
+        if cx.routes.contains_key(&src) {
+            return Err(DropReason::SpoofedIp);
+        }
         let out = match l3::forward(pkt.data_mut(), cx.routes) {
             Verdict::Out(out) => out,
             // never back into the underlay: no transit through this node
@@ -565,6 +610,7 @@ mod tests {
             mac: POD_MAC,
             ips: vec![POD].into(),
             policy: EndpointPolicy::default(),
+            zone: 1,
         });
         let routes = Routes::default();
         let fdb = Fdb::new(64, 300);
@@ -624,5 +670,91 @@ mod tests {
             1,
             "one request a second"
         );
+    }
+
+    /// A frame on the uplink for the local pod at `dst` from `src`, to `dst_mac`.
+    fn from_underlay(dst_mac: u64, src: u32, dst: u32) -> Vec<u8> {
+        let mut f = udp_to_external();
+        f[0..6].copy_from_slice(&dst_mac.to_be_bytes()[2..]);
+        f[6..12].copy_from_slice(&EXT_MAC.to_be_bytes()[2..]);
+        f[26..30].copy_from_slice(&src.to_be_bytes());
+        f[30..34].copy_from_slice(&dst.to_be_bytes());
+        f[24..26].copy_from_slice(&[0, 0]);
+        let mut sum: u32 = f[14..34]
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn the_underlay_cannot_speak_for_a_local_pod() {
+        let u = underlay();
+        let other_pod: u32 = 0x0a48_0102;
+        let mut endpoints = vec![None; MAX_PORTS];
+        for (port, ip) in [(1usize, POD), (2, other_pod)] {
+            endpoints[port] = Some(Endpoint {
+                mac: POD_MAC + port as u64,
+                ips: vec![ip].into(),
+                policy: EndpointPolicy::default(),
+                zone: port as u16,
+            });
+        }
+        let mut routes = Routes::default();
+        routes.insert(
+            POD,
+            crate::l3::Route {
+                port: 1,
+                mac: POD_MAC + 1,
+            },
+        );
+        routes.insert(
+            other_pod,
+            crate::l3::Route {
+                port: 2,
+                mac: POD_MAC + 2,
+            },
+        );
+        let fdb = Fdb::new(64, 300);
+        let log = ArrayQueue::new(4);
+        let neigh = Neighbors::new(16);
+        let compiled = policy::compile::Compiled::empty();
+        let cx = Context {
+            fdb: &fdb,
+            domain: &[],
+            endpoints: &endpoints,
+            routes: &routes,
+            now: 1,
+            local: u64::MAX,
+            policy: PolicyView {
+                compiled: &compiled,
+                generation: 0,
+            },
+            log: &log,
+            underlay: Some(&u),
+            neigh: &neigh,
+        };
+        let ctr = WorkerCounters::new(MAX_PORTS);
+        let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Timeouts::default());
+        let mut sink = Sink::default();
+        let mut b: Burst<Vec<u8>> = [
+            // a remote sender: routed to the pod
+            from_underlay(u.mac, 0x0a48_0201, other_pod),
+            // a local pod's address from the underlay: refused
+            from_underlay(u.mac, POD, other_pod),
+            // not sent to the switch's MAC (a flooded frame): not for it
+            from_underlay(0x0200_0000_0bad, 0x0a48_0201, other_pod),
+        ]
+        .into_iter()
+        .collect();
+        pipe.process(&cx, UPLINK, &mut b, &mut sink, &ctr);
+        assert_eq!(sink.got.len(), 1, "{:?}", sink.got);
+        assert_eq!(sink.got[0].0, 2);
+        assert_eq!(ctr.drops_of(DropReason::SpoofedIp), 1);
+        assert_eq!(ctr.drops_of(DropReason::NotForUs), 1);
     }
 }
