@@ -19,7 +19,7 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use vswitch::packet::PacketBuf;
+use vswitch::packet::{Headroom, PacketBuf};
 use vswitch::tunnel::{
     decap_ipip, decap_vxlan, flow_src_port, strip, IpipOuter, IpipTemplate, Underlay, VxlanOuter,
     VxlanRx, VxlanTemplate,
@@ -37,50 +37,6 @@ const PEERS: [Ipv4Addr; 4] = [
 ];
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-
-/// A frame with room in front, like an mbuf's headroom.
-struct Headroom {
-    buf: Vec<u8>,
-    start: usize,
-}
-
-impl Headroom {
-    fn new(frame: &[u8]) -> Headroom {
-        let mut buf = vec![0; 128];
-        buf.extend_from_slice(frame);
-        Headroom { buf, start: 128 }
-    }
-}
-
-impl PacketBuf for Headroom {
-    fn data(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-    fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..]
-    }
-    fn share(&self) -> Option<Self> {
-        None
-    }
-    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
-        self.start = self.start.checked_sub(n)?;
-        Some(&mut self.buf[self.start..self.start + n])
-    }
-    fn adj(&mut self, n: usize) -> bool {
-        if n > self.buf.len() - self.start {
-            return false;
-        }
-        self.start += n;
-        true
-    }
-    fn truncate(&mut self, len: usize) -> bool {
-        if len > self.buf.len() - self.start {
-            return false;
-        }
-        self.buf.truncate(self.start + len);
-        true
-    }
-}
 
 /// Room enough that a Vec prepend never reallocates.
 fn vec_buf(frame: &[u8]) -> Vec<u8> {
@@ -276,7 +232,7 @@ fn bench_tunnel(c: &mut Criterion) {
     let mut g = c.benchmark_group("tunnel_burst32");
     g.throughput(Throughput::Elements(BURST as u64));
     bench_kind(&mut g, "vec", vec_buf, &setup);
-    bench_kind(&mut g, "headroom", Headroom::new, &setup);
+    bench_kind(&mut g, "headroom", |f| Headroom::new(128, f), &setup);
     g.finish();
 }
 

@@ -241,7 +241,8 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    fn of(&self, proto: u8, s: State) -> u32 {
+    /// How long a connection of `proto` in state `s` lives without traffic.
+    pub fn of(&self, proto: u8, s: State) -> u32 {
         match s {
             State::SynSent | State::SynRecv => self.tcp_syn,
             State::Established => self.tcp_established,

@@ -132,21 +132,6 @@ fn class_of_proto(proto: u8) -> Option<usize> {
     }
 }
 
-/// The connection tracker's timeouts, by state.
-#[inline(always)]
-fn timeout(t: &Timeouts, proto: u8, s: State) -> u32 {
-    match s {
-        State::SynSent | State::SynRecv => t.tcp_syn,
-        State::Established => t.tcp_established,
-        State::FinWait | State::TimeWait => t.tcp_fin,
-        State::Close => t.tcp_close,
-        _ if proto == PROTO_ICMP => t.icmp,
-        State::Replied if proto == PROTO_UDP => t.udp_replied,
-        _ if proto == PROTO_UDP => t.udp_unreplied,
-        _ => t.other,
-    }
-}
-
 /// How far a TCP connection has got, as far as its translation cares: when
 /// it is closed, so that its port comes back soon. Which segments are
 /// acceptable is the connection tracker's business, not this.
@@ -231,7 +216,7 @@ impl Entry {
         };
         self.state = state;
         self.fins = fins;
-        self.deadline = now.saturating_add(timeout(t, self.proto, state));
+        self.deadline = now.saturating_add(t.of(self.proto, state));
     }
 }
 
@@ -392,7 +377,7 @@ impl Snat {
                     let (state, fins) = first_state(flow);
                     e.state = state;
                     e.fins = fins;
-                    e.deadline = now.saturating_add(timeout(&t, e.proto, state));
+                    e.deadline = now.saturating_add(t.of(e.proto, state));
                     self.stats.created += 1;
                 }
                 return Ok(e.nat_port);
@@ -456,7 +441,7 @@ impl Snat {
             state,
             fins,
             hash: h,
-            deadline: now.saturating_add(timeout(&self.timeouts, flow.proto, state)),
+            deadline: now.saturating_add(self.timeouts.of(flow.proto, state)),
         };
         if let Some(slot) = self.port_slot(class, port) {
             self.ports[slot] = i;

@@ -59,3 +59,54 @@ impl PacketBuf for Vec<u8> {
         true
     }
 }
+
+/// A frame with room in front, like an mbuf's headroom: for tests and
+/// benches of encapsulation, where a plain vector would move the frame.
+pub struct Headroom {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Headroom {
+    /// `frame` behind `room` free bytes.
+    pub fn new(room: usize, frame: &[u8]) -> Headroom {
+        let mut buf = vec![0xaa; room];
+        buf.extend_from_slice(frame);
+        Headroom { buf, start: room }
+    }
+
+    /// Free bytes left in front.
+    pub fn headroom(&self) -> usize {
+        self.start
+    }
+}
+
+impl PacketBuf for Headroom {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..]
+    }
+    fn share(&self) -> Option<Self> {
+        None
+    }
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        self.start = self.start.checked_sub(n)?;
+        Some(&mut self.buf[self.start..self.start + n])
+    }
+    fn adj(&mut self, n: usize) -> bool {
+        if n > self.buf.len() - self.start {
+            return false;
+        }
+        self.start += n;
+        true
+    }
+    fn truncate(&mut self, len: usize) -> bool {
+        if len > self.buf.len() - self.start {
+            return false;
+        }
+        self.buf.truncate(self.start + len);
+        true
+    }
+}

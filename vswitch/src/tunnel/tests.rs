@@ -2,6 +2,7 @@
 //! against the field-by-field emitters.
 
 use super::*;
+use crate::packet::Headroom;
 
 /// VXLAN from 192.0.2.1 to 192.0.2.2, UDP 50000 -> 4789, VNI 4096, DF, TTL
 /// 64, carrying an ICMP echo request 10.244.1.2 -> 10.244.2.3 (TTL 63, DF,
@@ -87,50 +88,6 @@ fn ipip_with(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     edit(&mut f);
     fix_ip(&mut f, ETH_HLEN);
     f
-}
-
-/// A buffer with a fixed headroom, like an mbuf.
-struct Headroom {
-    buf: Vec<u8>,
-    start: usize,
-}
-
-impl Headroom {
-    fn new(room: usize, frame: &[u8]) -> Self {
-        let mut buf = vec![0xaa; room];
-        buf.extend_from_slice(frame);
-        Headroom { buf, start: room }
-    }
-}
-
-impl PacketBuf for Headroom {
-    fn data(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-    fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..]
-    }
-    fn share(&self) -> Option<Self> {
-        None
-    }
-    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
-        self.start = self.start.checked_sub(n)?;
-        Some(&mut self.buf[self.start..self.start + n])
-    }
-    fn adj(&mut self, n: usize) -> bool {
-        if n > self.buf.len() - self.start {
-            return false;
-        }
-        self.start += n;
-        true
-    }
-    fn truncate(&mut self, len: usize) -> bool {
-        if len > self.buf.len() - self.start {
-            return false;
-        }
-        self.buf.truncate(self.start + len);
-        true
-    }
 }
 
 // ---------------------------------------------------------------- literals
@@ -646,7 +603,7 @@ fn vxlan_encap_limits() {
     let mut fits = Headroom::new(VXLAN_ENCAP_LEN, inner);
     t.encap(&mut fits, 50000).unwrap();
     assert_eq!(fits.data(), VXLAN_FRAME);
-    assert_eq!(fits.start, 0);
+    assert_eq!(fits.headroom(), 0);
 }
 
 #[test]
