@@ -390,6 +390,118 @@ pub struct Desired {
     /// as they are (an empty list removes them all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Vec<policy::Policy>>,
+    /// Every pod of the cluster as policy sees it (labels, namespace,
+    /// addresses), when given; absent, they stay as they are. A pod attached
+    /// here (its attachment names the same `namespace/name`) takes its labels
+    /// from here; the others feed the address sets that selectors match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<Vec<policy::EndpointInfo>>,
+    /// Every Service with its ready backends, when given; absent, they stay
+    /// as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<Service>>,
+    /// The document is the whole cluster state (the node agent sends it so):
+    /// pools and nodes it does not list are removed. Pools that still hold
+    /// blocks stay, disabled, until their blocks are released.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prune: bool,
+}
+
+/// A Kubernetes Service as the switch load-balances it: its virtual
+/// addresses, and per port the ready backends (EndpointSlices resolved,
+/// named target ports included).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// `namespace/name`.
+    pub name: String,
+    /// `spec.clusterIPs` (IPv4 ones) and `spec.externalIPs`.
+    #[serde(default)]
+    pub cluster_ips: Vec<std::net::Ipv4Addr>,
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+    /// `sessionAffinity: ClientIP`: its timeout in seconds
+    /// (`sessionAffinityConfig.clientIP.timeoutSeconds`, default 10800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity_timeout: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePort {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub protocol: policy::K8sProtocol,
+    pub port: u16,
+    /// NodePort (and LoadBalancer) Services: the port on every node address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<u16>,
+    /// Ready endpoints. Empty: the Service refuses connections (TCP RST,
+    /// ICMP port unreachable) instead of dropping them.
+    #[serde(default)]
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub ip: std::net::Ipv4Addr,
+    /// The target port (a named target port resolved for this endpoint).
+    pub port: u16,
+    /// The node the endpoint runs on, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl Service {
+    pub fn validate(&self) -> Result<(), String> {
+        if self
+            .name
+            .split_once('/')
+            .is_none_or(|(ns, n)| ns.is_empty() || n.is_empty())
+        {
+            return Err(format!(
+                "Service {}: the name must be namespace/name",
+                self.name
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.ports {
+            if p.port == 0 {
+                return Err(format!("Service {}: port 0", self.name));
+            }
+            if !seen.insert((p.protocol, p.port)) {
+                return Err(format!(
+                    "Service {}: port {}/{} is listed twice",
+                    self.name,
+                    p.port,
+                    p.protocol.as_str()
+                ));
+            }
+            if p.node_port == Some(0) {
+                return Err(format!("Service {}: nodePort 0", self.name));
+            }
+            for b in &p.backends {
+                if b.port == 0
+                    || b.ip.is_unspecified()
+                    || b.ip.is_multicast()
+                    || b.ip.is_broadcast()
+                {
+                    return Err(format!(
+                        "Service {}: bad backend {}:{}",
+                        self.name, b.ip, b.port
+                    ));
+                }
+            }
+        }
+        for ip in &self.cluster_ips {
+            if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+                return Err(format!("Service {}: bad address {ip}", self.name));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One block of a pool as the IPAM sees it.
@@ -534,6 +646,8 @@ pub enum Request {
         #[serde(default)]
         after: u64,
     },
+    /// The Services in force.
+    ServiceList {},
 }
 
 /// The reply to one request.
@@ -599,6 +713,7 @@ pub enum Reply {
     Status(Status),
     FlowLog(Vec<FlowLogEntry>),
     Policies(PolicySet),
+    Services(Vec<Service>),
 }
 
 /// The policy objects in force, as applied.
@@ -606,6 +721,9 @@ pub enum Reply {
 pub struct PolicySet {
     pub namespaces: Vec<policy::NamespaceInfo>,
     pub policies: Vec<policy::Policy>,
+    /// The cluster's pods as policy sees them (from the node agent).
+    #[serde(default)]
+    pub pods: Vec<policy::EndpointInfo>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -475,6 +475,7 @@ pub fn merge_apply(current: PolicySet, file: &FileObjects) -> Merged {
     let PolicySet {
         mut namespaces,
         mut policies,
+        ..
     } = current;
     let mut outcomes: Vec<(Place, Key, Outcome)> = Vec::new();
     for n in &file.namespaces {
@@ -503,6 +504,7 @@ pub fn merge_delete(
     let PolicySet {
         mut namespaces,
         mut policies,
+        ..
     } = current;
     let mut outcomes = Vec::new();
     let mut missing = Vec::new();

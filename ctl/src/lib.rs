@@ -98,6 +98,7 @@ pub fn reply_kind(r: &Reply) -> &'static str {
         Reply::Nodes(_) => "nodes",
         Reply::FlowLog(_) => "flow-log",
         Reply::Policies(_) => "policies",
+        Reply::Services(_) => "services",
     }
 }
 

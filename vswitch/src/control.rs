@@ -52,6 +52,7 @@ pub fn handle_line(sw: &Mutex<Switch>, line: &str) -> Response {
         Request::BlockList {} => sw.block_list().map(Reply::Blocks),
         Request::PolicyList {} => Ok(Reply::Policies(sw.policy_list())),
         Request::FlowLog { after } => Ok(Reply::FlowLog(sw.flow_log(after))),
+        Request::ServiceList {} => Ok(Reply::Services(sw.service_list())),
     };
     match result {
         Ok(result) => Response::Ok { result },

@@ -281,13 +281,38 @@ impl Switch {
             }
         }
         self.check_endpoints(&doc.endpoints)?;
-        let policy = self.prepare_policy(doc.namespaces, doc.policies)?;
-        let mut pools: Vec<Pool> = self
-            .ipam
-            .pools()?
-            .into_iter()
-            .filter(|p| !names.contains(p.name()))
-            .collect();
+        if let Some(svcs) = &doc.services {
+            let mut seen = HashSet::new();
+            for s in svcs {
+                s.validate().map_err(SwitchError::Invalid)?;
+                if !seen.insert(s.name.as_str()) {
+                    return invalid(format!("Service {} is listed twice", s.name));
+                }
+            }
+        }
+        let policy = self.prepare_policy(doc.namespaces, doc.policies, doc.pods)?;
+        let mut pools: Vec<Pool> = Vec::new();
+        let mut retired: Vec<String> = Vec::new();
+        let in_use: HashSet<String> = if doc.prune {
+            self.block_list()?.into_iter().map(|b| b.pool).collect()
+        } else {
+            HashSet::new()
+        };
+        for p in self.ipam.pools()? {
+            if names.contains(p.name()) {
+                continue;
+            }
+            if !doc.prune {
+                pools.push(p);
+            } else if in_use.contains(p.name()) {
+                // gone from the cluster but still holding addresses: no new
+                // ones from it, and it goes once its blocks are released
+                retired.push(p.name().to_owned());
+                pools.push(p.with_disabled(true));
+            } else {
+                retired.push(p.name().to_owned());
+            }
+        }
         for p in &doc.pools {
             pools.push(Pool::from_spec(PoolSpec {
                 name: p.name.clone(),
@@ -297,15 +322,33 @@ impl Switch {
             })?);
         }
         // the one step that can still fail is the IPAM's, and it is atomic
-        if !doc.pools.is_empty() {
+        if !doc.pools.is_empty() || !retired.is_empty() {
             self.ipam.apply_pools(pools)?;
+        }
+        for name in retired {
+            if in_use.contains(&name) {
+                if let Some(m) = self.pool_meta.get_mut(&name) {
+                    m.disabled = true;
+                }
+                tracing::info!("IPPool {name} is gone: disabled until its blocks are released");
+            } else {
+                self.pool_meta.remove(&name);
+                tracing::info!("IPPool {name} removed");
+            }
         }
         for p in doc.pools {
             tracing::info!("IPPool {} applied ({})", p.name, p.cidr);
             self.pool_meta.insert(p.name.clone(), p);
         }
+        if doc.prune {
+            self.nodes
+                .retain(|name, _| node_names.contains(name.as_str()));
+        }
         for n in doc.nodes {
             self.nodes.insert(n.name.clone(), n);
+        }
+        if let Some(svcs) = doc.services {
+            self.services = svcs.into_iter().map(|s| (s.name.clone(), s)).collect();
         }
         // checked above as a whole: set them together, in one snapshot
         let ports: Vec<String> = doc.endpoints.iter().map(|e| e.port.clone()).collect();
@@ -353,6 +396,10 @@ impl Switch {
             }
         }
         Ok(())
+    }
+
+    pub fn service_list(&self) -> Vec<api::Service> {
+        self.services.values().cloned().collect()
     }
 
     pub fn node_list(&self) -> Vec<api::Node> {

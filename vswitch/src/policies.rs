@@ -14,6 +14,9 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+/// Namespaces, policy objects and the cluster's pods, checked together.
+pub(crate) type PolicyParts = (Vec<NamespaceInfo>, Vec<Policy>, Vec<EndpointInfo>);
+
 /// Flow-log records the switch keeps for `vsctl flows log`.
 const FLOW_LOG_KEEP: usize = 4096;
 /// Compiled versions kept to name the rules of records still queued.
@@ -22,6 +25,9 @@ const HISTORY: usize = 4;
 pub(crate) struct PolicyState {
     pub namespaces: Vec<NamespaceInfo>,
     pub policies: Vec<Policy>,
+    /// The cluster's pods (from the node agent): labels for local pods
+    /// attached through CNI, addresses of remote pods for selectors.
+    pub pods: Vec<EndpointInfo>,
     pub compiled: Arc<Compiled>,
     pub generation: u64,
     history: VecDeque<(u64, Arc<Compiled>)>,
@@ -35,6 +41,7 @@ impl PolicyState {
         PolicyState {
             namespaces: Vec::new(),
             policies: Vec::new(),
+            pods: Vec::new(),
             compiled: Arc::new(Compiled::empty()),
             generation: 0,
             history: VecDeque::new(),
@@ -47,17 +54,80 @@ impl PolicyState {
 
 /// What the policy compiler needs to know of a local pod. It is known by
 /// its port, which is unique; pod names need not be (a pod with two
-/// interfaces has two endpoints).
-fn endpoint_info(ep: &EndpointSpec) -> EndpointInfo {
-    EndpointInfo {
-        name: ep.port.clone(),
-        namespace: ep.namespace.clone().unwrap_or_else(|| "default".into()),
-        labels: ep.labels.clone(),
-        service_account: ep.service_account.clone(),
-        ips: ep.ips.clone(),
-        named_ports: ep.named_ports.clone(),
-        local: true,
+/// interfaces has two endpoints). A pod attached through CNI carries only
+/// its name: its labels, namespace and ports come from the cluster's pod
+/// list when it is there.
+fn endpoint_info(ep: &EndpointSpec, cluster: Option<&EndpointInfo>) -> EndpointInfo {
+    match cluster {
+        Some(c) => EndpointInfo {
+            name: ep.port.clone(),
+            namespace: c.namespace.clone(),
+            labels: c.labels.clone(),
+            service_account: c.service_account.clone(),
+            ips: ep.ips.clone(),
+            named_ports: c.named_ports.clone(),
+            local: true,
+        },
+        None => EndpointInfo {
+            name: ep.port.clone(),
+            namespace: ep.namespace.clone().unwrap_or_else(|| "default".into()),
+            labels: ep.labels.clone(),
+            service_account: ep.service_account.clone(),
+            ips: ep.ips.clone(),
+            named_ports: ep.named_ports.clone(),
+            local: true,
+        },
     }
+}
+
+/// The compiler's endpoints: the local ones (by port), then the cluster's
+/// other pods, remote, with only the addresses no local pod has (a stale
+/// entry for an address reused here must not lend it its labels).
+fn world_endpoints(
+    endpoints: &std::collections::BTreeMap<String, EndpointSpec>,
+    pods: &[EndpointInfo],
+) -> Vec<EndpointInfo> {
+    let by_name: std::collections::HashMap<&str, &EndpointInfo> =
+        pods.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut local_pods = std::collections::HashSet::new();
+    let mut local_ips = std::collections::HashSet::new();
+    let mut out: Vec<EndpointInfo> = endpoints
+        .values()
+        .map(|ep| {
+            local_ips.extend(ep.ips.iter().copied());
+            // an endpoint set with labels of its own keeps them
+            let cluster = ep
+                .pod
+                .as_deref()
+                .filter(|_| ep.labels.is_empty() && ep.namespace.is_none())
+                .and_then(|n| by_name.get(n).copied());
+            if let Some(c) = cluster {
+                local_pods.insert(c.name.as_str());
+            }
+            endpoint_info(ep, cluster)
+        })
+        .collect();
+    for p in pods {
+        if local_pods.contains(p.name.as_str()) {
+            continue;
+        }
+        let ips: Vec<Ipv4Addr> = p
+            .ips
+            .iter()
+            .copied()
+            .filter(|ip| !local_ips.contains(ip))
+            .collect();
+        if ips.is_empty() {
+            continue;
+        }
+        out.push(EndpointInfo {
+            name: format!("remote:{}", p.name),
+            ips,
+            local: false,
+            ..p.clone()
+        });
+    }
+    out
 }
 
 /// How an endpoint is named to the compiler and in flow logs: its pod, else
@@ -73,10 +143,11 @@ impl Switch {
         &self,
         namespaces: &[NamespaceInfo],
         policies: &[Policy],
+        pods: &[EndpointInfo],
     ) -> Result<Compiled> {
         let world = World {
             namespaces: namespaces.to_vec(),
-            endpoints: self.endpoints.values().map(endpoint_info).collect(),
+            endpoints: world_endpoints(&self.endpoints, pods),
             policies: policies.to_vec(),
         };
         Compiled::compile(&world).map_err(|e| SwitchError::Invalid(format!("policy: {e}")))
@@ -85,13 +156,15 @@ impl Switch {
     /// Recompiles for the endpoints as they are now (the policy objects
     /// compiled when applied, so this fails only on a broken invariant).
     pub(crate) fn recompile(&mut self) {
-        let (ns, pols) = (
+        let (ns, pols, pods) = (
             std::mem::take(&mut self.policy.namespaces),
             std::mem::take(&mut self.policy.policies),
+            std::mem::take(&mut self.policy.pods),
         );
-        let r = self.compile_policy(&ns, &pols);
+        let r = self.compile_policy(&ns, &pols, &pods);
         self.policy.namespaces = ns;
         self.policy.policies = pols;
+        self.policy.pods = pods;
         match r {
             Ok(c) => self.install(c),
             // keep the old programs: endpoints are looked up by name in them
@@ -119,31 +192,41 @@ impl Switch {
         &self,
         namespaces: Option<Vec<NamespaceInfo>>,
         policies: Option<Vec<Policy>>,
-    ) -> Result<Option<(Vec<NamespaceInfo>, Vec<Policy>)>> {
-        if namespaces.is_none() && policies.is_none() {
+        pods: Option<Vec<EndpointInfo>>,
+    ) -> Result<Option<PolicyParts>> {
+        if namespaces.is_none() && policies.is_none() && pods.is_none() {
             return Ok(None);
         }
         let ns = namespaces.unwrap_or_else(|| self.policy.namespaces.clone());
         let pols = policies.unwrap_or_else(|| self.policy.policies.clone());
+        let pods = pods.unwrap_or_else(|| self.policy.pods.clone());
         let mut seen = std::collections::HashSet::new();
         for n in &ns {
             if !seen.insert(n.name.as_str()) {
                 return invalid(format!("Namespace {} is listed twice", n.name));
             }
         }
+        let mut seen = std::collections::HashSet::new();
+        for p in &pods {
+            if !seen.insert(p.name.as_str()) {
+                return invalid(format!("Pod {} is listed twice", p.name));
+            }
+        }
         // publish() compiles again, with the document's endpoints in place
-        self.compile_policy(&ns, &pols)?;
-        Ok(Some((ns, pols)))
+        self.compile_policy(&ns, &pols, &pods)?;
+        Ok(Some((ns, pols, pods)))
     }
 
-    pub(crate) fn store_policy(&mut self, (ns, pols): (Vec<NamespaceInfo>, Vec<Policy>)) {
+    pub(crate) fn store_policy(&mut self, (ns, pols, pods): PolicyParts) {
         tracing::info!(
-            "policy applied: {} namespaces, {} policies",
+            "policy applied: {} namespaces, {} policies, {} cluster pods",
             ns.len(),
-            pols.len()
+            pols.len(),
+            pods.len()
         );
         self.policy.namespaces = ns;
         self.policy.policies = pols;
+        self.policy.pods = pods;
     }
 
     /// Where an endpoint's programs are, for the snapshot.
@@ -230,6 +313,7 @@ impl Switch {
         api::PolicySet {
             namespaces: self.policy.namespaces.clone(),
             policies: self.policy.policies.clone(),
+            pods: self.policy.pods.clone(),
         }
     }
 

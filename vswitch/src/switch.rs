@@ -116,6 +116,8 @@ pub struct Switch {
     pub(crate) attachments: BTreeMap<(String, String), api::Attachment>,
     /// Nodes of the cluster, as applied.
     pub(crate) nodes: BTreeMap<String, api::Node>,
+    /// Services by `namespace/name`, as applied.
+    pub(crate) services: BTreeMap<String, api::Service>,
     /// How the switch is attached to the node's network.
     pub(crate) uplink: crate::underlay::UplinkConfig,
     /// Conntrack zone of each routed port, with the MAC and addresses it was
@@ -232,6 +234,7 @@ impl Switch {
             pool_meta: BTreeMap::new(),
             attachments: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            services: BTreeMap::new(),
             retired: std::sync::Mutex::new(None),
             policy: crate::policies::PolicyState::new(log_file),
             uplink: cfg.uplink.clone(),
