@@ -993,6 +993,7 @@ spec:
 
     fn in_force() -> PolicySet {
         PolicySet {
+            pods: vec![],
             namespaces: vec![ns("shop", "web"), ns("db", "data")],
             policies: vec![
                 calico("shop", "a", 1.0),
@@ -1112,6 +1113,7 @@ spec:
     fn apply_fetches_merges_and_sends_one_apply() {
         let f = TempFile::new(MIXED);
         let current = PolicySet {
+            pods: vec![],
             namespaces: vec![ns("db", "data")],
             policies: vec![global("keep-me"), calico("shop", "allow-web", 1.0)],
         };
@@ -1189,6 +1191,7 @@ spec:
         let f = TempFile::new("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");
         let server = FakeServer::start(vec![
             ok(Reply::Policies(PolicySet {
+                pods: vec![],
                 namespaces: vec![NamespaceInfo {
                     name: "shop".into(),
                     labels: [("kubernetes.io/metadata.name".to_owned(), "shop".to_owned())].into(),
@@ -1318,6 +1321,7 @@ metadata: {name: g}
     fn delete_of_missing_objects() {
         let f = TempFile::new(TO_DELETE);
         let current = PolicySet {
+            pods: vec![],
             namespaces: vec![],
             policies: vec![global("g")],
         };
@@ -1354,6 +1358,7 @@ metadata: {name: g}
     #[test]
     fn get_policies_and_namespaces() {
         let mut set = PolicySet {
+            pods: vec![],
             namespaces: vec![
                 ns("shop", "web"),
                 NamespaceInfo {
