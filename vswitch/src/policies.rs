@@ -338,3 +338,68 @@ fn proto_name(p: u8) -> String {
         n => n.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn ep(port: &str, pod: Option<&str>, ip: [u8; 4]) -> EndpointSpec {
+        EndpointSpec {
+            port: port.into(),
+            mac: api::MacAddr([2, 0, 0, 0, 0, ip[3]]),
+            ips: vec![Ipv4Addr::from(ip)],
+            pod: pod.map(str::to_owned),
+            labels: BTreeMap::new(),
+            namespace: None,
+            service_account: None,
+            named_ports: Vec::new(),
+        }
+    }
+
+    fn pod(name: &str, app: &str, ip: [u8; 4]) -> EndpointInfo {
+        let (ns, _) = name.split_once('/').unwrap_or(("default", name));
+        EndpointInfo {
+            name: name.into(),
+            namespace: ns.into(),
+            labels: [("app".to_owned(), app.to_owned())].into(),
+            service_account: Some("sa".into()),
+            ips: vec![Ipv4Addr::from(ip)],
+            named_ports: Vec::new(),
+            local: true,
+        }
+    }
+
+    #[test]
+    fn cluster_pods_label_attached_pods_and_feed_remote_addresses() {
+        let mut eps = BTreeMap::new();
+        eps.insert("pod-a".into(), ep("pod-a", Some("shop/web-0"), [10, 0, 0, 1]));
+        // set by hand with labels of its own: they win
+        let mut own = ep("pod-b", Some("shop/db-0"), [10, 0, 0, 2]);
+        own.labels.insert("app".into(), "mine".into());
+        eps.insert("pod-b".into(), own);
+        let pods = vec![
+            pod("shop/web-0", "web", [10, 0, 0, 1]),
+            pod("shop/db-0", "db", [10, 0, 0, 2]),
+            pod("shop/far", "far", [10, 0, 1, 7]),
+            // a stale record for an address reused here lends it nothing
+            pod("shop/gone", "gone", [10, 0, 0, 1]),
+        ];
+        let w = world_endpoints(&eps, &pods);
+        let a = w.iter().find(|e| e.name == "pod-a").unwrap();
+        assert_eq!(a.namespace, "shop");
+        assert_eq!(a.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(a.service_account.as_deref(), Some("sa"));
+        assert!(a.local);
+        let b = w.iter().find(|e| e.name == "pod-b").unwrap();
+        assert_eq!(b.labels.get("app").map(String::as_str), Some("mine"));
+        assert_eq!(b.namespace, "default");
+        let far = w.iter().find(|e| e.name == "remote:shop/far").unwrap();
+        assert!(!far.local);
+        assert_eq!(far.ips, vec![Ipv4Addr::new(10, 0, 1, 7)]);
+        // db-0's cluster record is not attached by name (pod-b has its own
+        // labels), so it is remote; its address is local, so nothing is left
+        assert!(!w.iter().any(|e| e.name.contains("gone") || e.name.contains("db-0")));
+        assert_eq!(w.len(), 3);
+    }
+}
