@@ -373,7 +373,10 @@ mod tests {
     #[test]
     fn cluster_pods_label_attached_pods_and_feed_remote_addresses() {
         let mut eps = BTreeMap::new();
-        eps.insert("pod-a".into(), ep("pod-a", Some("shop/web-0"), [10, 0, 0, 1]));
+        eps.insert(
+            "pod-a".into(),
+            ep("pod-a", Some("shop/web-0"), [10, 0, 0, 1]),
+        );
         // set by hand with labels of its own: they win
         let mut own = ep("pod-b", Some("shop/db-0"), [10, 0, 0, 2]);
         own.labels.insert("app".into(), "mine".into());
@@ -399,7 +402,9 @@ mod tests {
         assert_eq!(far.ips, vec![Ipv4Addr::new(10, 0, 1, 7)]);
         // db-0's cluster record is not attached by name (pod-b has its own
         // labels), so it is remote; its address is local, so nothing is left
-        assert!(!w.iter().any(|e| e.name.contains("gone") || e.name.contains("db-0")));
+        assert!(!w
+            .iter()
+            .any(|e| e.name.contains("gone") || e.name.contains("db-0")));
         assert_eq!(w.len(), 3);
     }
 }

@@ -153,35 +153,6 @@ impl VNode {
     }
 }
 
-/// DPDK 22.11's af_packet PMD joins each socket to a PACKET_FANOUT group
-/// numbered `(pid ^ ifindex) & 0xffff`, and a group belongs to one device:
-/// two switches on one host whose numbers meet cannot both open their
-/// uplink. Sequential pids and ifindexes make that likely for the nodes of
-/// one test, so a node's veth is made again until its number is free. (One
-/// vswitchd per host, as in production, never meets this.)
-static FANOUT_IDS: std::sync::Mutex<Vec<(u32, u32)>> = std::sync::Mutex::new(Vec::new());
-
-fn uplink_for(ul: &Underlay, sw: &Switch, name: &str, subnet: u8) -> String {
-    let mut used = FANOUT_IDS.lock().unwrap_or_else(|e| e.into_inner());
-    // forget the numbers of switches that are gone
-    used.retain(|(pid, _)| std::path::Path::new(&format!("/proc/{pid}")).exists());
-    for _ in 0..16 {
-        let host_if = host_if_name(name);
-        ul.uplink(&host_if, subnet);
-        let ifindex: u32 = std::fs::read_to_string(format!("/sys/class/net/{host_if}/ifindex"))
-            .expect("uplink ifindex")
-            .trim()
-            .parse()
-            .expect("ifindex");
-        let id = (sw.pid() ^ ifindex) & 0xffff;
-        if used.iter().all(|&(_, u)| u != id) {
-            used.push((sw.pid(), id));
-            return host_if;
-        }
-    }
-    panic!("no free af_packet fanout group for {name}");
-}
-
 /// Applies the pool and every node to every switch.
 fn apply(nodes: &[&VNode], pool: &IpPool, extra: &[Node]) {
     let mut all: Vec<Node> = nodes.iter().map(|n| n.node()).collect();
