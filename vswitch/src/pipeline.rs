@@ -166,7 +166,14 @@ impl<P: PacketBuf> Pipeline<P> {
                     continue;
                 }
             };
-            let out = match l3::route(pkt.data_mut(), in_port, ep, cx.routes) {
+            // a translated packet passed the anti-spoofing checks before
+            // its source may have become the Service's (hairpin)
+            let routed = if judge.is_some() {
+                l3::forward(pkt.data_mut(), cx.routes)
+            } else {
+                l3::route(pkt.data_mut(), in_port, ep, cx.routes)
+            };
+            let out = match routed {
                 Verdict::Out(out) => out,
                 Verdict::Reply(port) => {
                     self.enqueue(port, pkt, sink, ctr);

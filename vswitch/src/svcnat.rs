@@ -141,14 +141,23 @@ pub struct Xlate {
     pub src: Option<(u32, u16)>,
 }
 
-/// The 5-tuple hash new connections are balanced by.
+/// MurmurHash3's 64-bit finaliser: every input bit reaches every output bit.
+#[inline(always)]
+fn fmix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The 5-tuple hash new connections are balanced by (unseeded: a flow
+/// hashes alike on every worker and in every run).
 #[inline(always)]
 pub fn flow_hash(src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> u32 {
     let a = u64::from(src) << 32 | u64::from(dst);
     let b = u64::from(sport) << 24 | u64::from(dport) << 8 | u64::from(proto);
-    let h = (a ^ b.rotate_left(41)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let h = (h ^ (h >> 31)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    (h >> 32) as u32
+    (fmix(fmix(a) ^ b) >> 32) as u32
 }
 
 impl SvcNat {
@@ -189,14 +198,13 @@ impl SvcNat {
 
     #[inline(always)]
     fn bucket(&self, k: &Key) -> usize {
-        let a = (u64::from(k.a_ip) << 32 | u64::from(k.b_ip)) ^ self.seed;
+        let a = u64::from(k.a_ip) << 32 | u64::from(k.b_ip);
         let b = u64::from(k.a_port) << 48
             | u64::from(k.b_port) << 32
             | u64::from(k.zone) << 16
             | u64::from(k.proto) << 8
             | k.kind as u64;
-        let h = (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        ((h >> 32) as usize & self.mask) * WAYS
+        (fmix(fmix(a ^ self.seed) ^ b) as usize & self.mask) * WAYS
     }
 
     #[inline]
@@ -824,5 +832,341 @@ impl<P: PacketBuf> Pipeline<P> {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::WorkerCounters;
+    use crate::fdb::Fdb;
+    use crate::firewall::PolicyView;
+    use crate::l3::{EndpointPolicy, Route, Routes};
+    use crate::pipeline::{Burst, TxSink, MAX_PORTS};
+    use crate::services::Services;
+    use crossbeam_queue::ArrayQueue;
+    use std::collections::HashMap;
+
+    const CLIENT: u32 = 0x0a46_000a; // 10.70.0.10
+    const B1: u32 = 0x0a46_0001;
+    const B2: u32 = 0x0a46_0002;
+    const VIP: u32 = 0x0a60_000a; // 10.96.0.10
+    const EMPTY: u32 = 0x0a60_000c;
+
+    fn mac(ip: u32) -> u64 {
+        0x0200_0000_0000 | u64::from(ip & 0xffff)
+    }
+
+    #[derive(Default)]
+    struct Sink {
+        got: HashMap<u16, Vec<Vec<u8>>>,
+    }
+
+    impl TxSink<Vec<u8>> for Sink {
+        fn send(&mut self, port: u16, pkts: &mut Burst<Vec<u8>>) -> DropReason {
+            self.got.entry(port).or_default().extend(pkts.drain(..));
+            DropReason::TxFull
+        }
+    }
+
+    fn sum(b: &[u8], init: u32) -> u16 {
+        !csum(b, init)
+    }
+
+    /// True when the IPv4 header and TCP/UDP checksums of `f` hold.
+    fn checksums_hold(f: &[u8]) -> bool {
+        let ip = &f[ETH_HLEN..];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let mut pseudo = 0u32;
+        for w in ip[12..20].chunks_exact(2) {
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        pseudo += u32::from(ip[9]) + (total - ihl) as u32;
+        let l4_ok = match ip[9] {
+            PROTO_TCP | PROTO_UDP => sum(&ip[ihl..total], pseudo) == 0xffff,
+            _ => sum(&ip[ihl..total], 0) == 0xffff,
+        };
+        sum(&ip[..ihl], 0) == 0xffff && l4_ok
+    }
+
+    /// A TCP segment with 4 bytes of payload and valid checksums.
+    fn tcp(src: (u32, u16), dst: (u32, u16), flags: u8) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&api::GATEWAY_MAC.0);
+        f.extend_from_slice(&crate::underlay::mac_bytes(mac(src.0)));
+        f.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, PROTO_TCP, 0, 0];
+        ip.extend_from_slice(&src.0.to_be_bytes());
+        ip.extend_from_slice(&dst.0.to_be_bytes());
+        let c = csum(&ip, 0);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(&src.1.to_be_bytes());
+        ip.extend_from_slice(&dst.1.to_be_bytes());
+        ip.extend_from_slice(&1000u32.to_be_bytes());
+        ip.extend_from_slice(&0u32.to_be_bytes());
+        ip.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        ip.extend_from_slice(b"data");
+        let mut pseudo = 0u32;
+        for w in ip[12..20].chunks_exact(2) {
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        pseudo += u32::from(PROTO_TCP) + 24;
+        let c = csum(&ip[20..], pseudo);
+        ip[36..38].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f
+    }
+
+    fn udp(src: (u32, u16), dst: (u32, u16)) -> Vec<u8> {
+        let mut f = tcp(src, dst, 0);
+        f.truncate(ETH_HLEN + 28);
+        f[ETH_HLEN + 3] = 28;
+        f[ETH_HLEN + 9] = PROTO_UDP;
+        f[ETH_HLEN + 10..ETH_HLEN + 12].fill(0);
+        let c = csum(&f[ETH_HLEN..ETH_HLEN + 20], 0);
+        f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+        f[ETH_HLEN + 24..ETH_HLEN + 26].copy_from_slice(&8u16.to_be_bytes());
+        f[ETH_HLEN + 26..ETH_HLEN + 28].fill(0);
+        f
+    }
+
+    fn addr(f: &[u8], at: usize) -> (u32, u16) {
+        let ip = &f[ETH_HLEN..];
+        let a = u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+        let p = if at == 12 { 20 } else { 22 };
+        (a, u16::from_be_bytes([ip[p], ip[p + 1]]))
+    }
+
+    struct Rig {
+        endpoints: Vec<Option<Endpoint>>,
+        routes: Routes,
+        services: Services,
+        pipe: Pipeline<Vec<u8>>,
+        ctr: WorkerCounters,
+    }
+
+    fn service(backends: &[u32], affinity: Option<u32>) -> Vec<api::Service> {
+        let b: Vec<serde_json::Value> = backends
+            .iter()
+            .map(|&ip| serde_json::json!({"ip": std::net::Ipv4Addr::from(ip), "port": 8080}))
+            .collect();
+        let mut s = serde_json::json!({
+            "name": "default/web",
+            "cluster_ips": [std::net::Ipv4Addr::from(VIP)],
+            "ports": [{"protocol": "TCP", "port": 80, "backends": b}]
+        });
+        if let Some(a) = affinity {
+            s["affinity_timeout"] = a.into();
+        }
+        let empty = serde_json::json!({
+            "name": "default/empty",
+            "cluster_ips": [std::net::Ipv4Addr::from(EMPTY)],
+            "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "UDP", "port": 53}]
+        });
+        vec![
+            serde_json::from_value(s).expect("service"),
+            serde_json::from_value(empty).expect("service"),
+        ]
+    }
+
+    impl Rig {
+        fn new(backends: &[u32]) -> Rig {
+            let mut endpoints = vec![None; MAX_PORTS];
+            let mut routes = Routes::default();
+            for (port, ip) in [(1u16, CLIENT), (2, B1), (3, B2)] {
+                endpoints[usize::from(port)] = Some(Endpoint {
+                    mac: mac(ip),
+                    ips: vec![ip].into(),
+                    policy: EndpointPolicy::default(),
+                    zone: port,
+                });
+                routes.insert(ip, Route { port, mac: mac(ip) });
+            }
+            let svcs = service(backends, None);
+            Rig {
+                services: Services::build(&svcs, |ip| routes.contains_key(&ip)),
+                endpoints,
+                routes,
+                pipe: Pipeline::new(1 << 14, Timeouts::default()),
+                ctr: WorkerCounters::new(MAX_PORTS),
+            }
+        }
+
+        fn rx(&mut self, port: u16, frames: Vec<Vec<u8>>) -> Sink {
+            let fdb = Fdb::new(16, 300);
+            let log = ArrayQueue::new(4);
+            let neigh = crate::neigh::Neighbors::new(4);
+            let compiled = policy::compile::Compiled::empty();
+            let cx = Context {
+                fdb: &fdb,
+                domain: &[],
+                endpoints: &self.endpoints,
+                routes: &self.routes,
+                now: 1,
+                local: u64::MAX,
+                policy: PolicyView {
+                    compiled: &compiled,
+                    generation: 0,
+                },
+                log: &log,
+                underlay: None,
+                neigh: &neigh,
+                services: &self.services,
+            };
+            let mut sink = Sink::default();
+            let mut b: Burst<Vec<u8>> = frames.into_iter().collect();
+            self.pipe.process(&cx, port, &mut b, &mut sink, &self.ctr);
+            sink
+        }
+    }
+
+    #[test]
+    fn a_connection_is_translated_both_ways_and_keeps_its_backend() {
+        let mut r = Rig::new(&[B1, B2]);
+        let mut seen = [0usize; 2];
+        for sport in 40000..40064u16 {
+            let out = r.rx(1, vec![tcp((CLIENT, sport), (VIP, 80), TCP_SYN)]);
+            let (port, f) = out.got.iter().next().map(|(p, v)| (*p, v[0].clone())).expect("sent");
+            let backend = if port == 2 { B1 } else { B2 };
+            seen[usize::from(port == 3)] += 1;
+            assert_eq!(addr(&f, 16), (backend, 8080), "DNAT to the backend");
+            assert_eq!(addr(&f, 12), (CLIENT, sport), "source kept");
+            assert!(checksums_hold(&f), "{f:02x?}");
+            // the backend answers: the client sees the Service
+            let back = r.rx(port, vec![tcp((backend, 8080), (CLIENT, sport), TCP_SYN | TCP_ACK)]);
+            let f = &back.got[&1][0];
+            assert_eq!(addr(f, 12), (VIP, 80), "reply from the VIP");
+            assert_eq!(addr(f, 16), (CLIENT, sport));
+            assert!(checksums_hold(f));
+            // the next segment goes the same way
+            let again = r.rx(1, vec![tcp((CLIENT, sport), (VIP, 80), TCP_ACK)]);
+            assert_eq!(addr(&again.got[&port][0], 16), (backend, 8080));
+        }
+        assert!(seen.iter().all(|&n| n > 10), "spread: {seen:?}");
+        // a thousand more connections of this client, all open at once
+        let mut chosen = HashMap::new();
+        for sport in 20000..21000u16 {
+            let out = r.rx(1, vec![tcp((CLIENT, sport), (VIP, 80), TCP_SYN)]);
+            chosen.insert(sport, *out.got.keys().next().expect("sent"));
+        }
+        // B2 leaves the Service: B1's connections and B2's keep their
+        // backend, new ones go to B1
+        let svcs = service(&[B1], None);
+        let routes = &r.routes;
+        r.services = Services::build(&svcs, |ip| routes.contains_key(&ip));
+        for (&sport, &port) in &chosen {
+            let again = r.rx(1, vec![tcp((CLIENT, sport), (VIP, 80), TCP_ACK)]);
+            assert_eq!(again.got.keys().collect::<Vec<_>>(), vec![&port], "{sport}");
+        }
+        assert_eq!(r.pipe.svc.stats.evicted, 0);
+        let fresh = r.rx(1, vec![tcp((CLIENT, 50000), (VIP, 80), TCP_SYN)]);
+        assert_eq!(addr(&fresh.got[&2][0], 16), (B1, 8080));
+    }
+
+    #[test]
+    fn hairpin_comes_from_the_vip_and_its_answer_goes_back() {
+        let mut r = Rig::new(&[CLIENT]);
+        let out = r.rx(1, vec![tcp((CLIENT, 40000), (VIP, 80), TCP_SYN)]);
+        let f = &out.got[&1][0];
+        assert_eq!(addr(f, 12), (VIP, 40000), "source: the VIP");
+        assert_eq!(addr(f, 16), (CLIENT, 8080));
+        assert!(checksums_hold(f));
+        let back = r.rx(1, vec![tcp((CLIENT, 8080), (VIP, 40000), TCP_SYN | TCP_ACK)]);
+        let f = &back.got[&1][0];
+        assert_eq!(addr(f, 12), (VIP, 80));
+        assert_eq!(addr(f, 16), (CLIENT, 40000));
+        assert!(checksums_hold(f));
+    }
+
+    #[test]
+    fn no_backend_and_unknown_ports_are_refused() {
+        let mut r = Rig::new(&[B1]);
+        let out = r.rx(1, vec![tcp((CLIENT, 40000), (EMPTY, 80), TCP_SYN)]);
+        let f = &out.got[&1][0];
+        assert_eq!(f.len(), ETH_HLEN + 40, "a bare RST");
+        assert_eq!(f[0..6], crate::underlay::mac_bytes(mac(CLIENT)));
+        assert_eq!(addr(f, 12), (EMPTY, 80));
+        assert_eq!(addr(f, 16), (CLIENT, 40000));
+        let seg = &f[ETH_HLEN + 20..];
+        assert_eq!(seg[13], TCP_RST | TCP_ACK);
+        assert_eq!(seg[8..12], 1005u32.to_be_bytes(), "acks the SYN and its 4 bytes");
+        assert!(checksums_hold(f));
+        let out = r.rx(1, vec![udp((CLIENT, 5353), (EMPTY, 53))]);
+        let f = &out.got[&1][0];
+        let ip = &f[ETH_HLEN..];
+        assert_eq!((ip[9], ip[20], ip[21]), (PROTO_ICMP, 3, 3), "port unreachable");
+        assert_eq!(ip[12..16], EMPTY.to_be_bytes());
+        assert_eq!(ip[28 + 16..28 + 20], EMPTY.to_be_bytes(), "quotes the datagram");
+        assert!(checksums_hold(f));
+        assert_eq!(r.ctr.drops_of(DropReason::ServiceNoBackend), 2);
+        // a port the Service does not have
+        let out = r.rx(1, vec![tcp((CLIENT, 40001), (VIP, 81), TCP_SYN)]);
+        assert_eq!(out.got[&1][0][ETH_HLEN + 33], TCP_RST | TCP_ACK);
+        assert_eq!(r.ctr.drops_of(DropReason::ServiceUnknownPort), 1);
+        // a RST is never answered
+        let out = r.rx(1, vec![tcp((CLIENT, 40002), (EMPTY, 80), TCP_RST)]);
+        assert!(out.got.is_empty());
+    }
+
+    #[test]
+    fn affinity_keeps_a_client_on_one_backend() {
+        let mut t = SvcNat::new(1024, Timeouts::default());
+        let svcs = service(&[B1, B2, CLIENT + 1, CLIENT + 2], Some(30));
+        let s = Services::build(&svcs, |_| true);
+        let Lookup::Port(i) = s.lookup(VIP, PROTO_TCP, 80) else {
+            panic!("port")
+        };
+        let sp = s.port(i);
+        let f = |sport| Flow {
+            src: CLIENT,
+            dst: VIP,
+            proto: PROTO_TCP,
+            sport,
+            dport: 80,
+            tcp_flags: TCP_SYN,
+            ..Flow::default()
+        };
+        let first = t.outbound(1, sp, &f(1000), 0).expect("backend").dst;
+        for sport in 1001..1100 {
+            assert_eq!(t.outbound(1, sp, &f(sport), 1).expect("backend").dst, first);
+        }
+        // after the timeout the client is balanced again (by its address,
+        // so to the same backend while the backends stay)
+        assert_eq!(t.outbound(1, sp, &f(2000), 40).expect("backend").dst, first);
+    }
+
+    #[test]
+    fn icmp_errors_from_a_backend_reach_the_client_about_the_vip() {
+        let mut r = Rig::new(&[B1]);
+        let out = r.rx(1, vec![udp((CLIENT, 5353), (VIP, 80))]);
+        let ip = &out.got[&1][0][ETH_HLEN..];
+        assert_eq!((ip[20], ip[21]), (3, 3), "UDP/80 is not served: refused");
+        // a UDP Service port
+        let svcs: Vec<api::Service> = vec![serde_json::from_value(serde_json::json!({
+            "name": "default/dns",
+            "cluster_ips": [std::net::Ipv4Addr::from(VIP)],
+            "ports": [{"protocol": "UDP", "port": 53,
+                       "backends": [{"ip": std::net::Ipv4Addr::from(B1), "port": 5353}]}]
+        }))
+        .expect("service")];
+        let routes = &r.routes;
+        r.services = Services::build(&svcs, |ip| routes.contains_key(&ip));
+        let out = r.rx(1, vec![udp((CLIENT, 4000), (VIP, 53))]);
+        let sent = out.got[&2][0].clone();
+        assert_eq!(addr(&sent, 16), (B1, 5353));
+        // B1 answers with a port unreachable quoting the translated datagram
+        let mut err = [0u8; crate::icmp::MAX_ERROR_LEN];
+        let n = crate::icmp::unreachable(&sent[ETH_HLEN..], 3, B1, &mut err);
+        let mut f = sent[..ETH_HLEN].to_vec();
+        f[6..12].copy_from_slice(&crate::underlay::mac_bytes(mac(B1)));
+        f.extend_from_slice(&err[..n]);
+        let back = r.rx(2, vec![f]);
+        let ip = &back.got[&1][0][ETH_HLEN..];
+        assert_eq!(ip[12..16], VIP.to_be_bytes(), "from the VIP");
+        assert_eq!(ip[28 + 16..28 + 20], VIP.to_be_bytes(), "about the VIP");
+        assert_eq!(ip[28 + 22..28 + 24], 53u16.to_be_bytes(), "and its port");
+        assert_eq!(sum(&ip[20..n], 0), 0xffff, "ICMP checksum");
+        assert_eq!(sum(&ip[..20], 0), 0xffff, "header checksum");
     }
 }
