@@ -178,7 +178,11 @@ mod tests {
                     moved += 1;
                 }
             }
-            let theirs = before.slots().iter().filter(|&&s| usize::from(s) == gone).count();
+            let theirs = before
+                .slots()
+                .iter()
+                .filter(|&&s| usize::from(s) == gone)
+                .count();
             // the paper measures a few percent of the other slots moving;
             // with M > 100 N it stays small (established connections keep
             // their backend whatever the table says: see svcnat)

@@ -131,8 +131,7 @@ impl Services {
                 let node_backends: Box<[Backend]> =
                     backends.iter().copied().filter(|b| local(b.ip)).collect();
                 let maglev_of = |bs: &[Backend]| {
-                    let keys: Vec<[u8; 6]> =
-                        bs.iter().map(|b| backend_key(b.ip, b.port)).collect();
+                    let keys: Vec<[u8; 6]> = bs.iter().map(|b| backend_key(b.ip, b.port)).collect();
                     Maglev::build(&keys, Maglev::size_for(keys.len()))
                 };
                 for (k, &vip) in s.cluster_ips.iter().enumerate() {

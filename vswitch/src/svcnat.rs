@@ -685,10 +685,17 @@ impl<P: PacketBuf> Pipeline<P> {
         pkt: &mut P,
     ) -> FromPod {
         let d = pkt.data();
-        if d.len() < ETH_HLEN + 20
+        // plain traffic pays for one set lookup
+        if cx.services.is_empty()
+            || d.len() < ETH_HLEN + 20
             || u16::from_be_bytes([d[12], d[13]]) != l3::ETHERTYPE_IPV4
-            || d[6..12] != crate::underlay::mac_bytes(ep.mac)
+            || !cx
+                .services
+                .is_vip(u32::from_be_bytes([d[30], d[31], d[32], d[33]]))
         {
+            return FromPod::Pass;
+        }
+        if d[6..12] != crate::underlay::mac_bytes(ep.mac) {
             return FromPod::Pass;
         }
         let Some(h) = l3::ipv4_header(d) else {
@@ -697,9 +704,6 @@ impl<P: PacketBuf> Pipeline<P> {
         let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
         let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
         if !ep.ips.contains(&src) {
-            return FromPod::Pass;
-        }
-        if !cx.services.is_vip(dst) {
             return FromPod::Pass;
         }
         let f = Flow::parse(&d[ETH_HLEN..]);
@@ -1027,14 +1031,22 @@ mod tests {
         let mut seen = [0usize; 2];
         for sport in 40000..40064u16 {
             let out = r.rx(1, vec![tcp((CLIENT, sport), (VIP, 80), TCP_SYN)]);
-            let (port, f) = out.got.iter().next().map(|(p, v)| (*p, v[0].clone())).expect("sent");
+            let (port, f) = out
+                .got
+                .iter()
+                .next()
+                .map(|(p, v)| (*p, v[0].clone()))
+                .expect("sent");
             let backend = if port == 2 { B1 } else { B2 };
             seen[usize::from(port == 3)] += 1;
             assert_eq!(addr(&f, 16), (backend, 8080), "DNAT to the backend");
             assert_eq!(addr(&f, 12), (CLIENT, sport), "source kept");
             assert!(checksums_hold(&f), "{f:02x?}");
             // the backend answers: the client sees the Service
-            let back = r.rx(port, vec![tcp((backend, 8080), (CLIENT, sport), TCP_SYN | TCP_ACK)]);
+            let back = r.rx(
+                port,
+                vec![tcp((backend, 8080), (CLIENT, sport), TCP_SYN | TCP_ACK)],
+            );
             let f = &back.got[&1][0];
             assert_eq!(addr(f, 12), (VIP, 80), "reply from the VIP");
             assert_eq!(addr(f, 16), (CLIENT, sport));
@@ -1072,7 +1084,10 @@ mod tests {
         assert_eq!(addr(f, 12), (VIP, 40000), "source: the VIP");
         assert_eq!(addr(f, 16), (CLIENT, 8080));
         assert!(checksums_hold(f));
-        let back = r.rx(1, vec![tcp((CLIENT, 8080), (VIP, 40000), TCP_SYN | TCP_ACK)]);
+        let back = r.rx(
+            1,
+            vec![tcp((CLIENT, 8080), (VIP, 40000), TCP_SYN | TCP_ACK)],
+        );
         let f = &back.got[&1][0];
         assert_eq!(addr(f, 12), (VIP, 80));
         assert_eq!(addr(f, 16), (CLIENT, 40000));
@@ -1090,14 +1105,26 @@ mod tests {
         assert_eq!(addr(f, 16), (CLIENT, 40000));
         let seg = &f[ETH_HLEN + 20..];
         assert_eq!(seg[13], TCP_RST | TCP_ACK);
-        assert_eq!(seg[8..12], 1005u32.to_be_bytes(), "acks the SYN and its 4 bytes");
+        assert_eq!(
+            seg[8..12],
+            1005u32.to_be_bytes(),
+            "acks the SYN and its 4 bytes"
+        );
         assert!(checksums_hold(f));
         let out = r.rx(1, vec![udp((CLIENT, 5353), (EMPTY, 53))]);
         let f = &out.got[&1][0];
         let ip = &f[ETH_HLEN..];
-        assert_eq!((ip[9], ip[20], ip[21]), (PROTO_ICMP, 3, 3), "port unreachable");
+        assert_eq!(
+            (ip[9], ip[20], ip[21]),
+            (PROTO_ICMP, 3, 3),
+            "port unreachable"
+        );
         assert_eq!(ip[12..16], EMPTY.to_be_bytes());
-        assert_eq!(ip[28 + 16..28 + 20], EMPTY.to_be_bytes(), "quotes the datagram");
+        assert_eq!(
+            ip[28 + 16..28 + 20],
+            EMPTY.to_be_bytes(),
+            "quotes the datagram"
+        );
         assert!(checksums_hold(f));
         assert_eq!(r.ctr.drops_of(DropReason::ServiceNoBackend), 2);
         // a port the Service does not have

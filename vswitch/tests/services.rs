@@ -200,7 +200,15 @@ fn client(ns: &str, args: &[&str]) -> serde_json::Value {
 
 /// `spread`: answers per name.
 fn spread(ns: &str, vip: Ipv4Addr, port: u16, n: usize) -> BTreeMap<String, u64> {
-    let v = client(ns, &["spread", &vip.to_string(), &port.to_string(), &n.to_string()]);
+    let v = client(
+        ns,
+        &[
+            "spread",
+            &vip.to_string(),
+            &port.to_string(),
+            &n.to_string(),
+        ],
+    );
     serde_json::from_value(v).expect("counts")
 }
 
@@ -320,7 +328,13 @@ fn cluster_ip_services() {
             )
         })
         .collect();
-    let cl = kpod(&sw, 3, "client", Ipv4Addr::new(10, 70, 0, 10), &[("app", "client")]);
+    let cl = kpod(
+        &sw,
+        3,
+        "client",
+        Ipv4Addr::new(10, 70, 0, 10),
+        &[("app", "client")],
+    );
     let cns = cl.ns.name.clone();
     let all = |ps: &[&KPod], port| ps.iter().map(|p| backend(p, port)).collect::<Vec<_>>();
     let every: Vec<&KPod> = web.iter().collect();
@@ -339,17 +353,29 @@ fn cluster_ip_services() {
             },
         ],
     );
-    let myself = service("self", VIP_SELF, vec![tcp_port(80, vec![backend(&web[0], 8080)])]);
+    let myself = service(
+        "self",
+        VIP_SELF,
+        vec![tcp_port(80, vec![backend(&web[0], 8080)])],
+    );
     let web_svc = |backends: &[&KPod]| {
         service(
             "web",
             VIP_WEB,
-            vec![tcp_port(80, all(backends, 8080)), tcp_port(81, all(backends, 8081))],
+            vec![
+                tcp_port(80, all(backends, 8080)),
+                tcp_port(81, all(backends, 8081)),
+            ],
         )
     };
     apply_services(
         &sw,
-        vec![web_svc(&every), sticky.clone(), empty.clone(), myself.clone()],
+        vec![
+            web_svc(&every),
+            sticky.clone(),
+            empty.clone(),
+            myself.clone(),
+        ],
     );
 
     // 300 new connections spread over the three backends
@@ -383,7 +409,10 @@ fn cluster_ip_services() {
     let second = long.ask_again();
     for (a, b) in first.iter().zip(&second) {
         if a != "web-2" {
-            assert_eq!(a, b, "a connection changed backend: {first:?} -> {second:?}");
+            assert_eq!(
+                a, b,
+                "a connection changed backend: {first:?} -> {second:?}"
+            );
         }
     }
     let got = spread(&cns, VIP_WEB, 80, 100);
@@ -392,7 +421,10 @@ fn cluster_ip_services() {
         got.get("web-0").copied().unwrap_or(0) + got.get("web-1").copied().unwrap_or(0),
         "new connections go to the remaining two only: {got:?}"
     );
-    assert!(got.len() == 2, "both remaining backends take new connections: {got:?}");
+    assert!(
+        got.len() == 2,
+        "both remaining backends take new connections: {got:?}"
+    );
 
     // a Service with no backend refuses at once; so does a port it lacks
     let before = (
@@ -401,12 +433,18 @@ fn cluster_ip_services() {
     );
     let r = client(&cns, &["refused", &VIP_EMPTY.to_string(), "80"]);
     assert_eq!(r["result"], "refused", "{r}");
-    assert!(r["secs"].as_f64().unwrap_or(9.0) < 0.5, "refused at once: {r}");
+    assert!(
+        r["secs"].as_f64().unwrap_or(9.0) < 0.5,
+        "refused at once: {r}"
+    );
     let r = client(&cns, &["udp", &VIP_EMPTY.to_string(), "53"]);
     assert_eq!(r["result"], "refused", "ICMP port unreachable: {r}");
     let r = client(&cns, &["refused", &VIP_WEB.to_string(), "9999"]);
     assert_eq!(r["result"], "refused", "{r}");
-    assert!(r["secs"].as_f64().unwrap_or(9.0) < 0.5, "refused at once: {r}");
+    assert!(
+        r["secs"].as_f64().unwrap_or(9.0) < 0.5,
+        "refused at once: {r}"
+    );
     assert!(drops(&sw, "service_no_backend") >= before.0 + 2);
     assert!(drops(&sw, "service_unknown_port") > before.1);
 
@@ -451,7 +489,10 @@ fn cluster_ip_services() {
         got.keys().all(|k| k.starts_with("error:")),
         "port 81 -> 8081 is not: {got:?}"
     );
-    assert!(drops(&sw, "policy_ingress") > denied, "ingress denials counted");
+    assert!(
+        drops(&sw, "policy_ingress") > denied,
+        "ingress denials counted"
+    );
 
     drop(cl);
     drop(web);
@@ -568,7 +609,10 @@ fn node_port_from_the_underlay() {
     // a NodePort whose backends are all elsewhere refuses at once
     let r = client(ext.ns(), &["refused", &node, "30081"]);
     assert_eq!(r["result"], "refused", "{r}");
-    assert!(r["secs"].as_f64().unwrap_or(9.0) < 0.5, "refused at once: {r}");
+    assert!(
+        r["secs"].as_f64().unwrap_or(9.0) < 0.5,
+        "refused at once: {r}"
+    );
     assert!(drops(&sw, "service_no_backend") > 0);
 
     drop(web);
