@@ -391,7 +391,7 @@ fn cluster_ip_services() {
     let (long, first) = Long::open(&cns, VIP_WEB, 80, 30);
     for p in &web {
         assert!(
-            first.iter().any(|n| *n == p.name),
+            first.contains(&p.name),
             "no long connection on {}: {first:?}\n{:?}",
             p.name,
             sw.stats().drops
