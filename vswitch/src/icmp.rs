@@ -1,5 +1,5 @@
 //! ICMP errors the switch sends about packets it cannot forward (and for
-//! Services with no backend, see `svcnat`): a packet
+//! Services with no backend, see `refuse`): a packet
 //! too big for the uplink once encapsulated (fragmentation needed, RFC 792
 //! and RFC 1191), and a packet whose TTL runs out here (time exceeded).
 //!

@@ -17,6 +17,7 @@ pub mod packet;
 pub mod pipeline;
 pub mod pods;
 pub mod policies;
+pub mod refuse;
 pub mod services;
 pub mod snapshot;
 pub mod svcnat;
