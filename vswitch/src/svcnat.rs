@@ -26,7 +26,10 @@
 //! default route, which is the switch, so they come back here to be turned
 //! into VIP:port -> pod:client-port; no link-local address has to be
 //! owned, answered for in ARP, or kept out of the pod's own routes. Policy
-//! judges a hairpin connection as the pod talking to itself.
+//! judges a hairpin connection as the pod talking to itself (pod:client-port
+//! -> pod:target-port); as both ends are in the pod's one conntrack zone,
+//! the egress pass records the connection and the ingress pass finds it, so
+//! the pod's ingress policy is not run on it separately.
 //!
 //! A Service port with no backend, or a Service address on a port it does
 //! not serve, refuses at once: a TCP RST, or an ICMP port (protocol)
