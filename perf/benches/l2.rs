@@ -110,6 +110,7 @@ fn bench_l2(c: &mut Criterion) {
             .collect();
         let mut next = 0usize;
         let mut burst: Burst<Vec<u8>> = Burst::new();
+        let services = vswitch::services::Services::default();
         g.bench_function(BenchmarkId::from_parameter(format!("{macs}_macs")), |b| {
             b.iter(|| {
                 // refill the burst from the frame ring (moves, no allocation)
@@ -132,6 +133,7 @@ fn bench_l2(c: &mut Criterion) {
                     log: &log,
                     underlay: None,
                     neigh: &neigh,
+                    services: &services,
                 };
                 received += burst.len() as u64;
                 pipe.process(&cx, in_port, &mut burst, &mut sink, &ctr);

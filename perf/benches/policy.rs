@@ -153,6 +153,7 @@ struct Rig {
     log: ArrayQueue<vswitch::firewall::LogRecord>,
     neigh: vswitch::neigh::Neighbors,
     ctr: WorkerCounters,
+    services: vswitch::services::Services,
 }
 
 impl Rig {
@@ -200,6 +201,7 @@ impl Rig {
             log: ArrayQueue::new(16),
             neigh: vswitch::neigh::Neighbors::new(16),
             ctr: WorkerCounters::new(MAX_PORTS),
+            services: Default::default(),
         }
     }
 
@@ -218,6 +220,7 @@ impl Rig {
             log: &self.log,
             underlay: None,
             neigh: &self.neigh,
+            services: &self.services,
         }
     }
 }

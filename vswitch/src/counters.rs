@@ -77,10 +77,14 @@ pub enum DropReason {
     NatUnsupported,
     /// From the uplink, for nobody here (and no host port to take it).
     NotForUs,
+    /// To a Service port with no ready backend: refused (TCP RST, ICMP unreachable).
+    ServiceNoBackend,
+    /// To a Service address on a port or protocol it does not serve: refused.
+    ServiceUnknownPort,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 33] = [
+    pub const ALL: [DropReason; 35] = [
         DropReason::Runt,
         DropReason::BadLength,
         DropReason::BadSrcMac,
@@ -114,6 +118,8 @@ impl DropReason {
         DropReason::NatExhausted,
         DropReason::NatUnsupported,
         DropReason::NotForUs,
+        DropReason::ServiceNoBackend,
+        DropReason::ServiceUnknownPort,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -152,6 +158,8 @@ impl DropReason {
             DropReason::NatExhausted => "nat_exhausted",
             DropReason::NatUnsupported => "nat_unsupported",
             DropReason::NotForUs => "not_for_us",
+            DropReason::ServiceNoBackend => "service_no_backend",
+            DropReason::ServiceUnknownPort => "service_unknown_port",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! ICMP errors the switch sends about packets it cannot forward: a packet
+//! ICMP errors the switch sends about packets it cannot forward (and for
+//! Services with no backend, see `refuse`): a packet
 //! too big for the uplink once encapsulated (fragmentation needed, RFC 792
 //! and RFC 1191), and a packet whose TTL runs out here (time exceeded).
 //!
@@ -64,6 +65,18 @@ pub fn frag_needed(orig_ip: &[u8], mtu: u16, from: u32, out: &mut [u8]) -> usize
 /// 0, as [`frag_needed`] does.
 pub fn time_exceeded(orig_ip: &[u8], from: u32, out: &mut [u8]) -> usize {
     build(orig_ip, ICMP_TIME_EXCEEDED, CODE_TTL_EXCEEDED, 0, from, out)
+}
+
+/// "Protocol unreachable" and "port unreachable", the codes a Service
+/// with nothing behind it answers with.
+pub const CODE_PROTO_UNREACHABLE: u8 = 2;
+pub const CODE_PORT_UNREACHABLE: u8 = 3;
+
+/// An ICMP "destination unreachable" (type 3) of `code` about `orig_ip`,
+/// from address `from` (the address the sender tried), written into
+/// `out`; returns its length or 0, as [`frag_needed`] does.
+pub fn unreachable(orig_ip: &[u8], code: u8, from: u32, out: &mut [u8]) -> usize {
+    build(orig_ip, ICMP_UNREACHABLE, code, 0, from, out)
 }
 
 /// Whether `ip` may be the source of a packet that gets an error: not

@@ -708,6 +708,29 @@ pub fn dnat_rewrite(ip: &mut [u8], new_dst: u32, new_port: u16) {
 /// patched. False, with the packet untouched, if it is not such an error or
 /// is cut short of the quoted port.
 pub fn icmp_error_rewrite(ip: &mut [u8], pod_ip: u32, pod_port: u16) -> bool {
+    icmp_error_rewrite_at(ip, Some(16), 12, 0, pod_ip, pod_port)
+}
+
+/// Rewrites an ICMP error about a destination-translated flow (a Service
+/// connection) for its client: in the quoted packet the destination
+/// address becomes `addr` and the destination port (echo id) `port`; the
+/// outer source becomes `addr` too when `outer_src` (the error came from
+/// the backend itself). Checksums as [`icmp_error_rewrite`] patches them.
+pub fn icmp_error_rewrite_dst(ip: &mut [u8], outer_src: bool, addr: u32, port: u16) -> bool {
+    icmp_error_rewrite_at(ip, outer_src.then_some(12), 16, 2, addr, port)
+}
+
+/// `outer_at`: the outer address to replace (16 destination, 12 source),
+/// if any; `inner_at` the quoted address (12 or 16); `port_off` the quoted
+/// port's offset in its TCP or UDP header (0 source, 2 destination).
+fn icmp_error_rewrite_at(
+    ip: &mut [u8],
+    outer_at: Option<usize>,
+    inner_at: usize,
+    port_off: usize,
+    pod_ip: u32,
+    pod_port: u16,
+) -> bool {
     let Some((ihl, end)) = ipv4_bounds(ip) else {
         return false;
     };
@@ -729,8 +752,8 @@ pub fn icmp_error_rewrite(ip: &mut [u8], pod_ip: u32, pod_port: u16) -> bool {
     let qproto = ip[inner + 9];
     let l4 = inner + qihl;
     let (port_at, csum_at) = match qproto {
-        PROTO_TCP => (l4, l4 + 16),
-        PROTO_UDP => (l4, l4 + 6),
+        PROTO_TCP => (l4 + port_off, l4 + 16),
+        PROTO_UDP => (l4 + port_off, l4 + 6),
         PROTO_ICMP => (l4 + 4, l4 + 2),
         _ => return false,
     };
@@ -738,18 +761,20 @@ pub fn icmp_error_rewrite(ip: &mut [u8], pod_ip: u32, pod_port: u16) -> bool {
         return false;
     }
 
-    // the outer destination
-    let mut outer = Delta::default();
-    outer.addr(rd32(ip, 16), pod_ip);
-    ip[16..20].copy_from_slice(&pod_ip.to_be_bytes());
-    wr16(ip, 10, outer.apply(rd16(ip, 10)));
+    if let Some(at) = outer_at {
+        let mut outer = Delta::default();
+        outer.addr(rd32(ip, at), pod_ip);
+        ip[at..at + 4].copy_from_slice(&pod_ip.to_be_bytes());
+        wr16(ip, 10, outer.apply(rd16(ip, 10)));
+    }
 
     // the quoted packet, each change also summed for the error's checksum
+    let q = inner + inner_at;
     let mut icmp_delta = Delta::default();
     let mut addr = Delta::default();
-    addr.addr(rd32(ip, inner + 12), pod_ip);
-    icmp_delta.addr(rd32(ip, inner + 12), pod_ip);
-    ip[inner + 12..inner + 16].copy_from_slice(&pod_ip.to_be_bytes());
+    addr.addr(rd32(ip, q), pod_ip);
+    icmp_delta.addr(rd32(ip, q), pod_ip);
+    ip[q..q + 4].copy_from_slice(&pod_ip.to_be_bytes());
     let old = rd16(ip, inner + 10);
     let new = addr.apply(old);
     icmp_delta.word(old, new);

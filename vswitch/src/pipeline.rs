@@ -12,6 +12,7 @@ use crate::fdb::{Fdb, FdbCounters};
 use crate::firewall::{self, FlowLog, LogRecord, PolicyView, RateLimit};
 use crate::l3::{self, Endpoint, Routes, Verdict};
 use crate::packet::PacketBuf;
+use crate::svcnat::FromPod;
 use crate::wire::{self, Malformed, ETH_HLEN};
 use arrayvec::ArrayVec;
 use crossbeam_queue::ArrayQueue;
@@ -57,6 +58,8 @@ pub struct Context<'a> {
     pub underlay: Option<&'a crate::underlay::Underlay>,
     /// Next hops on the underlay.
     pub neigh: &'a crate::neigh::Neighbors,
+    /// Service addresses and NodePorts.
+    pub services: &'a crate::services::Services,
 }
 
 /// Per-worker pipeline state: the tx batches, the connection table and the
@@ -73,6 +76,8 @@ pub struct Pipeline<P> {
     /// natOutgoing translations (used by the worker owning the uplink).
     pub(crate) snat: crate::nat::Snat,
     pub(crate) templates: crate::uplink::Templates,
+    /// Service connections of this worker's clients (and NodePort).
+    pub svc: crate::svcnat::SvcNat,
 }
 
 /// Connections a worker tracks unless told otherwise.
@@ -108,6 +113,8 @@ impl<P: PacketBuf> Pipeline<P> {
                 timeouts,
             ),
             templates: crate::uplink::Templates::default(),
+            // two entries a connection, at most as many connections as natOutgoing
+            svc: crate::svcnat::SvcNat::new(2 * nat_capacity(ct_capacity), timeouts),
         }
     }
 
@@ -143,7 +150,30 @@ impl<P: PacketBuf> Pipeline<P> {
     ) {
         let mut rx_drops = 0u64;
         for mut pkt in pkts.drain(..) {
-            let out = match l3::route(pkt.data_mut(), in_port, ep, cx.routes) {
+            // Services first: policy and routing see the backend
+            let judge = match self.service_from_pod(cx, ep, &mut pkt) {
+                FromPod::Pass => None,
+                FromPod::Judge(f) => Some(f),
+                FromPod::Refused(why) => {
+                    ctr.drop(why, 1);
+                    rx_drops += 1;
+                    self.enqueue(in_port, pkt, sink, ctr);
+                    continue;
+                }
+                FromPod::Drop(why) => {
+                    ctr.drop(why, 1);
+                    rx_drops += 1;
+                    continue;
+                }
+            };
+            // a translated packet passed the anti-spoofing checks before
+            // its source may have become the Service's (hairpin)
+            let routed = if judge.is_some() {
+                l3::forward(pkt.data_mut(), cx.routes)
+            } else {
+                l3::route(pkt.data_mut(), in_port, ep, cx.routes)
+            };
+            let out = match routed {
                 Verdict::Out(out) => out,
                 Verdict::Reply(port) => {
                     self.enqueue(port, pkt, sink, ctr);
@@ -163,13 +193,16 @@ impl<P: PacketBuf> Pipeline<P> {
                 }
             };
             // route() checked the IPv4 header
-            let flow = Flow::parse(&pkt.data()[ETH_HLEN..]);
+            let flow = judge.unwrap_or_else(|| Flow::parse(&pkt.data()[ETH_HLEN..]));
             let mut verdict = self.zone(cx, in_port, ep, Direction::Egress, &flow, ctr);
             // the receiver's zone, when its port is ours; otherwise its
             // owner checks it in deliver()
             if verdict.is_ok() && cx.local & (1 << slot(out)) != 0 {
                 if let Some(Some(dst)) = cx.endpoints.get(slot(out)) {
                     verdict = self.zone(cx, out, dst, Direction::Ingress, &flow, ctr);
+                    if verdict.is_ok() && judge.is_none() {
+                        self.service_to_pod(cx, dst.zone, &flow, &mut pkt);
+                    }
                 }
             }
             match verdict {
@@ -230,7 +263,7 @@ impl<P: PacketBuf> Pipeline<P> {
         };
         let mut kept = Burst::new();
         let mut dropped = 0u64;
-        for pkt in pkts.drain(..) {
+        for mut pkt in pkts.drain(..) {
             let data = pkt.data();
             let is_ip = data.len() >= ETH_HLEN + 20
                 && u16::from_be_bytes([data[12], data[13]]) == l3::ETHERTYPE_IPV4;
@@ -238,7 +271,11 @@ impl<P: PacketBuf> Pipeline<P> {
             // would pass without its ingress policy
             let verdict = if is_ip {
                 let flow = Flow::parse(&data[ETH_HLEN..]);
-                self.zone(cx, port, ep, Direction::Ingress, &flow, ctr)
+                let v = self.zone(cx, port, ep, Direction::Ingress, &flow, ctr);
+                if v.is_ok() {
+                    self.service_to_pod(cx, ep.zone, &flow, &mut pkt);
+                }
+                v
             } else {
                 Err(DropReason::NotIpv4)
             };
@@ -461,6 +498,7 @@ mod tests {
             let compiled = policy::compile::Compiled::empty();
             let log = ArrayQueue::new(16);
             let neigh = crate::neigh::Neighbors::new(16);
+            let services = crate::services::Services::default();
             let cx = Context {
                 fdb: &self.fdb,
                 domain: &self.domain,
@@ -475,6 +513,7 @@ mod tests {
                 log: &log,
                 underlay: None,
                 neigh: &neigh,
+                services: &services,
             };
             self.pipe
                 .process(&cx, port, &mut b, &mut self.sink, &self.ctr);
@@ -708,6 +747,7 @@ mod tests {
             let fdb = Fdb::new(64, 300);
             let log = ArrayQueue::new(16);
             let neigh = crate::neigh::Neighbors::new(16);
+            let services = crate::services::Services::default();
             let cx = |local: u64| Context {
                 fdb: &fdb,
                 domain: &[],
@@ -722,6 +762,7 @@ mod tests {
                 log: &log,
                 underlay: None,
                 neigh: &neigh,
+                services: &services,
             };
             let (cx1, cx2) = (cx(1 << 1), cx(1 << 2));
             let mut w1: Pipeline<Vec<u8>> = Pipeline::new(1024, Default::default());

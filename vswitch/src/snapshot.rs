@@ -59,6 +59,8 @@ pub struct Snapshot {
     pub policy_generation: u64,
     /// The uplink, remote nodes and pools, when there is an uplink.
     pub underlay: Option<crate::underlay::Underlay>,
+    /// Service addresses, NodePorts and their backends.
+    pub services: crate::services::Services,
 }
 
 impl Snapshot {
@@ -73,6 +75,7 @@ impl Snapshot {
             policy: Arc::new(Compiled::empty()),
             policy_generation: 0,
             underlay: None,
+            services: Default::default(),
         }
     }
 

@@ -493,6 +493,9 @@ impl Switch {
         snap.policy = self.policy.compiled.clone();
         snap.policy_generation = self.policy.generation;
         snap.underlay = self.build_underlay(gen);
+        let routes = &snap.routes;
+        snap.services =
+            crate::services::Services::build(self.services.values(), |ip| routes.contains_key(&ip));
         if let Some(u) = &snap.underlay {
             // the uplink and the host port are no bridge ports
             snap.domain.retain(|&p| p != u.uplink && Some(p) != u.host);

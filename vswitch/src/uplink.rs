@@ -15,6 +15,7 @@ use crate::nat::{self, NatDrop};
 use crate::neigh::{self, Resolution, UplinkArp};
 use crate::packet::PacketBuf;
 use crate::pipeline::{slot, Context, Pipeline, TxSink};
+use crate::svcnat::FromPod;
 use crate::tunnel::{self, VxlanRx};
 use crate::underlay::{mac_bytes, Encap, RemoteRoute, Underlay};
 use crate::wire::ETH_HLEN;
@@ -151,6 +152,11 @@ impl<P: PacketBuf> Pipeline<P> {
         if d.len() < ETH_HLEN + 20 || u16::from_be_bytes([d[12], d[13]]) != ETHERTYPE_IPV4 {
             return Ok(());
         }
+        if l3::ipv4_header(d).is_some() && self.service_node_reply(cx, pkt) {
+            // a NodePort backend's answer: from the node's NodePort already
+            return Ok(());
+        }
+        let d = pkt.data();
         let src = u32::from_be_bytes([d[26], d[27], d[28], d[29]]);
         if !u.snat_needed(src, ip_dst(d)) {
             return Ok(());
@@ -433,6 +439,15 @@ impl<P: PacketBuf> Pipeline<P> {
                     if back {
                         return self.deliver_pod(cx, pkt, sink, ctr);
                     }
+                    match self.service_node_port(cx, u, &flow, &mut pkt) {
+                        FromPod::Pass => {}
+                        FromPod::Judge(_) => return self.deliver_pod(cx, pkt, sink, ctr),
+                        FromPod::Refused(why) => {
+                            self.enqueue(u.uplink, pkt, sink, ctr);
+                            return Err(why);
+                        }
+                        FromPod::Drop(why) => return Err(why),
+                    }
                     return self.punt_host(u, pkt, sink, ctr, DropReason::NotForUs);
                 }
                 // routed natively: by a node whose pool says Never (or
@@ -521,6 +536,7 @@ impl<P: PacketBuf> Pipeline<P> {
             if let Some(Some(dst)) = cx.endpoints.get(slot(out)) {
                 let flow = Flow::parse(&pkt.data()[ETH_HLEN..]);
                 self.zone(cx, out, dst, Direction::Ingress, &flow, ctr)?;
+                self.service_to_pod(cx, dst.zone, &flow, &mut pkt);
             }
         }
         self.enqueue(out, pkt, sink, ctr);
@@ -630,6 +646,7 @@ mod tests {
             log: &log,
             underlay: Some(&u),
             neigh,
+            services: &crate::services::Services::default(),
         };
         let ctr = WorkerCounters::new(MAX_PORTS);
         let mut sink = Sink::default();
@@ -737,6 +754,7 @@ mod tests {
             log: &log,
             underlay: Some(&u),
             neigh: &neigh,
+            services: &crate::services::Services::default(),
         };
         let ctr = WorkerCounters::new(MAX_PORTS);
         let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Timeouts::default());

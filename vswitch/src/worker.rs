@@ -105,6 +105,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             log: &shared.flow_log[me],
             underlay: snap.underlay.as_ref(),
             neigh: &shared.neigh,
+            services: &snap.services,
         };
         let mut got = 0usize;
         for &port in &snap.polls[me] {
