@@ -30,7 +30,12 @@ pub fn block_resource() -> ApiResource {
 }
 
 pub fn affinity_resource() -> ApiResource {
-    resource("vswitch.dev", "v1alpha1", "BlockAffinity", "blockaffinities")
+    resource(
+        "vswitch.dev",
+        "v1alpha1",
+        "BlockAffinity",
+        "blockaffinities",
+    )
 }
 
 pub fn pool_resource() -> ApiResource {
@@ -228,8 +233,12 @@ pub fn block_to_spec(
         allocations[ord as usize] = Some(idx);
         let kept = prev.and_then(|(ps, pb)| {
             let same = pb.ordinals().any(|(o, pa)| o == ord && pa == a);
-            same.then(|| ps.sequence_number_for_allocation.get(&ord.to_string()).copied())
-                .flatten()
+            same.then(|| {
+                ps.sequence_number_for_allocation
+                    .get(&ord.to_string())
+                    .copied()
+            })
+            .flatten()
         });
         seq_for.insert(ord.to_string(), kept.unwrap_or(seq));
     }
@@ -267,7 +276,10 @@ mod tests {
 
     #[test]
     fn names_are_valid_object_names() {
-        assert_eq!(block_name("10.244.0.0/26".parse().unwrap()), "10-244-0-0-26");
+        assert_eq!(
+            block_name("10.244.0.0/26".parse().unwrap()),
+            "10-244-0-0-26"
+        );
         assert_eq!(block_name("fd00::40/122".parse().unwrap()), "fd00--40-122");
         assert_eq!(block_name("::40/122".parse().unwrap()), "0--40-122");
         assert_eq!(
@@ -299,8 +311,12 @@ mod tests {
         assert_eq!(block_from_spec(&spec).unwrap(), b);
 
         // a second write keeps the sequence numbers of allocations it did not touch
-        let allocs2: BTreeMap<u32, Allocation> =
-            [(0, alloc("a", "n1")), (1, alloc("a", "n1")), (2, alloc("c", "n1"))].into();
+        let allocs2: BTreeMap<u32, Allocation> = [
+            (0, alloc("a", "n1")),
+            (1, alloc("a", "n1")),
+            (2, alloc("c", "n1")),
+        ]
+        .into();
         let b2 = Block::from_parts(cidr, Some("n1".into()), allocs2).unwrap();
         let (spec2, _) = block_to_spec(&b2, Some("p".into()), Some((&spec, &b)));
         assert_eq!(spec2.sequence_number, 2);

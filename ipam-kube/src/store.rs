@@ -392,7 +392,10 @@ fn precondition(rv: Option<String>) -> DeleteParams {
 }
 
 fn affinity_of(o: &BlockObject) -> Option<&str> {
-    o.spec.affinity.as_deref()?.strip_prefix(crate::objects::HOST_AFFINITY)
+    o.spec
+        .affinity
+        .as_deref()?
+        .strip_prefix(crate::objects::HOST_AFFINITY)
 }
 
 /// The writes that turn `view` into `new`: claims (creates) first, because they are where
@@ -637,9 +640,10 @@ async fn repair(apis: &Apis, view: &View, node: &str) -> Result<usize, StoreErro
         let ok = view.affinities.get(name).is_some_and(|a| {
             a.spec.node == node && a.spec.cidr == cidr.to_string() && a.spec.state == CONFIRMED
         });
-        if !ok && ensure_affinity(apis, node, cidr)
-            .await
-            .map_err(StoreError::Backend)?
+        if !ok
+            && ensure_affinity(apis, node, cidr)
+                .await
+                .map_err(StoreError::Backend)?
         {
             writes += 1;
         }
