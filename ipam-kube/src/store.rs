@@ -366,7 +366,10 @@ fn build_view(
 
 enum Op {
     Create(BlockObject),
-    Replace { new: BlockObject, old: BlockObject },
+    Replace {
+        new: BlockObject,
+        old: Box<BlockObject>,
+    },
     Delete(BlockObject),
 }
 
@@ -418,7 +421,7 @@ fn plan(view: &View, new: &State) -> Vec<Op> {
                 obj.status = Some(status);
                 replaces.push(Op::Replace {
                     new: obj,
-                    old: old.clone(),
+                    old: Box::new(old.clone()),
                 });
             }
             Some(_) => {}
@@ -464,7 +467,7 @@ async fn commit(
             Op::Replace { new: obj, old } => {
                 let name = name_of(obj);
                 let r = timed(apis.blocks.replace(&name, &pp, obj)).await.map(|o| {
-                    let mut back = old.clone();
+                    let mut back = (**old).clone();
                     back.metadata.resource_version = o.metadata.resource_version.clone();
                     done.push(Undo::Restore(back));
                     o.metadata.resource_version
