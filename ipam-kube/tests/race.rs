@@ -100,7 +100,7 @@ fn api_owners(s: &KubeServer) -> BTreeMap<ipam::IpNetwork, String> {
         let cidr = net(a["spec"]["cidr"].as_str().unwrap());
         let node = a["spec"]["node"].as_str().unwrap().to_string();
         assert_eq!(a["spec"]["state"], "confirmed");
-        let prev = recorded.insert(cidr.clone(), node);
+        let prev = recorded.insert(cidr, node);
         assert!(prev.is_none(), "block {cidr} has two affinity records");
     }
     assert_eq!(
