@@ -367,3 +367,22 @@ fn pool_changes_are_refused() {
     assert!(err.to_string().contains("only reads"), "{err}");
     assert_eq!(fake.lock().unwrap().count("ippools"), 1);
 }
+
+#[test]
+fn works_from_inside_a_current_thread_runtime() {
+    // vswitchd's control thread: a current-thread runtime, where block_in_place panics
+    let fake = fake_with_pool();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        let ipam = Ipam::new(store(&fake));
+        let got = assign(&ipam, &h("a")).unwrap();
+        // dropping the store here must not block or panic either
+        drop(ipam);
+        got
+    });
+    assert_eq!(got.len(), 1);
+    assert_eq!(fake.lock().unwrap().count("ipamblocks"), 1);
+}
