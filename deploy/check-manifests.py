@@ -48,7 +48,8 @@ EXPECTED_CRDS = {
     "blockaffinities.vswitch.dev": ("BlockAffinity", "Cluster", "v1alpha1"),
 }
 
-# what the agent reads: (group, resource); writes only to vswitch.dev
+# what the agent reads: (group, resource); the node pod (vswitchd's IPAM
+# store) writes only to vswitch.dev
 AGENT_READS = {
     ("", "pods"),
     ("", "namespaces"),

@@ -18,40 +18,60 @@
 #    kustomization with apply -k --dry-run=server;
 # 4. the objects in deploy/examples/ with --dry-run=server: the CRDs accept
 #    them and prune none of their fields, and an invalid one is refused;
-# 5. RBAC created for real: the agent's ServiceAccount may do what the agent
-#    needs and nothing else listed here (kubectl auth can-i).
+# 5. RBAC created for real: the node's ServiceAccount may do what the agent
+#    and vswitchd's IPAM store need and nothing else listed here (kubectl
+#    auth can-i).
 #
-# The server listens on 127.0.0.1:6443 (etcd on 2379/2380); the script
-# refuses to start when something else holds those ports, and stops the
-# server on exit.
+# The server listens on 127.0.0.1:6443 (etcd on 2379/2380), the fixed ports
+# the tests' harness (crate testkube) uses too: both hold the host-wide lock
+# /run/vswitch-test-kube-apiserver.lock while their server runs, so this
+# script waits for a test holding it and a test waits for this script. It
+# stops a server a killed run left behind, refuses to start when something
+# else holds the ports, and stops its server on exit.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-DIR=$(realpath -m "${1:-/var/cache/vswitch/kube-apiserver}")
-APISERVER_SH=${KUBE_APISERVER_SH:-$ROOT/../shared/scripts/kube-apiserver.sh}
+DIR=$(realpath -m "${1:-${VSWITCH_KUBE_DIR:-/var/cache/vswitch/kube-apiserver}}")
+LOCK=/run/vswitch-test-kube-apiserver.lock
 
 log() { echo "[validate-server] $*" >&2; }
 die() { log "$*"; exit 1; }
 
+# kube-apiserver.sh as testkube finds it: $KUBE_APISERVER_SH, else
+# $VSWITCH_SHARED/scripts/, else shared/scripts/ in a parent of the repository
+find_apiserver_sh() {
+  if [ -n "${KUBE_APISERVER_SH:-}" ]; then echo "$KUBE_APISERVER_SH"; return; fi
+  if [ -n "${VSWITCH_SHARED:-}" ]; then echo "$VSWITCH_SHARED/scripts/kube-apiserver.sh"; return; fi
+  local d=$ROOT
+  while [ "$d" != / ]; do
+    if [ -f "$d/shared/scripts/kube-apiserver.sh" ]; then echo "$d/shared/scripts/kube-apiserver.sh"; return; fi
+    d=$(dirname "$d")
+  done
+  echo "$ROOT/../shared/scripts/kube-apiserver.sh"
+}
+APISERVER_SH=$(find_apiserver_sh)
+
 [ "$(id -u)" = 0 ] || die "needs root (building the server installs packages)"
-[ -f "$APISERVER_SH" ] || die "no $APISERVER_SH (set KUBE_APISERVER_SH)"
+[ -f "$APISERVER_SH" ] || die "no $APISERVER_SH (set KUBE_APISERVER_SH or VSWITCH_SHARED)"
 KUBECTL=$("$HERE/kubectl.sh" --path)
 mkdir -p "$DIR"
+
+# fd 9 holds the lock until this script exits; every child that outlives a
+# command (the server, etcd) gets it closed (9>&-), or it would hold the lock
+# after us
+exec 9>"$LOCK"
+if ! flock -n 9; then
+  log "waiting for $LOCK (a test holds the API server)"
+  flock 9
+fi
 
 if [ ! -x "$DIR/kube-apiserver" ]; then
   log "building kube-apiserver 1.20.2 into $DIR (log: $DIR/build.log)"
   # the build installs Go and etcd from Debian: the package lists must exist
-  apt-get update -qq
-  bash "$APISERVER_SH" build "$DIR"
+  apt-get update -qq 9>&-
+  bash "$APISERVER_SH" build "$DIR" 9>&-
 fi
-
-for port in 6443 2379 2380; do
-  if ss -Hltn "sport = :$port" | grep -q .; then
-    die "port $port is in use (another kube-apiserver or etcd; if one of ours was left running: $APISERVER_SH stop $DIR)"
-  fi
-done
-rm -rf "$DIR/run/etcd"
 
 stop_server() {
   bash "$APISERVER_SH" stop "$DIR" || true
@@ -67,11 +87,30 @@ stop_server() {
     rm -f "$DIR/run/$p.pid"
   done
 }
+# with the lock held, a server of ours still running was left by a killed run
+stop_server
+for port in 6443 2379 2380; do
+  if ss -Hltn "sport = :$port" | grep -q .; then
+    die "port $port is in use by something that is not this cache's kube-apiserver or etcd"
+  fi
+done
+rm -rf "$DIR/run/etcd"
+
 WORK=$(mktemp -d)
 trap 'stop_server; rm -rf "$WORK"' EXIT
 
+# The shared script starts kube-apiserver without --allow-privileged, whose
+# default is false; the DaemonSet's vswitchd is privileged, as every CNI
+# dataplane is, and real clusters (kubeadm, kind, k3s) allow it. So the
+# server is started by a copy of the script with the flag added.
+SERVER_SH=$WORK/kube-apiserver.sh
+sed 's|"\$W/kube-apiserver" --etcd-servers|"$W/kube-apiserver" --allow-privileged=true --etcd-servers|' \
+  "$APISERVER_SH" > "$SERVER_SH"
+grep -q -- '--allow-privileged=true' "$SERVER_SH" \
+  || die "cannot add --allow-privileged=true to $APISERVER_SH: its kube-apiserver command line changed"
+
 log "starting etcd and kube-apiserver"
-bash "$APISERVER_SH" start "$DIR" >/dev/null
+bash "$SERVER_SH" start "$DIR" >/dev/null 9>&-
 export KUBECONFIG=$DIR/run/kubeconfig
 export HOME=$WORK/home
 mkdir -p "$HOME"
@@ -124,7 +163,10 @@ check "apply -k deploy/ --dry-run=server" k apply -k "$HERE" --dry-run=server
 # 4: what the server would store must keep every field we sent
 unpruned() {
   local f=$1
-  k apply --dry-run=server -o json -f "$f" > "$WORK/stored.json" || return 1
+  # --validate=false: kubectl 1.20's own (client-side) schema check does not
+  # know nullable array items and refuses the nulls of an IPAMBlock's
+  # allocations; the server still validates the object against the CRD
+  k apply --dry-run=server --validate=false -o json -f "$f" > "$WORK/stored.json" || return 1
   python3 - "$f" "$WORK/stored.json" <<'PY'
 import json, sys, yaml
 sent = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -198,14 +240,18 @@ rbac() {
               "watch endpointslices.discovery.k8s.io" "watch networkpolicies.networking.k8s.io" \
               "watch ippools.crd.projectcalico.org" "watch networkpolicies.crd.projectcalico.org" \
               "watch globalnetworkpolicies.crd.projectcalico.org" "watch tiers.crd.projectcalico.org" \
-              "create ipamblocks.vswitch.dev" "update ipamblocks.vswitch.dev" "delete ipamblocks.vswitch.dev" \
+              "list ippools.crd.projectcalico.org" \
+              "list ipamblocks.vswitch.dev" "create ipamblocks.vswitch.dev" "update ipamblocks.vswitch.dev" \
+              "delete ipamblocks.vswitch.dev" "list blockaffinities.vswitch.dev" "get blockaffinities.vswitch.dev" \
               "create blockaffinities.vswitch.dev" "update blockaffinities.vswitch.dev" \
               "delete blockaffinities.vswitch.dev"; do
     # shellcheck disable=SC2086
     can $spec || { echo "may not: $spec"; bad=1; }
   done
   for spec in "get secrets" "update pods" "update pods --subresource=status" "update nodes" "patch ipamblocks.vswitch.dev" \
-              "update ippools.crd.projectcalico.org" "create networkpolicies.networking.k8s.io" \
+              "patch blockaffinities.vswitch.dev" "deletecollection ipamblocks.vswitch.dev" \
+              "update ippools.crd.projectcalico.org" "create ippools.crd.projectcalico.org" \
+              "delete ippools.crd.projectcalico.org" "create networkpolicies.networking.k8s.io" \
               "delete services" "create pods"; do
     # shellcheck disable=SC2086
     if can $spec; then echo "may, but should not: $spec"; bad=1; fi

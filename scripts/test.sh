@@ -4,9 +4,10 @@
 #   scripts/test.sh
 #
 # Installs what it needs (Debian packages, hugepages), then runs: format and
-# lint checks, unit tests, the DPDK integration tests (vswitchd with testpmd
-# pods over vhost-user), the criterion benches once each as tests, the demo,
-# and a short PVP harness run. Every step must pass; the last line counts them.
+# lint checks, the manifests offline and against a real kube-apiserver, unit
+# tests, the DPDK integration tests (vswitchd with testpmd pods over
+# vhost-user), the criterion benches once each as tests, the demo, and a short
+# PVP harness run. Every step must pass; the last line counts them.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,6 +62,8 @@ fi
 export CARGO_TERM_COLOR=never
 step "cargo fmt --check" cargo fmt --all -- --check
 step "deploy/ manifests (Debian's kubectl, offline)" deploy/validate.sh
+# takes the same host lock and ports as the tests' API server (crate testkube)
+step "deploy/ against a real kube-apiserver (server-side dry run, RBAC)" deploy/validate-server.sh
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --release -- -D warnings
 step "cargo test (unit and DPDK integration)" cargo test --workspace --release
 step "criterion benches run once" cargo bench -p perf -- --test

@@ -49,6 +49,30 @@ impl Block {
         }
     }
 
+    /// A block as a store read it: every allocation by ordinal. Refused if the CIDR has host bits
+    /// set or an ordinal lies past the block, so a damaged record is reported, not used.
+    pub fn from_parts(
+        cidr: IpNetwork,
+        affinity: Option<String>,
+        allocations: BTreeMap<u32, Allocation>,
+    ) -> Result<Block, String> {
+        if !net::is_canonical(cidr) {
+            return Err(format!("block {cidr} has host bits set"));
+        }
+        let b = Block {
+            cidr,
+            affinity,
+            allocations,
+        };
+        b.check()?;
+        Ok(b)
+    }
+
+    /// Every allocation by ordinal, lowest first (what a store writes).
+    pub fn ordinals(&self) -> impl Iterator<Item = (u32, &Allocation)> + '_ {
+        self.allocations.iter().map(|(&o, a)| (o, a))
+    }
+
     pub fn cidr(&self) -> IpNetwork {
         self.cidr
     }

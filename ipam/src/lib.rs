@@ -3,8 +3,9 @@
 //!
 //! The state is one value ([`State`]) that the [`Ipam`] engine changes inside a store
 //! transaction and commits whole, so an assignment is either durable in full or did not happen.
-//! [`FileStore`] keeps it in one crash-safe file for standalone nodes; a Kubernetes-API store can
-//! implement [`Store`] later with `resourceVersion` compare-and-swap.
+//! [`FileStore`] keeps it in one crash-safe file for standalone nodes; the `ipam-kube` crate
+//! keeps it in the Kubernetes API, one object per block, with `resourceVersion`
+//! compare-and-swap.
 //!
 //! ```
 //! use ipam::{Attributes, FamilyCount, HandleId, Ipam, MemStore, Pool, PoolSelection};

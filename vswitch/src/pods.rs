@@ -322,7 +322,13 @@ impl Switch {
             })?);
         }
         // the one step that can still fail is the IPAM's, and it is atomic
-        if !doc.pools.is_empty() || !retired.is_empty() {
+        if self.pools_from_store {
+            // the IPAM reads the cluster's IPPools itself, which the document's pools come from
+            tracing::debug!(
+                "IPAM pools come from its store; {} applied pool(s) kept for routing only",
+                doc.pools.len()
+            );
+        } else if !doc.pools.is_empty() || !retired.is_empty() {
             self.ipam.apply_pools(pools)?;
         }
         for name in retired {

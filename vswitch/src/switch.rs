@@ -10,7 +10,7 @@ use crate::fdb::Fdb;
 use crate::l3::{Endpoint, Route};
 use crate::pipeline::MAX_PORTS;
 use crate::snapshot::{PortEntry, Shared, Snapshot};
-use ::ipam::{FileStore, Ipam, IpamError};
+use ::ipam::{FileStore, Ipam, IpamError, Store};
 use api::ErrorCode;
 use api::{
     EndpointSpec, FdbEntry, FdbStats, MacAddr, PortInfo, PortKind, PortSpec, PortStats, Stats,
@@ -42,6 +42,19 @@ pub struct SwitchConfig {
     pub flow_log_file: Option<PathBuf>,
     /// The uplink, the host port and the underlay gateway.
     pub uplink: crate::underlay::UplinkConfig,
+    /// Where IPAM claims are kept.
+    pub ipam_store: IpamStoreKind,
+}
+
+/// Where the IPAM keeps its claims.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IpamStoreKind {
+    /// One file under the state directory: a standalone node.
+    #[default]
+    File,
+    /// IPAMBlock and BlockAffinity objects in the cluster's API server (`$KUBECONFIG`, else
+    /// the in-cluster service account), pools from its IPPool objects.
+    Kube,
 }
 
 impl Default for SwitchConfig {
@@ -56,6 +69,7 @@ impl Default for SwitchConfig {
             ct_max: crate::pipeline::DEFAULT_CT_CAPACITY,
             flow_log_file: None,
             uplink: Default::default(),
+            ipam_store: IpamStoreKind::File,
         }
     }
 }
@@ -108,7 +122,10 @@ pub struct Switch {
     aged_by_sweep: AtomicU64,
     /// The second of the last FDB sweep.
     last_sweep: AtomicU32,
-    pub(crate) ipam: Ipam<FileStore>,
+    pub(crate) ipam: Ipam<Box<dyn Store>>,
+    /// The store reads pools from where it keeps blocks (the cluster's IPPools): applied pools
+    /// are not written to it.
+    pub(crate) pools_from_store: bool,
     pub(crate) node: String,
     /// Pool fields the IPAM does not keep (encapsulation, NAT, selector).
     pub(crate) pool_meta: BTreeMap<String, api::IpPool>,
@@ -183,11 +200,30 @@ impl Switch {
             );
         }
         let n = lcores.len();
-        let store = FileStore::open(cfg.state_dir.join("ipam.json"))
-            .map_err(|e| SwitchError::Ipam(e.into()))?;
+        let store: Box<dyn Store> = match cfg.ipam_store {
+            IpamStoreKind::File => Box::new(
+                FileStore::open(cfg.state_dir.join("ipam.json"))
+                    .map_err(|e| SwitchError::Ipam(e.into()))?,
+            ),
+            IpamStoreKind::Kube => {
+                let store =
+                    ipam_kube::KubeStore::connect().map_err(|e| SwitchError::Ipam(e.into()))?;
+                // A crash between a claim and its record leaves the record missing. An API
+                // server that is down must not keep the switch from forwarding for the pods
+                // it has: only new pods need the IPAM, and their ADDs report the error.
+                match store.repair_affinities(&cfg.node) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("repaired {n} BlockAffinity record(s) of {}", cfg.node),
+                    Err(e) => tracing::warn!("IPAM: {e}"),
+                }
+                Box::new(store)
+            }
+        };
         let ipam = Ipam::new(store);
-        // fail at start, not at the first pod, if the state cannot be read
-        ipam.snapshot()?;
+        if cfg.ipam_store == IpamStoreKind::File {
+            // fail at start, not at the first pod, if the state cannot be read
+            ipam.snapshot()?;
+        }
         let pool = Arc::new(Mempool::pktmbuf("vsw_mbufs", cfg.mbufs, 256)?);
         let log_file = match &cfg.flow_log_file {
             Some(path) => Some(
@@ -230,6 +266,7 @@ impl Switch {
             aged_by_sweep: AtomicU64::new(0),
             last_sweep: AtomicU32::new(u32::MAX),
             ipam,
+            pools_from_store: cfg.ipam_store == IpamStoreKind::Kube,
             node: cfg.node.clone(),
             pool_meta: BTreeMap::new(),
             attachments: BTreeMap::new(),

@@ -9,7 +9,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use vswitch::switch::{Switch, SwitchConfig};
+use vswitch::switch::{IpamStoreKind, Switch, SwitchConfig};
 use vswitch::{control, dpdk};
 
 #[derive(Parser, Debug)]
@@ -73,9 +73,14 @@ struct Args {
     /// lines, besides keeping the latest for `vsctl flows log`.
     #[arg(long)]
     flow_log_file: Option<PathBuf>,
-    /// Where durable state (IPAM claims) is kept.
+    /// Where durable state (IPAM claims with --ipam-store file) is kept.
     #[arg(long, default_value = "/var/lib/vswitch")]
     state_dir: PathBuf,
+    /// Where IPAM claims are kept: "file" (STATE_DIR/ipam.json, a standalone node) or "kube"
+    /// (IPAMBlock and BlockAffinity objects in the API server named by $KUBECONFIG or the
+    /// in-cluster service account; pools are the cluster's IPPools).
+    #[arg(long, value_enum, default_value_t = StoreArg::File)]
+    ipam_store: StoreArg,
     /// This node's name in block affinities (default: the host name).
     #[arg(long)]
     node: Option<String>,
@@ -86,6 +91,12 @@ struct Args {
     /// Extra EAL arguments, after `--`.
     #[arg(last = true)]
     eal: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum StoreArg {
+    File,
+    Kube,
 }
 
 fn parse_port(s: &str) -> Result<PortSpec, String> {
@@ -227,6 +238,10 @@ fn run(args: Args) -> Result<(), String> {
         mbufs: args.mbufs,
         state_dir: args.state_dir.clone(),
         node: args.node.clone().unwrap_or_else(host_name),
+        ipam_store: match args.ipam_store {
+            StoreArg::File => IpamStoreKind::File,
+            StoreArg::Kube => IpamStoreKind::Kube,
+        },
         ..SwitchConfig::default()
     };
     let sw = Switch::new(&cfg, dpdk::worker_lcores(), huge).map_err(|e| e.to_string())?;
