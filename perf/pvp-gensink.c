@@ -42,7 +42,9 @@
  * (sink_checked): sink_ok has the expected IPv4 destination and UDP
  * destination port, sink_routed is of those the routed ones (source MAC
  * ee:ee:ee:ee:ee:ee, the gateway MAC of routed pods, and TTL 63), sink_other
- * the rest.  Inspecting costs a cache miss per frame (the switch's core wrote
+ * the rest.  --sink-ip A / --sink-port P: the destination the sink expects
+ * when it is not the one the generator sends to (a Service: the generator
+ * sends to the virtual address, the switch translates it to the backend's).  Inspecting costs a cache miss per frame (the switch's core wrote
  * it), so perf/pvp-policy inspects a sample.
  * SIGINT/SIGTERM end it.
  *
@@ -94,6 +96,9 @@ struct opts {
 	uint32_t mbufs;
 	uint32_t link_timeout;
 	uint32_t check_every;
+	uint32_t sink_ip; /* network order; what the sink expects (default dst_ip) */
+	uint16_t sink_port; /* host order (default dport) */
+	int have_sink_ip, have_sink_port;
 };
 
 struct counters {
@@ -114,7 +119,7 @@ static void usage(const char *prog)
 	fprintf(stderr,
 		"usage: %s EAL-ARGS -- --dst-mac MAC --src-ip A --dst-ip B [--sport S] [--dport D]\n"
 		"       [--flows N] [--len BYTES] [--hello-ms MS] [--mbufs N] [--link-timeout SEC]\n"
-		"       [--check-every N]\n",
+		"       [--check-every N] [--sink-ip A] [--sink-port P]\n",
 		prog);
 }
 
@@ -141,6 +146,8 @@ static int parse_args(int argc, char **argv)
 		{"mbufs", required_argument, NULL, 'n'},
 		{"link-timeout", required_argument, NULL, 't'},
 		{"check-every", required_argument, NULL, 'c'},
+		{"sink-ip", required_argument, NULL, 'k'},
+		{"sink-port", required_argument, NULL, 'K'},
 		{NULL, 0, NULL, 0},
 	};
 	int c, have_src = 0, have_dst = 0;
@@ -148,7 +155,7 @@ static int parse_args(int argc, char **argv)
 	unsigned long v;
 
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		if (c != 'm' && c != 's' && c != 'd' && c != '?') {
+		if (c != 'm' && c != 's' && c != 'd' && c != 'k' && c != '?') {
 			errno = 0;
 			v = strtoul(optarg, &end, 10);
 			if (errno || *end || end == optarg) {
@@ -180,6 +187,14 @@ static int parse_args(int argc, char **argv)
 			}
 			have_dst = 1;
 			break;
+		case 'k':
+			if (parse_ip(optarg, &o.sink_ip)) {
+				fprintf(stderr, "bad IPv4 address '%s'\n", optarg);
+				return -1;
+			}
+			o.have_sink_ip = 1;
+			break;
+		case 'K': o.sink_port = (uint16_t)v; o.have_sink_port = 1; if (v > 65535) return -1; break;
 		case 'S': o.sport = (uint16_t)v; if (v > 65535) return -1; break;
 		case 'D': o.dport = (uint16_t)v; if (v > 65535) return -1; break;
 		case 'f': o.flows = (uint32_t)v; break;
@@ -196,6 +211,10 @@ static int parse_args(int argc, char **argv)
 		fprintf(stderr, "--dst-mac, --src-ip and --dst-ip are required\n");
 		return -1;
 	}
+	if (!o.have_sink_ip)
+		o.sink_ip = o.dst_ip;
+	if (!o.have_sink_port)
+		o.sink_port = o.dport;
 	if (o.flows < 1 || o.flows > 65536 || (uint32_t)o.sport + o.flows - 1 > 65535) {
 		fprintf(stderr, "--flows must be 1..65536 with sport+flows-1 <= 65535\n");
 		return -1;
@@ -367,7 +386,7 @@ int main(int argc, char **argv)
 		printf("READY gen_mac=%s sink_mac=%s flows=%u len=%u lcore=%u\n", g, s, o.flows, o.len,
 		       rte_lcore_id());
 	}
-	be_dport = rte_cpu_to_be_16(o.dport);
+	be_dport = rte_cpu_to_be_16(o.sink_port);
 	hello_ticks = (uint64_t)o.hello_ms * hz / 1000;
 	next_hello = rte_rdtsc();
 
@@ -415,7 +434,7 @@ int main(int argc, char **argv)
 				const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
 				if (rx[i]->data_len >= HDR_LEN &&
 				    eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) &&
-				    ip->dst_addr == o.dst_ip && ip->next_proto_id == IPPROTO_UDP &&
+				    ip->dst_addr == o.sink_ip && ip->next_proto_id == IPPROTO_UDP &&
 				    ((const struct rte_udp_hdr *)(ip + 1))->dst_port == be_dport) {
 					c.sink_ok++;
 					if (ip->time_to_live == 63 &&

@@ -56,6 +56,13 @@ pvp_policy_smoke() {
   echo "$out" | grep -E '^RESULT|^\|'
   [ "$(echo "$out" | grep -c '^RESULT ')" = 2 ]
 }
+
+pvp_service_smoke() {
+  local out
+  out=$(perf/pvp-service --switches io-ceiling,vswitch-service --runs 1 --duration 3 --report "$(mktemp -d)" 2>&1) || { echo "$out"; return 1; }
+  echo "$out" | grep -E '^RESULT|^\|'
+  [ "$(echo "$out" | grep -c '^RESULT ')" = 2 ]
+}
 if ! deploy/host-setup.sh; then
   echo "host setup failed"; echo "0 passed, 1 failed"; exit 1
 fi
@@ -70,6 +77,7 @@ step "criterion benches run once" cargo bench -p perf -- --test
 step "demo: kernel pods ping, testpmd pods show nonzero rates" demo_check
 step "PVP harness smoke run" pvp_smoke
 step "policy PVP harness smoke run" pvp_policy_smoke
+step "service PVP harness smoke run" pvp_service_smoke
 
 echo
 if [ "$FAILED" -gt 0 ]; then
