@@ -397,6 +397,81 @@ pub fn namespaces(ns: &[api::policy::NamespaceInfo]) -> String {
     t.render()
 }
 
+fn labels_cell(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "-".to_owned();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `get cluster-pods`: NAME IPS LOCAL LABELS, one row per pod.
+pub fn cluster_pods(pods: &[api::policy::EndpointInfo]) -> String {
+    let mut sorted: Vec<&api::policy::EndpointInfo> = pods.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut t = Table::new(["name", "ips", "local", "labels"]);
+    for p in sorted {
+        let ips: Vec<String> = p.ips.iter().map(ToString::to_string).collect();
+        t.row([
+            p.name.clone(),
+            ips.join(","),
+            if p.local { "yes" } else { "no" }.to_owned(),
+            labels_cell(&p.labels),
+        ]);
+    }
+    t.render()
+}
+
+/// `get services`: one row per Service port: NAME CLUSTER-IPS PORT
+/// (port/protocol, `:nodePort` when set) BACKENDS (ip:port, `-` for none)
+/// AFFINITY (ClientIP timeout, `-` for none).
+pub fn services(svcs: &[api::Service]) -> String {
+    let mut sorted: Vec<&api::Service> = svcs.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut t = Table::new(["name", "cluster-ips", "port", "backends", "affinity"]);
+    for s in sorted {
+        let ips: Vec<String> = s.cluster_ips.iter().map(ToString::to_string).collect();
+        let affinity = s
+            .affinity_timeout
+            .map_or("-".to_owned(), |t| format!("ClientIP {t}s"));
+        if s.ports.is_empty() {
+            t.row([
+                s.name.clone(),
+                ips.join(","),
+                "-".to_owned(),
+                "-".to_owned(),
+                affinity.clone(),
+            ]);
+        }
+        for p in &s.ports {
+            let mut port = format!("{}/{}", p.port, p.protocol.as_str());
+            if let Some(np) = p.node_port {
+                port.push_str(&format!(":{np}"));
+            }
+            let backends: Vec<String> = p
+                .backends
+                .iter()
+                .map(|b| format!("{}:{}", b.ip, b.port))
+                .collect();
+            t.row([
+                s.name.clone(),
+                ips.join(","),
+                port,
+                if backends.is_empty() {
+                    "-".to_owned()
+                } else {
+                    backends.join(",")
+                },
+                affinity.clone(),
+            ]);
+        }
+    }
+    t.render()
+}
+
 /// Unix time as RFC 3339 in UTC, e.g. `2024-02-29T13:05:09Z`.
 pub fn rfc3339(secs: u64) -> String {
     // Days to civil date: Howard Hinnant's algorithm, on the proleptic
