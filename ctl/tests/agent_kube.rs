@@ -472,16 +472,35 @@ fn agent_follows_the_cluster_through_restarts() {
 
     let mut agent = start_agent(&d, &server, health, 1);
     let t_agent = Instant::now();
-    let ns_all = |s: &State| {
-        s.namespaces.keys().cloned().collect::<Vec<_>>()
-            == [
-                "default",
-                "kube-node-lease",
-                "kube-public",
-                "kube-system",
-                "shop",
-            ]
-    };
+    // what the API server made by itself (kube-system, the kubernetes
+    // Service, ...) is part of the cluster too
+    let mut namespaces: Vec<String> = server
+        .kubectl_ok(&[
+            "get",
+            "namespaces",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    namespaces.sort();
+    assert!(namespaces.contains(&"shop".to_owned()) && namespaces.len() > 2);
+    let mut services: Vec<String> = server
+        .kubectl_ok(&[
+            "get",
+            "services",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {end}",
+        ])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    services.sort();
+    assert!(services.contains(&"shop/web".to_owned()));
+    let ns_all = |s: &State| s.namespaces.keys().cloned().collect::<Vec<_>>() == namespaces;
+    let svc_all = |s: &State| s.services.keys().cloned().collect::<Vec<_>>() == services;
     let initial = |s: &State| {
         ns_all(s)
             && s.namespaces["shop"] == labels(&[("team", "shop")])
@@ -502,7 +521,7 @@ fn agent_follows_the_cluster_through_restarts() {
             && s.nodes.len() == 2
             && s.nodes["n1"] == (vec!["192.168.1.10/24".into()], vec![])
             && s.nodes["n2"] == (vec!["192.168.1.11/32".into()], vec!["10.65.1.0/26".into()])
-            && s.services.len() == 1
+            && svc_all(s)
             && s.services["shop/web"] == ["80/TCP:30080 -> 10.65.0.1:8080"]
     };
     let first = converge(&d.sock, "initial state", &agent, initial);
@@ -616,6 +635,7 @@ fn agent_follows_the_cluster_through_restarts() {
             && s.nodes.keys().cloned().collect::<Vec<_>>() == ["n1"]
             && s.pods.keys().cloned().collect::<Vec<_>>() == ["shop/web-0", "shop/web-2"]
             && s.policies.len() == 2
+            && svc_all(s)
             && s.services["shop/web"] == ["80/TCP:30080 -> 10.65.0.1:8080,10.65.1.1:8080"]
     };
     converge(
