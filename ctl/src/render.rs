@@ -575,6 +575,61 @@ mod tests {
     }
 
     #[test]
+    fn service_and_cluster_pod_tables() {
+        let svc = api::Service {
+            name: "shop/web".into(),
+            cluster_ips: vec!["10.96.0.10".parse().unwrap()],
+            ports: vec![api::ServicePort {
+                name: Some("http".into()),
+                protocol: api::policy::K8sProtocol::Tcp,
+                port: 80,
+                node_port: Some(30080),
+                backends: vec![
+                    api::Backend {
+                        ip: "10.65.0.1".parse().unwrap(),
+                        port: 8080,
+                        node: None,
+                    },
+                    api::Backend {
+                        ip: "10.65.1.1".parse().unwrap(),
+                        port: 8080,
+                        node: Some("n2".into()),
+                    },
+                ],
+            }],
+            affinity_timeout: Some(60),
+        };
+        let t = services(&[svc]);
+        let rows: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(
+            rows[0],
+            ["NAME", "CLUSTER-IPS", "PORT", "BACKENDS", "AFFINITY"]
+        );
+        assert_eq!(
+            rows[1],
+            [
+                "shop/web",
+                "10.96.0.10",
+                "80/TCP:30080",
+                "10.65.0.1:8080,10.65.1.1:8080",
+                "ClientIP",
+                "60s"
+            ]
+        );
+        let pods = [api::policy::EndpointInfo {
+            name: "shop/web-0".into(),
+            namespace: "shop".into(),
+            labels: BTreeMap::from([("app".to_owned(), "web".to_owned())]),
+            ips: vec!["10.65.0.1".parse().unwrap()],
+            local: true,
+            ..Default::default()
+        }];
+        let t = cluster_pods(&pods);
+        let rows: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows[1], ["shop/web-0", "10.65.0.1", "yes", "app=web"]);
+    }
+
+    #[test]
     fn port_table() {
         let ps = vec![
             PortInfo {

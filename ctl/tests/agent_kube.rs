@@ -152,13 +152,16 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// A pod as vswitchd holds it: addresses, labels, local.
+type PodFacts = (Vec<String>, BTreeMap<String, String>, bool);
+
 /// What vswitchd holds, in a form that is easy to compare.
 #[derive(Debug, PartialEq, Clone)]
 struct State {
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
     policies: Vec<String>,
     /// name -> (ips, labels, local)
-    pods: BTreeMap<String, (Vec<String>, BTreeMap<String, String>, bool)>,
+    pods: BTreeMap<String, PodFacts>,
     pools: Vec<(String, String)>,
     /// name -> (addresses, blocks)
     nodes: BTreeMap<String, (Vec<String>, Vec<String>)>,
