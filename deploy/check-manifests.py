@@ -58,6 +58,11 @@ AGENT_READS = {
     ("", "endpoints"),
     ("discovery.k8s.io", "endpointslices"),
     ("networking.k8s.io", "networkpolicies"),
+    # Calico's API server, which the agent prefers when it is there
+    ("projectcalico.org", "ippools"),
+    ("projectcalico.org", "networkpolicies"),
+    ("projectcalico.org", "globalnetworkpolicies"),
+    ("projectcalico.org", "tiers"),
 }
 AGENT_WRITES = {("vswitch.dev", "ipamblocks"), ("vswitch.dev", "blockaffinities")}
 READ_VERBS = {"get", "list", "watch"}

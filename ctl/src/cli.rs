@@ -82,6 +82,10 @@ pub enum Command {
     /// Calico selectors: evaluate them against labels (JSON lines on standard input).
     #[command(subcommand)]
     Selector(crate::policy_cmd::SelectorCmd),
+    /// The node agent: watch the Kubernetes API and keep vswitchd's desired state
+    /// (pools, nodes, namespaces, policies, the cluster's pods, Services) in line
+    /// with it. Runs until killed.
+    Agent(crate::agent::AgentArgs),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +100,12 @@ pub enum GetWhat {
     Policies,
     /// Namespaces in force and their labels.
     Namespaces,
+    /// Services in force: NAME CLUSTER-IPS PORT (port/protocol, nodePort) BACKENDS
+    /// AFFINITY.
+    Services,
+    /// The cluster's pods as policy sees them (from the node agent): NAME IPS
+    /// LOCAL LABELS.
+    ClusterPods,
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq)]

@@ -8,6 +8,7 @@
 //! vswitchd cannot be reached or the conversation breaks (connect, I/O,
 //! undecodable or unexpected reply). clap's usage errors also exit 2.
 
+pub mod agent;
 pub mod apply;
 pub mod cli;
 pub mod flows;
@@ -38,6 +39,8 @@ pub enum Error {
     Output(io::Error),
     /// A desired-state file that cannot be read or is not understood.
     Manifest(String),
+    /// The node agent could not start.
+    Agent(String),
 }
 
 impl Error {
@@ -45,7 +48,7 @@ impl Error {
         match self {
             Error::Client(ClientError::Refused { .. }) => 1,
             Error::Client(_) | Error::Unexpected { .. } => 2,
-            Error::Output(_) | Error::Manifest(_) => 1,
+            Error::Output(_) | Error::Manifest(_) | Error::Agent(_) => 1,
         }
     }
 }
@@ -61,7 +64,7 @@ impl fmt::Display for Error {
                 "unexpected reply from vswitchd: expected '{expected}', got '{got}'"
             ),
             Error::Output(e) => write!(f, "cannot write output: {e}"),
-            Error::Manifest(m) => f.write_str(m),
+            Error::Manifest(m) | Error::Agent(m) => f.write_str(m),
         }
     }
 }
@@ -159,6 +162,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         // These read and check their file before connecting.
         Command::Apply { file } => return apply::apply(&cli.socket, file, cli.json, out),
+        Command::Agent(args) => return agent::run(args, &cli.socket).map_err(Error::Agent),
         Command::Delete {
             file,
             ignore_not_found,
@@ -248,6 +252,18 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 render::namespaces(&v.namespaces)
             })
         }
+        Command::Get {
+            what: GetWhat::ClusterPods,
+        } => {
+            let v = expect_reply!(client.call(&Request::PolicyList {})?, Policies, "policies");
+            emit(json, out, &v.pods, || render::cluster_pods(&v.pods))
+        }
+        Command::Get {
+            what: GetWhat::Services,
+        } => {
+            let v = expect_reply!(client.call(&Request::ServiceList {})?, Services, "services");
+            emit(json, out, &v, || render::services(&v))
+        }
         Command::Flows(FlowsCmd::Log(args)) => flows::log(&mut client, args, json, out),
         Command::Get {
             what: GetWhat::Pools,
@@ -281,6 +297,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Policy(_)
         | Command::Selector(_)
         | Command::Apply { .. }
+        | Command::Agent(_)
         | Command::Delete { .. } => Ok(()),
         Command::Get {
             what: GetWhat::Endpoints,

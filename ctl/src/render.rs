@@ -397,6 +397,81 @@ pub fn namespaces(ns: &[api::policy::NamespaceInfo]) -> String {
     t.render()
 }
 
+fn labels_cell(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "-".to_owned();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `get cluster-pods`: NAME IPS LOCAL LABELS, one row per pod.
+pub fn cluster_pods(pods: &[api::policy::EndpointInfo]) -> String {
+    let mut sorted: Vec<&api::policy::EndpointInfo> = pods.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut t = Table::new(["name", "ips", "local", "labels"]);
+    for p in sorted {
+        let ips: Vec<String> = p.ips.iter().map(ToString::to_string).collect();
+        t.row([
+            p.name.clone(),
+            ips.join(","),
+            if p.local { "yes" } else { "no" }.to_owned(),
+            labels_cell(&p.labels),
+        ]);
+    }
+    t.render()
+}
+
+/// `get services`: one row per Service port: NAME CLUSTER-IPS PORT
+/// (port/protocol, `:nodePort` when set) BACKENDS (ip:port, `-` for none)
+/// AFFINITY (ClientIP timeout, `-` for none).
+pub fn services(svcs: &[api::Service]) -> String {
+    let mut sorted: Vec<&api::Service> = svcs.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut t = Table::new(["name", "cluster-ips", "port", "backends", "affinity"]);
+    for s in sorted {
+        let ips: Vec<String> = s.cluster_ips.iter().map(ToString::to_string).collect();
+        let affinity = s
+            .affinity_timeout
+            .map_or("-".to_owned(), |t| format!("ClientIP {t}s"));
+        if s.ports.is_empty() {
+            t.row([
+                s.name.clone(),
+                ips.join(","),
+                "-".to_owned(),
+                "-".to_owned(),
+                affinity.clone(),
+            ]);
+        }
+        for p in &s.ports {
+            let mut port = format!("{}/{}", p.port, p.protocol.as_str());
+            if let Some(np) = p.node_port {
+                port.push_str(&format!(":{np}"));
+            }
+            let backends: Vec<String> = p
+                .backends
+                .iter()
+                .map(|b| format!("{}:{}", b.ip, b.port))
+                .collect();
+            t.row([
+                s.name.clone(),
+                ips.join(","),
+                port,
+                if backends.is_empty() {
+                    "-".to_owned()
+                } else {
+                    backends.join(",")
+                },
+                affinity.clone(),
+            ]);
+        }
+    }
+    t.render()
+}
+
 /// Unix time as RFC 3339 in UTC, e.g. `2024-02-29T13:05:09Z`.
 pub fn rfc3339(secs: u64) -> String {
     // Days to civil date: Howard Hinnant's algorithm, on the proleptic
@@ -497,6 +572,61 @@ mod tests {
 
     fn mac(s: &str) -> MacAddr {
         s.parse().expect("test MAC")
+    }
+
+    #[test]
+    fn service_and_cluster_pod_tables() {
+        let svc = api::Service {
+            name: "shop/web".into(),
+            cluster_ips: vec!["10.96.0.10".parse().unwrap()],
+            ports: vec![api::ServicePort {
+                name: Some("http".into()),
+                protocol: api::policy::K8sProtocol::Tcp,
+                port: 80,
+                node_port: Some(30080),
+                backends: vec![
+                    api::Backend {
+                        ip: "10.65.0.1".parse().unwrap(),
+                        port: 8080,
+                        node: None,
+                    },
+                    api::Backend {
+                        ip: "10.65.1.1".parse().unwrap(),
+                        port: 8080,
+                        node: Some("n2".into()),
+                    },
+                ],
+            }],
+            affinity_timeout: Some(60),
+        };
+        let t = services(&[svc]);
+        let rows: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(
+            rows[0],
+            ["NAME", "CLUSTER-IPS", "PORT", "BACKENDS", "AFFINITY"]
+        );
+        assert_eq!(
+            rows[1],
+            [
+                "shop/web",
+                "10.96.0.10",
+                "80/TCP:30080",
+                "10.65.0.1:8080,10.65.1.1:8080",
+                "ClientIP",
+                "60s"
+            ]
+        );
+        let pods = [api::policy::EndpointInfo {
+            name: "shop/web-0".into(),
+            namespace: "shop".into(),
+            labels: BTreeMap::from([("app".to_owned(), "web".to_owned())]),
+            ips: vec!["10.65.0.1".parse().unwrap()],
+            local: true,
+            ..Default::default()
+        }];
+        let t = cluster_pods(&pods);
+        let rows: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows[1], ["shop/web-0", "10.65.0.1", "yes", "app=web"]);
     }
 
     #[test]

@@ -4,10 +4,7 @@ use clap::Parser;
 
 fn main() {
     let cli = ctl::cli::Cli::parse();
-    let code = ctl::main_with(
-        &cli,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    );
+    // stderr stays unlocked: the agent's log goes there from other threads
+    let code = ctl::main_with(&cli, &mut std::io::stdout().lock(), &mut std::io::stderr());
     std::process::exit(code);
 }

@@ -1,0 +1,671 @@
+//! `vsctl agent` between a real kube-apiserver (1.20.2, testkube) and a
+//! real vswitchd (no ports): the cluster's objects reach vswitchd's state,
+//! changes follow within seconds, and after restarts of the API server, of
+//! the agent and of vswitchd the state converges again with nothing lost or
+//! doubled, including changes made while the agent was down.
+//!
+//! Needs root (hugepages for vswitchd, the host-wide server lock).
+
+use api::{Client, Reply, Request};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use testkube::KubeServer;
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn hugepages() {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("HugePages_Total:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if total < 1024 {
+        std::fs::write("/proc/sys/vm/nr_hugepages", "1024")
+            .expect("reserving hugepages (run as root)");
+    }
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"));
+    if !mounted {
+        std::fs::create_dir_all("/dev/hugepages").expect("mkdir /dev/hugepages");
+        let st = Command::new("mount")
+            .args(["-t", "hugetlbfs", "nodev", "/dev/hugepages"])
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mounting hugetlbfs failed");
+    }
+}
+
+/// vswitchd beside vsctl in the target directory; built when missing.
+fn vswitchd_path() -> PathBuf {
+    let vsctl = PathBuf::from(env!("CARGO_BIN_EXE_vsctl"));
+    let p = vsctl.with_file_name("vswitchd");
+    if !p.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "--release", "-p", "vswitch", "--bin", "vswitchd"])
+            .current_dir(testkube::repo_root())
+            .status()
+            .expect("cargo build vswitchd");
+        assert!(st.success() && p.is_file(), "building vswitchd failed");
+    }
+    p
+}
+
+fn tail(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(30)..].join("\n")
+}
+
+/// A child killed when dropped.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Dirs {
+    dir: PathBuf,
+    sock: PathBuf,
+}
+
+fn start_vswitchd(d: &Dirs) -> Proc {
+    let log = d.dir.join("vswitchd.log");
+    let logf = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(vswitchd_path())
+        .arg("--socket")
+        .arg(&d.sock)
+        .args(["--file-prefix", &format!("vsagent{}", std::process::id())])
+        .args(["--lcores", "0@0,1@1", "--node", "n1", "--mem", "256"])
+        .arg("--state-dir")
+        .arg(d.dir.join("state"))
+        .env("VSWITCH_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().expect("log"))
+        .stderr(logf)
+        .spawn()
+        .expect("spawning vswitchd");
+    let mut p = Proc { child, log };
+    let end = Instant::now() + Duration::from_secs(30);
+    while Client::connect(&d.sock).is_err() {
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!("vswitchd exited ({st}):\n{}", tail(&p.log));
+        }
+        assert!(
+            Instant::now() < end,
+            "vswitchd did not start:\n{}",
+            tail(&p.log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p
+}
+
+fn start_agent(d: &Dirs, kube: &KubeServer, health: &str, n: u32) -> Proc {
+    let log = d.dir.join(format!("agent-{n}.log"));
+    let logf = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_vsctl"))
+        .arg("--socket")
+        .arg(&d.sock)
+        .args(["agent", "--node", "n1", "--health-listen", health])
+        .arg("--kubeconfig")
+        .arg(kube.kubeconfig())
+        .env("VSWITCH_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().expect("log"))
+        .stderr(logf)
+        .spawn()
+        .expect("spawning vsctl agent");
+    Proc { child, log }
+}
+
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n")?.1.to_owned();
+    Some((code, body))
+}
+
+/// A pod as vswitchd holds it: addresses, labels, local.
+type PodFacts = (Vec<String>, BTreeMap<String, String>, bool);
+
+/// What vswitchd holds, in a form that is easy to compare.
+#[derive(Debug, PartialEq, Clone)]
+struct State {
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    policies: Vec<String>,
+    /// name -> (ips, labels, local)
+    pods: BTreeMap<String, PodFacts>,
+    pools: Vec<(String, String)>,
+    /// name -> (addresses, blocks)
+    nodes: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    /// name -> per port "port/proto:nodePort -> backends"
+    services: BTreeMap<String, Vec<String>>,
+}
+
+fn state(sock: &Path) -> Option<State> {
+    let mut c = Client::connect(sock).ok()?;
+    let Reply::Policies(p) = c.call(&Request::PolicyList {}).ok()? else {
+        return None;
+    };
+    let Reply::Pools(pools) = c.call(&Request::PoolList {}).ok()? else {
+        return None;
+    };
+    let Reply::Nodes(nodes) = c.call(&Request::NodeList {}).ok()? else {
+        return None;
+    };
+    let Reply::Services(svcs) = c.call(&Request::ServiceList {}).ok()? else {
+        return None;
+    };
+    let mut policies: Vec<String> = p
+        .policies
+        .iter()
+        .map(|p| format!("{}:{}", p.kind(), p.display_name()))
+        .collect();
+    policies.sort();
+    let mut pools: Vec<(String, String)> = pools.into_iter().map(|p| (p.name, p.cidr)).collect();
+    pools.sort();
+    // each name at most once: a duplicate would show as a shorter map
+    let pods: BTreeMap<_, _> = p
+        .pods
+        .iter()
+        .map(|e| {
+            (
+                e.name.clone(),
+                (
+                    e.ips.iter().map(ToString::to_string).collect(),
+                    e.labels.clone(),
+                    e.local,
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(pods.len(), p.pods.len(), "a pod listed twice: {:?}", p.pods);
+    Some(State {
+        namespaces: p
+            .namespaces
+            .iter()
+            .map(|n| (n.name.clone(), n.labels.clone()))
+            .collect(),
+        policies,
+        pods,
+        pools,
+        nodes: nodes
+            .into_iter()
+            .map(|n| (n.name, (n.addresses, n.blocks)))
+            .collect(),
+        services: svcs
+            .into_iter()
+            .map(|s| {
+                let ports = s
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        let b: Vec<String> = p
+                            .backends
+                            .iter()
+                            .map(|b| format!("{}:{}", b.ip, b.port))
+                            .collect();
+                        format!(
+                            "{}/{}:{} -> {}",
+                            p.port,
+                            p.protocol.as_str(),
+                            p.node_port.unwrap_or(0),
+                            b.join(",")
+                        )
+                    })
+                    .collect();
+                (s.name, ports)
+            })
+            .collect(),
+    })
+}
+
+/// Waits until `check` holds of vswitchd's state; returns how long it took.
+fn converge(sock: &Path, what: &str, agent: &Proc, check: impl Fn(&State) -> bool) -> Duration {
+    let t0 = Instant::now();
+    let mut last = None;
+    while t0.elapsed() < CONVERGE {
+        if let Some(s) = state(sock) {
+            if check(&s) {
+                eprintln!("{what}: {:?}", t0.elapsed());
+                return t0.elapsed();
+            }
+            last = Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{what}: not within {CONVERGE:?}; vswitchd has {last:#?}\nagent log:\n{}",
+        tail(&agent.log)
+    );
+}
+
+fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+  annotations:
+    projectcalico.org/IPv4Address: 192.168.1.10/24
+    projectcalico.org/IPv4VXLANTunnelAddr: 10.65.0.0
+    projectcalico.org/VXLANTunnelMACAddr: "66:00:00:00:00:01"
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: n2
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels: {team: shop}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: default, namespace: shop}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: shop}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: IPPool
+metadata: {name: pool1}
+spec: {cidr: 10.65.0.0/16, blockSize: 26, vxlanMode: Always, natOutgoing: true}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: IPPool
+metadata: {name: pool2}
+spec: {cidr: 10.66.0.0/16}
+---
+apiVersion: vswitch.dev/v1alpha1
+kind: IPAMBlock
+metadata: {name: 10-65-1-0-26}
+spec:
+  cidr: 10.65.1.0/26
+  affinity: host:n2
+  pool: pool1
+  allocations: []
+  unallocated: []
+  attributes: []
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: shop}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+---
+apiVersion: crd.projectcalico.org/v1
+kind: NetworkPolicy
+metadata: {name: allow-web, namespace: shop}
+spec:
+  selector: app == 'web'
+  ingress:
+    - action: Allow
+      protocol: TCP
+      destination: {ports: [8080]}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: NetworkPolicy
+metadata: {name: bad-selector, namespace: shop}
+spec:
+  selector: app == 'web' &&
+  ingress:
+    - action: Allow
+---
+apiVersion: crd.projectcalico.org/v1
+kind: GlobalNetworkPolicy
+metadata: {name: g1}
+spec:
+  selector: all()
+  types: [Egress]
+  egress:
+    - action: Allow
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+    - {name: http, port: 80, targetPort: http, nodePort: 30080}
+---
+apiVersion: discovery.k8s.io/v1beta1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: shop
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+ports:
+  - {name: http, port: 8080, protocol: TCP}
+endpoints:
+  - addresses: [10.65.0.1]
+    conditions: {ready: true}
+    topology: {kubernetes.io/hostname: n1}
+  - addresses: [10.65.1.1]
+    conditions: {ready: false}
+    topology: {kubernetes.io/hostname: n2}
+"#;
+
+fn pod_yaml(name: &str, node: &str, app: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: shop
+  labels: {{app: {app}}}
+spec:
+  nodeName: {node}
+  serviceAccountName: web
+  automountServiceAccountToken: false
+  containers:
+    - name: c
+      image: example/web
+      ports: [{{name: http, containerPort: 8080}}]
+"#
+    )
+}
+
+struct Kube {
+    rt: tokio::runtime::Runtime,
+    client: kube::Client,
+}
+
+impl Kube {
+    fn new(server: &KubeServer) -> Kube {
+        let rt = tokio::runtime::Runtime::new().expect("tokio");
+        let client = rt.block_on(async {
+            let kc = kube::config::Kubeconfig::read_from(server.kubeconfig()).expect("kubeconfig");
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .expect("config");
+            kube::Client::try_from(cfg).expect("client")
+        });
+        Kube { rt, client }
+    }
+
+    /// Writes a pod's address into its status, as the kubelet would.
+    fn set_pod_ip(&self, name: &str, ip: &str) {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), "shop");
+        let patch = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}});
+        self.rt
+            .block_on(api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .unwrap_or_else(|e| panic!("pod {name} status: {e}"));
+    }
+
+    fn set_node_ip(&self, name: &str, ip: &str) {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let patch = json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
+        self.rt
+            .block_on(api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .unwrap_or_else(|e| panic!("node {name} status: {e}"));
+    }
+}
+
+fn ready(health: &str) -> bool {
+    http_get(health, "/readyz").is_some_and(|(c, _)| c == 200)
+}
+
+#[test]
+fn agent_follows_the_cluster_through_restarts() {
+    let t_start = Instant::now();
+    hugepages();
+    let server = KubeServer::start();
+    let kube = Kube::new(&server);
+    let dir = PathBuf::from(format!("/tmp/vsagent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let d = Dirs {
+        sock: dir.join("ctl.sock"),
+        dir,
+    };
+    let mut vswitchd = start_vswitchd(&d);
+    let health = "127.0.0.1:19099";
+
+    server.apply(CLUSTER);
+    kube.set_node_ip("n2", "192.168.1.11");
+    for (name, node) in [("web-0", "n1"), ("web-1", "n2"), ("db", "n2")] {
+        server.apply(&pod_yaml(
+            name,
+            node,
+            if name == "db" { "db" } else { "web" },
+        ));
+    }
+    kube.set_pod_ip("web-0", "10.65.0.1");
+    kube.set_pod_ip("web-1", "10.65.1.1");
+    // db has no address yet: it is not a pod policy can see
+
+    let mut agent = start_agent(&d, &server, health, 1);
+    let t_agent = Instant::now();
+    // what the API server made by itself (kube-system, the kubernetes
+    // Service, ...) is part of the cluster too
+    let mut namespaces: Vec<String> = server
+        .kubectl_ok(&[
+            "get",
+            "namespaces",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    namespaces.sort();
+    assert!(namespaces.contains(&"shop".to_owned()) && namespaces.len() > 2);
+    let mut services: Vec<String> = server
+        .kubectl_ok(&[
+            "get",
+            "services",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {end}",
+        ])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    services.sort();
+    assert!(services.contains(&"shop/web".to_owned()));
+    let ns_all = |s: &State| s.namespaces.keys().cloned().collect::<Vec<_>>() == namespaces;
+    let svc_all = |s: &State| s.services.keys().cloned().collect::<Vec<_>>() == services;
+    let initial = |s: &State| {
+        ns_all(s)
+            && s.namespaces["shop"] == labels(&[("team", "shop")])
+            && s.policies
+                == [
+                    "GlobalNetworkPolicy:g1",
+                    "NetworkPolicy (networking.k8s.io/v1):shop/deny-all",
+                    "NetworkPolicy (projectcalico.org/v3):shop/allow-web",
+                ]
+            && s.pods.len() == 2
+            && s.pods["shop/web-0"] == (vec!["10.65.0.1".into()], labels(&[("app", "web")]), true)
+            && s.pods["shop/web-1"] == (vec!["10.65.1.1".into()], labels(&[("app", "web")]), false)
+            && s.pools
+                == [
+                    ("pool1".to_string(), "10.65.0.0/16".to_string()),
+                    ("pool2".to_string(), "10.66.0.0/16".to_string()),
+                ]
+            && s.nodes.len() == 2
+            && s.nodes["n1"] == (vec!["192.168.1.10/24".into()], vec![])
+            && s.nodes["n2"] == (vec!["192.168.1.11/32".into()], vec!["10.65.1.0/26".into()])
+            && svc_all(s)
+            && s.services["shop/web"] == ["80/TCP:30080 -> 10.65.0.1:8080"]
+    };
+    let first = converge(&d.sock, "initial state", &agent, initial);
+    eprintln!("agent start to converged: {:?}", t_agent.elapsed());
+    let until_ready = Instant::now();
+    while !ready(health) {
+        assert!(
+            until_ready.elapsed() < CONVERGE,
+            "never ready:\n{}",
+            tail(&agent.log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http_get(health, "/healthz").map(|r| r.0), Some(200));
+    let (_, status) = http_get(health, "/status").expect("/status");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    assert_eq!(status["endpoint_source"], "slice-v1beta1", "{status}");
+    assert_eq!(
+        status["skipped_by_kind"]["NetworkPolicy (projectcalico.org/v3)"], 1,
+        "{status}"
+    );
+    assert_eq!(
+        status["skipped"][0]["name"], "shop/bad-selector",
+        "{status}"
+    );
+    assert!(first < CONVERGE);
+
+    // changes follow: a label, an address, a delete, a ready endpoint
+    server.kubectl_ok(&[
+        "-n",
+        "shop",
+        "label",
+        "pod",
+        "web-0",
+        "app=web2",
+        "--overwrite",
+    ]);
+    converge(&d.sock, "label change", &agent, |s| {
+        s.pods["shop/web-0"].1 == labels(&[("app", "web2")])
+    });
+    kube.set_pod_ip("db", "10.65.1.2");
+    converge(&d.sock, "pod address", &agent, |s| {
+        s.pods.get("shop/db").map(|p| p.0.clone()) == Some(vec!["10.65.1.2".into()])
+    });
+    server.kubectl_ok(&[
+        "delete",
+        "globalnetworkpolicies.crd.projectcalico.org",
+        "g1",
+    ]);
+    converge(&d.sock, "policy delete", &agent, |s| {
+        !s.policies.iter().any(|p| p.contains("g1")) && s.policies.len() == 2
+    });
+    server.kubectl_ok(&[
+        "-n",
+        "shop",
+        "delete",
+        "pod",
+        "web-1",
+        "--grace-period=0",
+        "--force",
+    ]);
+    converge(&d.sock, "pod delete", &agent, |s| {
+        !s.pods.contains_key("shop/web-1") && s.pods.len() == 2
+    });
+    server.kubectl_ok(&[
+        "-n",
+        "shop",
+        "patch",
+        "endpointslices.v1beta1.discovery.k8s.io",
+        "web-1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/endpoints/1/conditions/ready","value":true}]"#,
+    ]);
+    converge(&d.sock, "endpoint ready", &agent, |s| {
+        s.services["shop/web"] == ["80/TCP:30080 -> 10.65.0.1:8080,10.65.1.1:8080"]
+    });
+
+    // the API server restarts: the agent relists, and changes made after
+    // it is back arrive
+    server.stop_server();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(http_get(health, "/healthz").map(|r| r.0), Some(200));
+    let before = state(&d.sock).expect("state");
+    server.start_server();
+    server.apply(&pod_yaml("web-2", "n1", "web"));
+    kube.set_pod_ip("web-2", "10.65.0.2");
+    converge(&d.sock, "change after API server restart", &agent, |s| {
+        s.pods.len() == 3 && s.pods.contains_key("shop/web-2") && s.policies == before.policies
+    });
+
+    // the agent is down while the cluster changes
+    agent.kill();
+    server.kubectl_ok(&["delete", "ippools.crd.projectcalico.org", "pool2"]);
+    server.kubectl_ok(&["label", "namespace", "shop", "team=store", "--overwrite"]);
+    server.kubectl_ok(&[
+        "-n",
+        "shop",
+        "delete",
+        "pod",
+        "db",
+        "--grace-period=0",
+        "--force",
+    ]);
+    server.kubectl_ok(&["delete", "node", "n2"]);
+    let mut agent = start_agent(&d, &server, health, 2);
+    let after_agent = |s: &State| {
+        ns_all(s)
+            && s.namespaces["shop"] == labels(&[("team", "store")])
+            && s.pools == [("pool1".to_string(), "10.65.0.0/16".to_string())]
+            && s.nodes.keys().cloned().collect::<Vec<_>>() == ["n1"]
+            && s.pods.keys().cloned().collect::<Vec<_>>() == ["shop/web-0", "shop/web-2"]
+            && s.policies.len() == 2
+            && svc_all(s)
+            && s.services["shop/web"] == ["80/TCP:30080 -> 10.65.0.1:8080,10.65.1.1:8080"]
+    };
+    converge(
+        &d.sock,
+        "changes made while the agent was down",
+        &agent,
+        after_agent,
+    );
+    let settled = state(&d.sock).expect("state");
+
+    // vswitchd restarts empty: the agent pushes everything again
+    vswitchd.kill();
+    let _vswitchd = start_vswitchd(&d);
+    converge(&d.sock, "resync after vswitchd restart", &agent, |s| {
+        *s == settled
+    });
+    let until_ready = Instant::now();
+    while !ready(health) {
+        assert!(until_ready.elapsed() < CONVERGE, "never ready again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, status) = http_get(health, "/status").expect("/status");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    assert!(status["resyncs"].as_u64() >= Some(1), "{status}");
+    // nothing more changed
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state(&d.sock).expect("state"), settled);
+    agent.kill();
+    eprintln!("whole test: {:?}", t_start.elapsed());
+}
