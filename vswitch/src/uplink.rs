@@ -105,7 +105,7 @@ impl<P: PacketBuf> Pipeline<P> {
         match u.remote.lookup(dst) {
             Some(rr) => {
                 self.zone(cx, in_port, ep, Direction::Egress, &flow, ctr)?;
-                self.send_remote(cx, u, rr, pkt, in_port, sink, ctr)
+                self.send_remote(cx, u, rr, pkt, Some(in_port), sink, ctr)
             }
             // an address of a pool that no node has claimed
             None if u.pools.lookup(dst).is_some() => Err(DropReason::NoRoute),
@@ -194,7 +194,9 @@ impl<P: PacketBuf> Pipeline<P> {
         *pkts = kept;
     }
 
-    /// To a remote node's block: natively or through a tunnel.
+    /// To a remote node's block: natively or through a tunnel. A packet
+    /// too big for the tunnel is answered with "fragmentation needed" when
+    /// it came from a pod (`in_port`).
     #[allow(clippy::too_many_arguments)]
     fn send_remote<S: TxSink<P>>(
         &mut self,
@@ -202,7 +204,7 @@ impl<P: PacketBuf> Pipeline<P> {
         u: &Underlay,
         rr: RemoteRoute,
         mut pkt: P,
-        in_port: u16,
+        in_port: Option<u16>,
         sink: &mut S,
         ctr: &WorkerCounters,
     ) -> Result<(), DropReason> {
@@ -219,8 +221,8 @@ impl<P: PacketBuf> Pipeline<P> {
         let total = u16::from_be_bytes([d[16], d[17]]);
         let df = d[20] & 0x40 != 0;
         if u32::from(total) + u32::from(rr.encap.overhead()) > u32::from(u.mtu) {
-            if df {
-                self.frag_needed(u, rr.encap, pkt, in_port, sink, ctr);
+            if let (true, Some(port)) = (df, in_port) {
+                self.frag_needed(u, rr.encap, pkt, port, sink, ctr);
             }
             return Err(DropReason::TooBig);
         }
@@ -431,6 +433,11 @@ impl<P: PacketBuf> Pipeline<P> {
                         match self.snat.inbound(&flow, cx.now) {
                             Some((pod, port)) => {
                                 nat::dnat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], pod, port);
+                                if !cx.routes.contains_key(&pod) {
+                                    // no pod's: a NodePort client's, answered
+                                    // by a backend on another node
+                                    return self.node_port_answer(cx, u, pkt, sink, ctr);
+                                }
                                 true
                             }
                             None => false,
@@ -441,7 +448,12 @@ impl<P: PacketBuf> Pipeline<P> {
                     }
                     match self.service_node_port(cx, u, &flow, &mut pkt) {
                         FromPod::Pass => {}
-                        FromPod::Judge(_) => return self.deliver_pod(cx, pkt, sink, ctr),
+                        FromPod::Judge(f) if cx.routes.contains_key(&f.dst) => {
+                            return self.deliver_pod(cx, pkt, sink, ctr)
+                        }
+                        FromPod::Judge(f) => {
+                            return self.node_port_remote(cx, u, &f, pkt, sink, ctr)
+                        }
                         FromPod::Refused(why) => {
                             self.enqueue(u.uplink, pkt, sink, ctr);
                             return Err(why);
@@ -460,6 +472,66 @@ impl<P: PacketBuf> Pipeline<P> {
             }
             _ => self.punt_host(u, pkt, sink, ctr, DropReason::NotForUs),
         }
+    }
+
+    /// A NodePort connection (`flow`, its destination already the backend's)
+    /// to a backend on another node: from this node's address, on a port of
+    /// the natOutgoing table, so that the answer comes back here; then to
+    /// the backend's node as pod traffic goes. The backend's ingress policy
+    /// sees this node as the client, as with kube-proxy in Cluster mode.
+    fn node_port_remote<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        flow: &Flow,
+        mut pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        let rr = u.remote.lookup(flow.dst).ok_or(DropReason::NoRoute)?;
+        match l3::forward(pkt.data_mut(), cx.routes) {
+            Verdict::Beyond(_) => {}
+            Verdict::Drop(why) => return Err(why),
+            _ => return Err(DropReason::NoRoute),
+        }
+        let port = match self.snat.outbound(flow, u.ip, cx.now) {
+            Ok(port) => port,
+            Err(NatDrop::Exhausted) => return Err(DropReason::NatExhausted),
+            Err(_) => return Err(DropReason::NatUnsupported),
+        };
+        nat::snat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], u.ip, port);
+        self.send_remote(cx, u, rr, pkt, None, sink, ctr)
+    }
+
+    /// The answer of a NodePort backend on another node, its destination
+    /// the client again: from this node's address and nodePort, out of the
+    /// uplink towards the client.
+    fn node_port_answer<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        mut pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        if !self.service_node_reply(cx, &mut pkt) {
+            return Err(DropReason::NoRoute);
+        }
+        let dst = match l3::forward(pkt.data_mut(), cx.routes) {
+            Verdict::Beyond(dst) => dst,
+            Verdict::Drop(why) => return Err(why),
+            _ => return Err(DropReason::NoRoute),
+        };
+        let nh = u.next_hop(dst);
+        if nh == 0 {
+            return Err(DropReason::NoRoute);
+        }
+        let Some(mac) = self.next_hop_mac(cx, u, nh, sink, ctr) else {
+            return self.resolve(cx, u, nh, pkt, sink, ctr);
+        };
+        set_macs(pkt.data_mut(), mac, u.mac);
+        self.enqueue(u.uplink, pkt, sink, ctr);
+        Ok(())
     }
 
     /// The host's exception port takes what the switch does not.
@@ -773,6 +845,148 @@ mod tests {
         assert_eq!(sink.got.len(), 1, "{:?}", sink.got);
         assert_eq!(sink.got[0].0, 2);
         assert_eq!(ctr.drops_of(DropReason::SpoofedIp), 1);
+        assert_eq!(ctr.drops_of(DropReason::NotForUs), 1);
+    }
+
+    /// A TCP segment as an IPv4 packet (no Ethernet), checksums valid.
+    fn tcp_ip(src: (u32, u16), dst: (u32, u16), flags: u8) -> Vec<u8> {
+        let mut ip = vec![0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, 6, 0, 0];
+        ip.extend_from_slice(&src.0.to_be_bytes());
+        ip.extend_from_slice(&dst.0.to_be_bytes());
+        let c = crate::refuse::csum(&ip, 0);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(&src.1.to_be_bytes());
+        ip.extend_from_slice(&dst.1.to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        ip.extend_from_slice(b"data");
+        let c = crate::refuse::csum(&ip[20..], pseudo(&ip));
+        ip[36..38].copy_from_slice(&c.to_be_bytes());
+        ip
+    }
+
+    fn pseudo(ip: &[u8]) -> u32 {
+        let mut s = u32::from(ip[9]) + (ip.len() as u32 - 20);
+        for w in ip[12..20].chunks_exact(2) {
+            s += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        s
+    }
+
+    /// Source, destination and whether every checksum holds.
+    fn tcp_of(ip: &[u8]) -> ((u32, u16), (u32, u16), bool) {
+        let a = |at: usize| u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+        let p = |at: usize| u16::from_be_bytes([ip[at], ip[at + 1]]);
+        let ok = crate::refuse::csum(&ip[..20], 0) == 0
+            && crate::refuse::csum(&ip[20..], pseudo(ip)) == 0;
+        ((a(12), p(20)), (a(16), p(22)), ok)
+    }
+
+    #[test]
+    fn node_port_to_a_backend_on_another_node_and_back() {
+        const NODE_B: u32 = 0xc0a8_3202;
+        const NODE_B_MAC: u64 = 0x0200_0000_0002;
+        const BACKEND: u32 = 0x0a48_0201; // 10.72.2.1, node B's block
+        let mut u = underlay();
+        u.nodes.push(crate::underlay::RemoteNode {
+            name: "b".into(),
+            ip: NODE_B,
+            next_hop: NODE_B,
+            vtep_mac: 0x66cb_0000_0002,
+        });
+        u.remote
+            .insert(
+                0x0a48_0200,
+                26,
+                crate::underlay::RemoteRoute {
+                    node: 0,
+                    encap: Encap::Vxlan,
+                },
+            )
+            .expect("route");
+        u.peers.insert(NODE_B, 0);
+        let svcs: Vec<api::Service> = vec![serde_json::from_value(serde_json::json!({
+            "name": "default/web",
+            "cluster_ips": ["10.96.0.10"],
+            "ports": [{"protocol": "TCP", "port": 80, "node_port": 30080,
+                       "backends": [{"ip": "10.72.2.1", "port": 8080}]}]
+        }))
+        .expect("service")];
+        let routes = Routes::default();
+        let services = crate::services::Services::build(&svcs, |ip| routes.contains_key(&ip));
+        let endpoints = vec![None; MAX_PORTS];
+        let fdb = Fdb::new(64, 300);
+        let log = ArrayQueue::new(4);
+        let neigh = Neighbors::new(16);
+        assert!(neigh.learn(NODE_B, NODE_B_MAC, 1));
+        assert!(neigh.learn(EXTERNAL, EXT_MAC, 1));
+        let compiled = policy::compile::Compiled::empty();
+        let cx = Context {
+            fdb: &fdb,
+            domain: &[],
+            endpoints: &endpoints,
+            routes: &routes,
+            now: 1,
+            local: u64::MAX,
+            policy: PolicyView {
+                compiled: &compiled,
+                generation: 0,
+            },
+            log: &log,
+            underlay: Some(&u),
+            neigh: &neigh,
+            services: &services,
+        };
+        let ctr = WorkerCounters::new(MAX_PORTS);
+        let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Timeouts::default());
+        let mut rx = |from_mac: u64, ip: Vec<u8>| {
+            let mut f = Vec::new();
+            f.extend_from_slice(&mac_bytes(u.mac));
+            f.extend_from_slice(&mac_bytes(from_mac));
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend_from_slice(&ip);
+            let mut sink = Sink::default();
+            let mut b: Burst<Vec<u8>> = [f].into_iter().collect();
+            pipe.process(&cx, UPLINK, &mut b, &mut sink, &ctr);
+            sink.got
+        };
+        let mut nat_ports = std::collections::HashSet::new();
+        for sport in [40000u16, 40001, 40002] {
+            let out = rx(EXT_MAC, tcp_ip((EXTERNAL, sport), (NODE, 30080), 0x02));
+            assert_eq!(out.len(), 1, "{out:02x?}");
+            let (port, f) = &out[0];
+            assert_eq!(*port, UPLINK);
+            // VXLAN to node B: outer IPv4, UDP to 4789, the inner frame
+            assert_eq!(f[0..6], mac_bytes(NODE_B_MAC));
+            assert_eq!(f[ETH_HLEN + 9], IPPROTO_UDP);
+            assert_eq!(f[ETH_HLEN + 16..ETH_HLEN + 20], NODE_B.to_be_bytes());
+            assert_eq!(f[ETH_HLEN + 22..ETH_HLEN + 24], 4789u16.to_be_bytes());
+            let inner = &f[ETH_HLEN + 50..];
+            let (src, dst, ok) = tcp_of(inner);
+            assert!(ok, "checksums: {inner:02x?}");
+            assert_eq!(dst, (BACKEND, 8080), "DNAT to the backend");
+            assert_eq!(src.0, NODE, "SNAT to the node's address");
+            assert!(nat::DEFAULT_PORTS.contains(&src.1), "a natOutgoing port");
+            assert_eq!(inner[8], 63, "routed: TTL down by one");
+            assert!(nat_ports.insert(src.1), "one port per connection");
+            // the same connection keeps its port
+            let again = rx(EXT_MAC, tcp_ip((EXTERNAL, sport), (NODE, 30080), 0x10));
+            assert_eq!(tcp_of(&again[0].1[ETH_HLEN + 50..]).0, src);
+            // the backend answers from node B, natively, to the node
+            let back = rx(NODE_B_MAC, tcp_ip((BACKEND, 8080), src, 0x12));
+            assert_eq!(back.len(), 1, "{back:02x?}");
+            let (port, f) = &back[0];
+            assert_eq!(*port, UPLINK);
+            assert_eq!(f[0..6], mac_bytes(EXT_MAC), "to the client");
+            assert_eq!(f[6..12], mac_bytes(u.mac));
+            let (src, dst, ok) = tcp_of(&f[ETH_HLEN..]);
+            assert!(ok);
+            assert_eq!(src, (NODE, 30080), "from the NodePort");
+            assert_eq!(dst, (EXTERNAL, sport), "to the client");
+        }
+        // an answer on a port no connection holds is the host's business
+        // (no host port here: dropped as not for us)
+        let stray = rx(NODE_B_MAC, tcp_ip((BACKEND, 8080), (NODE, 33333), 0x12));
+        assert!(stray.is_empty());
         assert_eq!(ctr.drops_of(DropReason::NotForUs), 1);
     }
 }
