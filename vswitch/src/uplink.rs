@@ -409,7 +409,7 @@ impl<P: PacketBuf> Pipeline<P> {
                         if !tunnel::strip(&mut pkt, &info) {
                             return Err(DropReason::TunnelTruncated);
                         }
-                        return self.deliver_pod(cx, pkt, sink, ctr);
+                        return self.from_tunnel(cx, u, pkt, sink, ctr);
                     }
                     if proto == IPPROTO_IPIP {
                         let info = tunnel::decap_ipip(d, &(is_local, is_peer))
@@ -417,7 +417,7 @@ impl<P: PacketBuf> Pipeline<P> {
                         if !tunnel::strip(&mut pkt, &info) {
                             return Err(DropReason::TunnelTruncated);
                         }
-                        return self.deliver_pod(cx, pkt, sink, ctr);
+                        return self.from_tunnel(cx, u, pkt, sink, ctr);
                     }
                     // a reply to a natOutgoing flow? (tunnel frames were
                     // checked by their decapsulation, with its own reasons)
@@ -474,8 +474,32 @@ impl<P: PacketBuf> Pipeline<P> {
         }
     }
 
+    /// A decapsulated packet: for a local pod, or, to this node's own tunnel
+    /// address, the answer of a NodePort backend on another node.
+    fn from_tunnel<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        mut pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        let d = pkt.data();
+        if d.len() < ETH_HLEN + 20 || !u.is_tunnel_ip(ip_dst(d)) || l3::ipv4_header(d).is_none() {
+            return self.deliver_pod(cx, pkt, sink, ctr);
+        }
+        let flow = Flow::parse(&d[ETH_HLEN..]);
+        let (client, port) = self
+            .snat
+            .inbound(&flow, cx.now)
+            .ok_or(DropReason::NoRoute)?;
+        nat::dnat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], client, port);
+        self.node_port_answer(cx, u, pkt, sink, ctr)
+    }
+
     /// A NodePort connection (`flow`, its destination already the backend's)
-    /// to a backend on another node: from this node's address, on a port of
+    /// to a backend on another node: from this node (see
+    /// [`Underlay::node_port_source`]), on a port of
     /// the natOutgoing table, so that the answer comes back here; then to
     /// the backend's node as pod traffic goes. The backend's ingress policy
     /// sees this node as the client, as with kube-proxy in Cluster mode.
@@ -494,12 +518,13 @@ impl<P: PacketBuf> Pipeline<P> {
             Verdict::Drop(why) => return Err(why),
             _ => return Err(DropReason::NoRoute),
         }
-        let port = match self.snat.outbound(flow, u.ip, cx.now) {
+        let src = u.node_port_source(rr.encap);
+        let port = match self.snat.outbound(flow, src, cx.now) {
             Ok(port) => port,
             Err(NatDrop::Exhausted) => return Err(DropReason::NatExhausted),
             Err(_) => return Err(DropReason::NatUnsupported),
         };
-        nat::snat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], u.ip, port);
+        nat::snat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], src, port);
         self.send_remote(cx, u, rr, pkt, None, sink, ctr)
     }
 
@@ -664,6 +689,8 @@ mod tests {
             mtu: 1500,
             ttl: 64,
             vtep_mac: 0x0200_0000_00ff,
+            vxlan_ip: 0,
+            ipip_ip: 0,
             nodes: Vec::new(),
             remote: Lpm::new(),
             peers: HashMap::new(),
@@ -881,12 +908,15 @@ mod tests {
         ((a(12), p(20)), (a(16), p(22)), ok)
     }
 
-    #[test]
-    fn node_port_to_a_backend_on_another_node_and_back() {
+    /// A NodePort connection from outside to a backend on node B, reached
+    /// by `encap`, and its answers.
+    fn node_port_to_node_b(encap: Encap) {
         const NODE_B: u32 = 0xc0a8_3202;
         const NODE_B_MAC: u64 = 0x0200_0000_0002;
         const BACKEND: u32 = 0x0a48_0201; // 10.72.2.1, node B's block
+        const TUNNEL: u32 = 0x0a48_0100; // 10.72.1.0, this node's VXLAN address
         let mut u = underlay();
+        u.vxlan_ip = TUNNEL;
         u.nodes.push(crate::underlay::RemoteNode {
             name: "b".into(),
             ip: NODE_B,
@@ -897,10 +927,7 @@ mod tests {
             .insert(
                 0x0a48_0200,
                 26,
-                crate::underlay::RemoteRoute {
-                    node: 0,
-                    encap: Encap::Vxlan,
-                },
+                crate::underlay::RemoteRoute { node: 0, encap },
             )
             .expect("route");
         u.peers.insert(NODE_B, 0);
@@ -938,12 +965,33 @@ mod tests {
         };
         let ctr = WorkerCounters::new(MAX_PORTS);
         let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Timeouts::default());
-        let mut rx = |from_mac: u64, ip: Vec<u8>| {
+        let frame = |from_mac: u64, to_mac: u64, ip: &[u8]| {
             let mut f = Vec::new();
-            f.extend_from_slice(&mac_bytes(u.mac));
+            f.extend_from_slice(&mac_bytes(to_mac));
             f.extend_from_slice(&mac_bytes(from_mac));
             f.extend_from_slice(&[0x08, 0x00]);
-            f.extend_from_slice(&ip);
+            f.extend_from_slice(ip);
+            f
+        };
+        // what node B sends: VXLAN from its address, or the packet as it is
+        let from_b = |ip: &[u8]| match encap {
+            Encap::Vxlan => {
+                let mut inner = frame(0x66cb_0000_0002, u.vtep_mac, ip);
+                let t = tunnel::VxlanTemplate::new(&tunnel::VxlanOuter::new(
+                    mac_bytes(NODE_B_MAC),
+                    mac_bytes(u.mac),
+                    Ipv4Addr::from(NODE_B),
+                    Ipv4Addr::from(NODE),
+                ));
+                t.encap(&mut inner, 50000).expect("encap");
+                inner
+            }
+            _ => frame(NODE_B_MAC, u.mac, ip),
+        };
+        // the packet node B gets, as an IPv4 packet
+        let inner_at = ETH_HLEN + usize::from(encap.overhead());
+        let source = if encap == Encap::Vxlan { TUNNEL } else { NODE };
+        let mut rx = |f: Vec<u8>| {
             let mut sink = Sink::default();
             let mut b: Burst<Vec<u8>> = [f].into_iter().collect();
             pipe.process(&cx, UPLINK, &mut b, &mut sink, &ctr);
@@ -951,28 +999,31 @@ mod tests {
         };
         let mut nat_ports = std::collections::HashSet::new();
         for sport in [40000u16, 40001, 40002] {
-            let out = rx(EXT_MAC, tcp_ip((EXTERNAL, sport), (NODE, 30080), 0x02));
+            let syn = tcp_ip((EXTERNAL, sport), (NODE, 30080), 0x02);
+            let out = rx(frame(EXT_MAC, u.mac, &syn));
             assert_eq!(out.len(), 1, "{out:02x?}");
             let (port, f) = &out[0];
             assert_eq!(*port, UPLINK);
-            // VXLAN to node B: outer IPv4, UDP to 4789, the inner frame
-            assert_eq!(f[0..6], mac_bytes(NODE_B_MAC));
-            assert_eq!(f[ETH_HLEN + 9], IPPROTO_UDP);
-            assert_eq!(f[ETH_HLEN + 16..ETH_HLEN + 20], NODE_B.to_be_bytes());
-            assert_eq!(f[ETH_HLEN + 22..ETH_HLEN + 24], 4789u16.to_be_bytes());
-            let inner = &f[ETH_HLEN + 50..];
+            assert_eq!(f[0..6], mac_bytes(NODE_B_MAC), "to node B");
+            if encap == Encap::Vxlan {
+                assert_eq!(f[ETH_HLEN + 9], IPPROTO_UDP);
+                assert_eq!(f[ETH_HLEN + 16..ETH_HLEN + 20], NODE_B.to_be_bytes());
+                assert_eq!(f[ETH_HLEN + 22..ETH_HLEN + 24], 4789u16.to_be_bytes());
+            }
+            let inner = &f[inner_at..];
             let (src, dst, ok) = tcp_of(inner);
             assert!(ok, "checksums: {inner:02x?}");
             assert_eq!(dst, (BACKEND, 8080), "DNAT to the backend");
-            assert_eq!(src.0, NODE, "SNAT to the node's address");
+            assert_eq!(src.0, source, "SNAT to this node");
             assert!(nat::DEFAULT_PORTS.contains(&src.1), "a natOutgoing port");
             assert_eq!(inner[8], 63, "routed: TTL down by one");
             assert!(nat_ports.insert(src.1), "one port per connection");
             // the same connection keeps its port
-            let again = rx(EXT_MAC, tcp_ip((EXTERNAL, sport), (NODE, 30080), 0x10));
-            assert_eq!(tcp_of(&again[0].1[ETH_HLEN + 50..]).0, src);
-            // the backend answers from node B, natively, to the node
-            let back = rx(NODE_B_MAC, tcp_ip((BACKEND, 8080), src, 0x12));
+            let ack = tcp_ip((EXTERNAL, sport), (NODE, 30080), 0x10);
+            let again = rx(frame(EXT_MAC, u.mac, &ack));
+            assert_eq!(tcp_of(&again[0].1[inner_at..]).0, src);
+            // the backend answers, through node B, to the source it saw
+            let back = rx(from_b(&tcp_ip((BACKEND, 8080), src, 0x12)));
             assert_eq!(back.len(), 1, "{back:02x?}");
             let (port, f) = &back[0];
             assert_eq!(*port, UPLINK);
@@ -983,10 +1034,24 @@ mod tests {
             assert_eq!(src, (NODE, 30080), "from the NodePort");
             assert_eq!(dst, (EXTERNAL, sport), "to the client");
         }
-        // an answer on a port no connection holds is the host's business
-        // (no host port here: dropped as not for us)
-        let stray = rx(NODE_B_MAC, tcp_ip((BACKEND, 8080), (NODE, 33333), 0x12));
+        // an answer on a port no connection holds goes nowhere
+        let stray = rx(from_b(&tcp_ip((BACKEND, 8080), (source, 33333), 0x12)));
         assert!(stray.is_empty());
-        assert_eq!(ctr.drops_of(DropReason::NotForUs), 1);
+        let why = if encap == Encap::Vxlan {
+            DropReason::NoRoute
+        } else {
+            DropReason::NotForUs
+        };
+        assert_eq!(ctr.drops_of(why), 1);
+    }
+
+    #[test]
+    fn node_port_to_a_backend_on_another_node_over_vxlan() {
+        node_port_to_node_b(Encap::Vxlan);
+    }
+
+    #[test]
+    fn node_port_to_a_backend_on_another_node_natively() {
+        node_port_to_node_b(Encap::None);
     }
 }
