@@ -409,7 +409,7 @@ impl<P: PacketBuf> Pipeline<P> {
                         if !tunnel::strip(&mut pkt, &info) {
                             return Err(DropReason::TunnelTruncated);
                         }
-                        return self.from_tunnel(cx, u, pkt, sink, ctr);
+                        return self.decapsulated(cx, u, pkt, sink, ctr);
                     }
                     if proto == IPPROTO_IPIP {
                         let info = tunnel::decap_ipip(d, &(is_local, is_peer))
@@ -417,7 +417,7 @@ impl<P: PacketBuf> Pipeline<P> {
                         if !tunnel::strip(&mut pkt, &info) {
                             return Err(DropReason::TunnelTruncated);
                         }
-                        return self.from_tunnel(cx, u, pkt, sink, ctr);
+                        return self.decapsulated(cx, u, pkt, sink, ctr);
                     }
                     // a reply to a natOutgoing flow? (tunnel frames were
                     // checked by their decapsulation, with its own reasons)
@@ -476,7 +476,7 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// A decapsulated packet: for a local pod, or, to this node's own tunnel
     /// address, the answer of a NodePort backend on another node.
-    fn from_tunnel<S: TxSink<P>>(
+    fn decapsulated<S: TxSink<P>>(
         &mut self,
         cx: &Context<'_>,
         u: &Underlay,
