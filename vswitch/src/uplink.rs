@@ -25,6 +25,11 @@ use std::net::Ipv4Addr;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_IPIP: u8 = 4;
 
+const GATEWAY_MAC: [u8; 8] = {
+    let m = api::GATEWAY_MAC.0;
+    [0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]
+};
+
 /// A worker's encapsulation headers, per remote node, built on first use
 /// and again when the snapshot or the next hop's MAC changes.
 #[derive(Default)]
@@ -222,7 +227,8 @@ impl<P: PacketBuf> Pipeline<P> {
         let df = d[20] & 0x40 != 0;
         if u32::from(total) + u32::from(rr.encap.overhead()) > u32::from(u.mtu) {
             if let (true, Some(port)) = (df, in_port) {
-                self.frag_needed(u, rr.encap, pkt, port, sink, ctr);
+                let from = (u64::from_be_bytes(GATEWAY_MAC), u32::from(api::GATEWAY_IP));
+                self.frag_needed(u, rr.encap, pkt, port, from, sink, ctr);
             }
             return Err(DropReason::TooBig);
         }
@@ -249,14 +255,17 @@ impl<P: PacketBuf> Pipeline<P> {
         Ok(())
     }
 
-    /// Sends an ICMP "fragmentation needed" back to the pod on `port`, in
-    /// the buffer of the packet that was too big.
+    /// Sends an ICMP "fragmentation needed" back to the sender (a pod, or a
+    /// NodePort client) on `port`, from `from` (MAC, address), in the buffer
+    /// of the packet that was too big.
+    #[allow(clippy::too_many_arguments)]
     fn frag_needed<S: TxSink<P>>(
         &mut self,
         u: &Underlay,
         encap: Encap,
         mut pkt: P,
         port: u16,
+        from: (u64, u32),
         sink: &mut S,
         ctr: &WorkerCounters,
     ) {
@@ -267,13 +276,13 @@ impl<P: PacketBuf> Pipeline<P> {
         quoted[..n].copy_from_slice(&d[ETH_HLEN..ETH_HLEN + n]);
         let mtu = u.mtu.saturating_sub(encap.overhead());
         let mut out = [0u8; 20 + 8 + 60 + 8];
-        let len = crate::icmp::frag_needed(&quoted[..n], mtu, u32::from(api::GATEWAY_IP), &mut out);
+        let len = crate::icmp::frag_needed(&quoted[..n], mtu, from.1, &mut out);
         if len == 0 || !pkt.truncate(ETH_HLEN + len) {
             return;
         }
         let f = pkt.data_mut();
         f[0..6].copy_from_slice(&mac_bytes(pod_mac));
-        f[6..12].copy_from_slice(&api::GATEWAY_MAC.0);
+        f[6..12].copy_from_slice(&mac_bytes(from.0));
         f[ETH_HLEN..ETH_HLEN + len].copy_from_slice(&out[..len]);
         self.enqueue(port, pkt, sink, ctr);
     }
@@ -452,7 +461,7 @@ impl<P: PacketBuf> Pipeline<P> {
                             return self.deliver_pod(cx, pkt, sink, ctr)
                         }
                         FromPod::Judge(f) => {
-                            return self.node_port_remote(cx, u, &f, pkt, sink, ctr)
+                            return self.node_port_remote(cx, u, &flow, &f, pkt, sink, ctr)
                         }
                         FromPod::Refused(why) => {
                             self.enqueue(u.uplink, pkt, sink, ctr);
@@ -503,16 +512,30 @@ impl<P: PacketBuf> Pipeline<P> {
     /// the natOutgoing table, so that the answer comes back here; then to
     /// the backend's node as pod traffic goes. The backend's ingress policy
     /// sees this node as the client, as with kube-proxy in Cluster mode.
+    #[allow(clippy::too_many_arguments)]
     fn node_port_remote<S: TxSink<P>>(
         &mut self,
         cx: &Context<'_>,
         u: &Underlay,
+        orig: &Flow,
         flow: &Flow,
         mut pkt: P,
         sink: &mut S,
         ctr: &WorkerCounters,
     ) -> Result<(), DropReason> {
         let rr = u.remote.lookup(flow.dst).ok_or(DropReason::NoRoute)?;
+        let d = pkt.data();
+        let total = u16::from_be_bytes([d[16], d[17]]);
+        if u32::from(total) + u32::from(rr.encap.overhead()) > u32::from(u.mtu) {
+            if d[20] & 0x40 != 0 {
+                // path MTU discovery, as Linux in front of a tunnel does it:
+                // the client learns the tunnel's MTU from this node, about
+                // the packet it sent (its destination the NodePort again)
+                nat::dnat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], orig.dst, orig.dport);
+                self.frag_needed(u, rr.encap, pkt, u.uplink, (u.mac, u.ip), sink, ctr);
+            }
+            return Err(DropReason::TooBig);
+        }
         match l3::forward(pkt.data_mut(), cx.routes) {
             Verdict::Beyond(_) => {}
             Verdict::Drop(why) => return Err(why),
@@ -1033,6 +1056,37 @@ mod tests {
             assert!(ok);
             assert_eq!(src, (NODE, 30080), "from the NodePort");
             assert_eq!(dst, (EXTERNAL, sport), "to the client");
+        }
+        if encap == Encap::Vxlan {
+            // too big for the tunnel, DF set: "fragmentation needed" from
+            // this node to the client, about what the client sent
+            let mut big = tcp_ip((EXTERNAL, 40000), (NODE, 30080), 0x10);
+            big.resize(1500, 0x55);
+            big[2..4].copy_from_slice(&1500u16.to_be_bytes());
+            big[10..12].fill(0);
+            let c = crate::refuse::csum(&big[..20], 0);
+            big[10..12].copy_from_slice(&c.to_be_bytes());
+            let out = rx(frame(EXT_MAC, u.mac, &big));
+            assert_eq!(out.len(), 1, "{out:02x?}");
+            let (port, f) = &out[0];
+            assert_eq!(*port, UPLINK);
+            assert_eq!(f[0..6], mac_bytes(EXT_MAC));
+            assert_eq!(f[6..12], mac_bytes(u.mac));
+            let ip = &f[ETH_HLEN..];
+            assert_eq!((ip[9], ip[20], ip[21]), (1, 3, 4), "fragmentation needed");
+            assert_eq!(ip[12..16], NODE.to_be_bytes());
+            assert_eq!(ip[16..20], EXTERNAL.to_be_bytes());
+            assert_eq!(ip[26..28], 1450u16.to_be_bytes(), "the tunnel's MTU");
+            assert_eq!(
+                ip[28 + 12..28 + 16],
+                EXTERNAL.to_be_bytes(),
+                "quotes the client's packet"
+            );
+            assert_eq!(ip[28 + 16..28 + 20], NODE.to_be_bytes());
+            assert_eq!(ip[28 + 22..28 + 24], 30080u16.to_be_bytes());
+            assert_eq!(crate::refuse::csum(&ip[..20], 0), 0);
+            assert_eq!(crate::refuse::csum(&ip[20..], 0), 0);
+            assert_eq!(ctr.drops_of(DropReason::TooBig), 1);
         }
         // an answer on a port no connection holds goes nowhere
         let stray = rx(from_b(&tcp_ip((BACKEND, 8080), (source, 33333), 0x12)));

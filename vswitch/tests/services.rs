@@ -46,8 +46,8 @@ threading.Event().wait()
 /// The client side: `spread IP PORT N` (N connections, one question each:
 /// the names that answered, counted), `long IP PORT N` (N connections
 /// asked once, then again after a line on stdin), `refused IP PORT` (a TCP
-/// connect: its outcome and how long it took), `udp IP PORT` (a datagram
-/// and what came back).
+/// connect: its outcome and how long it took), `big IP PORT N` (a line of
+/// N bytes and its answer), `udp IP PORT` (a datagram and what came back).
 const CLIENT: &str = r#"
 import json, socket, sys, time
 mode, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -100,6 +100,20 @@ elif mode == "refused":
     except OSError as e:
         r = outcome(e)
     print(json.dumps({"result": r, "secs": time.time() - t}))
+elif mode == "big":
+    s = socket.create_connection((ip, port), timeout=5)
+    try:
+        s.sendall(b"x" * int(sys.argv[4]) + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            d = s.recv(100)
+            if not d:
+                raise OSError("closed")
+            buf += d
+        r = buf.decode().strip()
+    except OSError as e:
+        r = outcome(e)
+    print(json.dumps({"result": r}))
 elif mode == "udp":
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(2)
@@ -732,6 +746,14 @@ fn node_port_to_backends_on_other_nodes() {
     let second = long.ask_again();
     assert!(second.iter().all(|n| n == "web-b"), "{second:?}");
     let pcap = cap.stop();
+    // full-sized segments do not fit the tunnel: node A tells the client
+    // (path MTU discovery), which sends smaller ones
+    let r = client(ext.ns(), &["big", &ip_a.to_string(), "30090", "300000"]);
+    assert_eq!(r["result"], "web-b", "{r}");
+    assert!(
+        drops(&a, "too_big") > 0,
+        "the client's first segments were too big"
+    );
     let v = pcap.vxlan();
     // node A's VXLAN address: the source Linux would give it
     let tunnel_a = Some(Ipv4Addr::new(10, 72, 1, 0));
