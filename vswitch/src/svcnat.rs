@@ -46,18 +46,23 @@
 //! NodePort (`externalTrafficPolicy: Cluster`, the Kubernetes default): a
 //! connection from the underlay to node-address:nodePort goes to any ready
 //! backend. A local one gets it with the client's address kept. For one on
-//! another node the source becomes this node's address, on a port of the
-//! natOutgoing table ([`crate::nat::Snat`], one allocator: its ports can
-//! never collide with natOutgoing's), and the packet goes to the backend's
-//! node the way pod traffic does (VXLAN, IP-in-IP or natively, by the
-//! remote block's route). The answer comes back to this node's address,
-//! natively through the underlay; the natOutgoing table gives the client
-//! back as its destination and the NodePort entry the node's address and
-//! nodePort as its source, and it leaves through the uplink to the client.
+//! another node the source becomes this node's (its tunnel address when the
+//! backend's block is reached through VXLAN or IP-in-IP, as Linux picks the
+//! `vxlan.calico`/`tunl0` address under kube-proxy's MASQUERADE; else its
+//! underlay address: [`crate::underlay::Underlay::node_port_source`]), on a
+//! port of the natOutgoing table ([`crate::nat::Snat`], one allocator: its
+//! ports can never collide with natOutgoing's), and the packet goes to the
+//! backend's node the way pod traffic does (VXLAN, IP-in-IP or natively, by
+//! the remote block's route). The answer comes back the same way (to a
+//! tunnel address, which is in a pool, so the backend's node never SNATs it
+//! for natOutgoing); the natOutgoing table gives the client back as its
+//! destination and the NodePort entry the node's address and nodePort as
+//! its source, and it leaves through the uplink to the client. Both
+//! directions pass the uplink's worker, which owns both tables.
 //! As with kube-proxy (and Calico) in Cluster mode, the backend's ingress
-//! policy on its node sees this node's address as the source, not the
-//! client's; this node has no endpoint of its own to judge the connection
-//! with (no host endpoints), so no policy runs here.
+//! policy on its node sees this node as the source, not the client; this
+//! node has no endpoint of its own to judge the connection with (no host
+//! endpoints), so no policy runs here.
 
 use crate::conntrack::{Flow, State, Timeouts, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::counters::DropReason;
