@@ -4,10 +4,10 @@
 //! - ClusterIP: (VIP, protocol, port) to a service port;
 //! - NodePort: (protocol, nodePort) on this node's underlay address to a
 //!   service port;
-//! - per service port, its backends and a Maglev table over them (all of
-//!   them for ClusterIP; for NodePort, those on this node: the switch
-//!   translates NodePort traffic to local backends only, see
-//!   [`ServicePort::node_maglev`]).
+//! - per service port, its backends and a Maglev table over them, for
+//!   ClusterIP and NodePort alike (`externalTrafficPolicy: Cluster`, the
+//!   Kubernetes default: a NodePort connection may go to a backend on
+//!   another node, see [`crate::svcnat`]).
 //!
 //! The table is immutable once built; workers only read it. What a worker
 //! learns (which connection went to which backend) lives in
@@ -60,11 +60,9 @@ pub struct ServicePort {
     pub backends: Box<[Backend]>,
     /// Over `backends`; `None` when there are none.
     pub maglev: Option<Maglev>,
-    /// Backends on this node, for NodePort.
+    /// Backends on this node (for reports, and for
+    /// `externalTrafficPolicy: Local`, which the API does not carry yet).
     pub node_backends: Box<[Backend]>,
-    /// Over `node_backends`: NodePort traffic goes to local backends only
-    /// (the switch does not SNAT NodePort traffic towards other nodes yet).
-    pub node_maglev: Option<Maglev>,
     /// `sessionAffinity: ClientIP`: seconds.
     pub affinity: Option<u32>,
 }
@@ -144,11 +142,6 @@ impl Services {
                         proto,
                         node_port: p.node_port,
                         maglev: maglev_of(&backends),
-                        node_maglev: if k == 0 && p.node_port.is_some() {
-                            maglev_of(&node_backends)
-                        } else {
-                            None
-                        },
                         backends: backends.clone(),
                         node_backends: node_backends.clone(),
                         affinity: s.affinity_timeout,
@@ -233,7 +226,7 @@ mod tests {
         assert_eq!(p.backends.len(), 2);
         assert_eq!(p.node_backends.len(), 1, "one backend is local");
         assert_eq!(p.affinity, Some(60));
-        assert!(p.maglev.is_some() && p.node_maglev.is_some());
+        assert!(p.maglev.is_some());
         assert!(matches!(t.lookup(vip, PROTO_UDP, 53), Lookup::Port(_)));
         assert_eq!(t.lookup(vip, PROTO_UDP, 80), Lookup::UnknownPort);
         assert_eq!(t.lookup(vip, PROTO_TCP, 81), Lookup::UnknownPort);

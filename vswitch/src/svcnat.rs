@@ -41,7 +41,28 @@
 //! worker (one pod's port has one worker, the uplink has one, so a client
 //! address meets one table) and bounded like the rest; SCTP Service ports
 //! are not translated (its CRC32c checksum cannot be patched
-//! incrementally); NodePort goes to backends on this node only.
+//! incrementally).
+//!
+//! NodePort (`externalTrafficPolicy: Cluster`, the Kubernetes default): a
+//! connection from the underlay to node-address:nodePort goes to any ready
+//! backend. A local one gets it with the client's address kept. For one on
+//! another node the source becomes this node's (its tunnel address when the
+//! backend's block is reached through VXLAN or IP-in-IP, as Linux picks the
+//! `vxlan.calico`/`tunl0` address under kube-proxy's MASQUERADE; else its
+//! underlay address: [`crate::underlay::Underlay::node_port_source`]), on a
+//! port of the natOutgoing table ([`crate::nat::Snat`], one allocator: its
+//! ports can never collide with natOutgoing's), and the packet goes to the
+//! backend's node the way pod traffic does (VXLAN, IP-in-IP or natively, by
+//! the remote block's route). The answer comes back the same way (to a
+//! tunnel address, which is in a pool, so the backend's node never SNATs it
+//! for natOutgoing); the natOutgoing table gives the client back as its
+//! destination and the NodePort entry the node's address and nodePort as
+//! its source, and it leaves through the uplink to the client. Both
+//! directions pass the uplink's worker, which owns both tables.
+//! As with kube-proxy (and Calico) in Cluster mode, the backend's ingress
+//! policy on its node sees this node as the source, not the client; this
+//! node has no endpoint of its own to judge the connection with (no host
+//! endpoints), so no policy runs here.
 
 use crate::conntrack::{Flow, State, Timeouts, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::counters::DropReason;
@@ -291,15 +312,11 @@ impl SvcNat {
         })
     }
 
-    /// The backend a new connection of `f` to service port `sp` goes to,
-    /// `node`: through the NodePort (local backends only).
-    fn choose(&mut self, sp: &ServicePort, node: bool, f: &Flow, now: u32) -> Option<Backend> {
-        let (backends, maglev) = if node {
-            (&sp.node_backends, sp.node_maglev.as_ref())
-        } else {
-            (&sp.backends, sp.maglev.as_ref())
-        };
-        let maglev = maglev?;
+    /// The backend a new connection of `f` to service port `sp` goes to
+    /// (through its ClusterIP or its NodePort alike: any ready backend).
+    fn choose(&mut self, sp: &ServicePort, f: &Flow, now: u32) -> Option<Backend> {
+        let backends = &sp.backends;
+        let maglev = sp.maglev.as_ref()?;
         let Some(timeout) = sp.affinity else {
             let h = flow_hash(f.src, f.sport, f.dst, f.dport, f.proto);
             return backends.get(maglev.pick(h)).copied();
@@ -354,7 +371,7 @@ impl SvcNat {
         }
         let sp = sp.ok_or(DropReason::ServiceUnknownPort)?;
         let b = self
-            .choose(sp, false, f, now)
+            .choose(sp, f, now)
             .ok_or(DropReason::ServiceNoBackend)?;
         let hairpin = b.ip == f.src;
         let t = self.timeout(f.proto, f.tcp_flags, true);
@@ -485,7 +502,7 @@ impl SvcNat {
             return Ok(None);
         };
         let b = self
-            .choose(sp, true, f, now)
+            .choose(sp, f, now)
             .ok_or(DropReason::ServiceNoBackend)?;
         let deadline = now.saturating_add(self.timeout(f.proto, f.tcp_flags, true));
         let closed = f.tcp_flags & (TCP_RST | TCP_FIN) != 0;
@@ -682,7 +699,8 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// A packet from the uplink to this node's address: NodePort traffic is
-    /// translated to a local backend; a NodePort with no local backend is
+    /// translated to a backend (its destination only: the caller SNATs it
+    /// when the backend is on another node); a NodePort with no backend is
     /// refused back out of the uplink.
     pub(crate) fn service_node_port(
         &mut self,

@@ -83,6 +83,9 @@ pub struct Underlay {
     pub ttl: u8,
     /// This node's VXLAN MAC (the inner source of what it encapsulates).
     pub vtep_mac: u64,
+    /// This node's VXLAN and IP-in-IP tunnel addresses (0: none).
+    pub vxlan_ip: u32,
+    pub ipip_ip: u32,
     pub nodes: Vec<RemoteNode>,
     /// Remote blocks and tunnel addresses.
     pub remote: Lpm<RemoteRoute>,
@@ -111,6 +114,28 @@ impl Underlay {
         } else {
             self.gateway
         }
+    }
+
+    /// The address this node sends a NodePort connection from, to a backend
+    /// on another node reached by `encap`: its tunnel address when the
+    /// packet is encapsulated (the address Linux would pick, the source of
+    /// `vxlan.calico` or `tunl0`, as kube-proxy's MASQUERADE does under
+    /// Calico), else its underlay address. The answer then comes back the
+    /// way pod traffic does, in the tunnel: to an address of a pool, which
+    /// the backend's node never SNATs for natOutgoing.
+    #[inline]
+    pub fn node_port_source(&self, encap: Encap) -> u32 {
+        match encap {
+            Encap::Vxlan if self.vxlan_ip != 0 => self.vxlan_ip,
+            Encap::Ipip if self.ipip_ip != 0 => self.ipip_ip,
+            _ => self.ip,
+        }
+    }
+
+    /// Whether `ip` is one of this node's tunnel addresses.
+    #[inline]
+    pub fn is_tunnel_ip(&self, ip: u32) -> bool {
+        ip != 0 && (ip == self.vxlan_ip || ip == self.ipip_ip)
     }
 
     /// Whether a packet from `src` to `dst` leaving through the uplink is
@@ -249,6 +274,8 @@ impl Switch {
             vtep_mac: me
                 .vxlan_tunnel_mac
                 .map_or_else(|| vtep_mac_of(&me.name), |m| m.to_u64()),
+            vxlan_ip: me.vxlan_tunnel_ip.map_or(0, u32::from),
+            ipip_ip: me.ipip_tunnel_ip.map_or(0, u32::from),
             nodes: Vec::new(),
             remote: Lpm::new(),
             peers: HashMap::new(),

@@ -25,6 +25,11 @@ use std::net::Ipv4Addr;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_IPIP: u8 = 4;
 
+const GATEWAY_MAC: [u8; 8] = {
+    let m = api::GATEWAY_MAC.0;
+    [0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]
+};
+
 /// A worker's encapsulation headers, per remote node, built on first use
 /// and again when the snapshot or the next hop's MAC changes.
 #[derive(Default)]
@@ -105,7 +110,7 @@ impl<P: PacketBuf> Pipeline<P> {
         match u.remote.lookup(dst) {
             Some(rr) => {
                 self.zone(cx, in_port, ep, Direction::Egress, &flow, ctr)?;
-                self.send_remote(cx, u, rr, pkt, in_port, sink, ctr)
+                self.send_remote(cx, u, rr, pkt, Some(in_port), sink, ctr)
             }
             // an address of a pool that no node has claimed
             None if u.pools.lookup(dst).is_some() => Err(DropReason::NoRoute),
@@ -194,7 +199,9 @@ impl<P: PacketBuf> Pipeline<P> {
         *pkts = kept;
     }
 
-    /// To a remote node's block: natively or through a tunnel.
+    /// To a remote node's block: natively or through a tunnel. A packet
+    /// too big for the tunnel is answered with "fragmentation needed" when
+    /// it came from a pod (`in_port`).
     #[allow(clippy::too_many_arguments)]
     fn send_remote<S: TxSink<P>>(
         &mut self,
@@ -202,7 +209,7 @@ impl<P: PacketBuf> Pipeline<P> {
         u: &Underlay,
         rr: RemoteRoute,
         mut pkt: P,
-        in_port: u16,
+        in_port: Option<u16>,
         sink: &mut S,
         ctr: &WorkerCounters,
     ) -> Result<(), DropReason> {
@@ -219,8 +226,9 @@ impl<P: PacketBuf> Pipeline<P> {
         let total = u16::from_be_bytes([d[16], d[17]]);
         let df = d[20] & 0x40 != 0;
         if u32::from(total) + u32::from(rr.encap.overhead()) > u32::from(u.mtu) {
-            if df {
-                self.frag_needed(u, rr.encap, pkt, in_port, sink, ctr);
+            if let (true, Some(port)) = (df, in_port) {
+                let from = (u64::from_be_bytes(GATEWAY_MAC), u32::from(api::GATEWAY_IP));
+                self.frag_needed(u, rr.encap, pkt, port, from, sink, ctr);
             }
             return Err(DropReason::TooBig);
         }
@@ -247,14 +255,17 @@ impl<P: PacketBuf> Pipeline<P> {
         Ok(())
     }
 
-    /// Sends an ICMP "fragmentation needed" back to the pod on `port`, in
-    /// the buffer of the packet that was too big.
+    /// Sends an ICMP "fragmentation needed" back to the sender (a pod, or a
+    /// NodePort client) on `port`, from `from` (MAC, address), in the buffer
+    /// of the packet that was too big.
+    #[allow(clippy::too_many_arguments)]
     fn frag_needed<S: TxSink<P>>(
         &mut self,
         u: &Underlay,
         encap: Encap,
         mut pkt: P,
         port: u16,
+        from: (u64, u32),
         sink: &mut S,
         ctr: &WorkerCounters,
     ) {
@@ -265,13 +276,13 @@ impl<P: PacketBuf> Pipeline<P> {
         quoted[..n].copy_from_slice(&d[ETH_HLEN..ETH_HLEN + n]);
         let mtu = u.mtu.saturating_sub(encap.overhead());
         let mut out = [0u8; 20 + 8 + 60 + 8];
-        let len = crate::icmp::frag_needed(&quoted[..n], mtu, u32::from(api::GATEWAY_IP), &mut out);
+        let len = crate::icmp::frag_needed(&quoted[..n], mtu, from.1, &mut out);
         if len == 0 || !pkt.truncate(ETH_HLEN + len) {
             return;
         }
         let f = pkt.data_mut();
         f[0..6].copy_from_slice(&mac_bytes(pod_mac));
-        f[6..12].copy_from_slice(&api::GATEWAY_MAC.0);
+        f[6..12].copy_from_slice(&mac_bytes(from.0));
         f[ETH_HLEN..ETH_HLEN + len].copy_from_slice(&out[..len]);
         self.enqueue(port, pkt, sink, ctr);
     }
@@ -407,7 +418,7 @@ impl<P: PacketBuf> Pipeline<P> {
                         if !tunnel::strip(&mut pkt, &info) {
                             return Err(DropReason::TunnelTruncated);
                         }
-                        return self.deliver_pod(cx, pkt, sink, ctr);
+                        return self.decapsulated(cx, u, pkt, sink, ctr);
                     }
                     if proto == IPPROTO_IPIP {
                         let info = tunnel::decap_ipip(d, &(is_local, is_peer))
@@ -415,7 +426,7 @@ impl<P: PacketBuf> Pipeline<P> {
                         if !tunnel::strip(&mut pkt, &info) {
                             return Err(DropReason::TunnelTruncated);
                         }
-                        return self.deliver_pod(cx, pkt, sink, ctr);
+                        return self.decapsulated(cx, u, pkt, sink, ctr);
                     }
                     // a reply to a natOutgoing flow? (tunnel frames were
                     // checked by their decapsulation, with its own reasons)
@@ -431,6 +442,11 @@ impl<P: PacketBuf> Pipeline<P> {
                         match self.snat.inbound(&flow, cx.now) {
                             Some((pod, port)) => {
                                 nat::dnat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], pod, port);
+                                if !cx.routes.contains_key(&pod) {
+                                    // no pod's: a NodePort client's, answered
+                                    // by a backend on another node
+                                    return self.node_port_answer(cx, u, pkt, sink, ctr);
+                                }
                                 true
                             }
                             None => false,
@@ -441,7 +457,12 @@ impl<P: PacketBuf> Pipeline<P> {
                     }
                     match self.service_node_port(cx, u, &flow, &mut pkt) {
                         FromPod::Pass => {}
-                        FromPod::Judge(_) => return self.deliver_pod(cx, pkt, sink, ctr),
+                        FromPod::Judge(f) if cx.routes.contains_key(&f.dst) => {
+                            return self.deliver_pod(cx, pkt, sink, ctr)
+                        }
+                        FromPod::Judge(f) => {
+                            return self.node_port_remote(cx, u, &flow, &f, pkt, sink, ctr)
+                        }
                         FromPod::Refused(why) => {
                             self.enqueue(u.uplink, pkt, sink, ctr);
                             return Err(why);
@@ -460,6 +481,105 @@ impl<P: PacketBuf> Pipeline<P> {
             }
             _ => self.punt_host(u, pkt, sink, ctr, DropReason::NotForUs),
         }
+    }
+
+    /// A decapsulated packet: for a local pod, or, to this node's own tunnel
+    /// address, the answer of a NodePort backend on another node.
+    fn decapsulated<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        mut pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        let d = pkt.data();
+        if d.len() < ETH_HLEN + 20 || !u.is_tunnel_ip(ip_dst(d)) || l3::ipv4_header(d).is_none() {
+            return self.deliver_pod(cx, pkt, sink, ctr);
+        }
+        let flow = Flow::parse(&d[ETH_HLEN..]);
+        let (client, port) = self
+            .snat
+            .inbound(&flow, cx.now)
+            .ok_or(DropReason::NoRoute)?;
+        nat::dnat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], client, port);
+        self.node_port_answer(cx, u, pkt, sink, ctr)
+    }
+
+    /// A NodePort connection (`flow`, its destination already the backend's)
+    /// to a backend on another node: from this node (see
+    /// [`Underlay::node_port_source`]), on a port of
+    /// the natOutgoing table, so that the answer comes back here; then to
+    /// the backend's node as pod traffic goes. The backend's ingress policy
+    /// sees this node as the client, as with kube-proxy in Cluster mode.
+    #[allow(clippy::too_many_arguments)]
+    fn node_port_remote<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        orig: &Flow,
+        flow: &Flow,
+        mut pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        let rr = u.remote.lookup(flow.dst).ok_or(DropReason::NoRoute)?;
+        let d = pkt.data();
+        let total = u16::from_be_bytes([d[16], d[17]]);
+        if u32::from(total) + u32::from(rr.encap.overhead()) > u32::from(u.mtu) {
+            if d[20] & 0x40 != 0 {
+                // path MTU discovery, as Linux in front of a tunnel does it:
+                // the client learns the tunnel's MTU from this node, about
+                // the packet it sent (its destination the NodePort again)
+                nat::dnat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], orig.dst, orig.dport);
+                self.frag_needed(u, rr.encap, pkt, u.uplink, (u.mac, u.ip), sink, ctr);
+            }
+            return Err(DropReason::TooBig);
+        }
+        match l3::forward(pkt.data_mut(), cx.routes) {
+            Verdict::Beyond(_) => {}
+            Verdict::Drop(why) => return Err(why),
+            _ => return Err(DropReason::NoRoute),
+        }
+        let src = u.node_port_source(rr.encap);
+        let port = match self.snat.outbound(flow, src, cx.now) {
+            Ok(port) => port,
+            Err(NatDrop::Exhausted) => return Err(DropReason::NatExhausted),
+            Err(_) => return Err(DropReason::NatUnsupported),
+        };
+        nat::snat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], src, port);
+        self.send_remote(cx, u, rr, pkt, None, sink, ctr)
+    }
+
+    /// The answer of a NodePort backend on another node, its destination
+    /// the client again: from this node's address and nodePort, out of the
+    /// uplink towards the client.
+    fn node_port_answer<S: TxSink<P>>(
+        &mut self,
+        cx: &Context<'_>,
+        u: &Underlay,
+        mut pkt: P,
+        sink: &mut S,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        if !self.service_node_reply(cx, &mut pkt) {
+            return Err(DropReason::NoRoute);
+        }
+        let dst = match l3::forward(pkt.data_mut(), cx.routes) {
+            Verdict::Beyond(dst) => dst,
+            Verdict::Drop(why) => return Err(why),
+            _ => return Err(DropReason::NoRoute),
+        };
+        let nh = u.next_hop(dst);
+        if nh == 0 {
+            return Err(DropReason::NoRoute);
+        }
+        let Some(mac) = self.next_hop_mac(cx, u, nh, sink, ctr) else {
+            return self.resolve(cx, u, nh, pkt, sink, ctr);
+        };
+        set_macs(pkt.data_mut(), mac, u.mac);
+        self.enqueue(u.uplink, pkt, sink, ctr);
+        Ok(())
     }
 
     /// The host's exception port takes what the switch does not.
@@ -592,6 +712,8 @@ mod tests {
             mtu: 1500,
             ttl: 64,
             vtep_mac: 0x0200_0000_00ff,
+            vxlan_ip: 0,
+            ipip_ip: 0,
             nodes: Vec::new(),
             remote: Lpm::new(),
             peers: HashMap::new(),
@@ -774,5 +896,216 @@ mod tests {
         assert_eq!(sink.got[0].0, 2);
         assert_eq!(ctr.drops_of(DropReason::SpoofedIp), 1);
         assert_eq!(ctr.drops_of(DropReason::NotForUs), 1);
+    }
+
+    /// A TCP segment as an IPv4 packet (no Ethernet), checksums valid.
+    fn tcp_ip(src: (u32, u16), dst: (u32, u16), flags: u8) -> Vec<u8> {
+        let mut ip = vec![0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, 6, 0, 0];
+        ip.extend_from_slice(&src.0.to_be_bytes());
+        ip.extend_from_slice(&dst.0.to_be_bytes());
+        let c = crate::refuse::csum(&ip, 0);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(&src.1.to_be_bytes());
+        ip.extend_from_slice(&dst.1.to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        ip.extend_from_slice(b"data");
+        let c = crate::refuse::csum(&ip[20..], pseudo(&ip));
+        ip[36..38].copy_from_slice(&c.to_be_bytes());
+        ip
+    }
+
+    fn pseudo(ip: &[u8]) -> u32 {
+        let mut s = u32::from(ip[9]) + (ip.len() as u32 - 20);
+        for w in ip[12..20].chunks_exact(2) {
+            s += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        s
+    }
+
+    /// Source, destination and whether every checksum holds.
+    fn tcp_of(ip: &[u8]) -> ((u32, u16), (u32, u16), bool) {
+        let a = |at: usize| u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+        let p = |at: usize| u16::from_be_bytes([ip[at], ip[at + 1]]);
+        let ok = crate::refuse::csum(&ip[..20], 0) == 0
+            && crate::refuse::csum(&ip[20..], pseudo(ip)) == 0;
+        ((a(12), p(20)), (a(16), p(22)), ok)
+    }
+
+    /// A NodePort connection from outside to a backend on node B, reached
+    /// by `encap`, and its answers.
+    fn node_port_to_node_b(encap: Encap) {
+        const NODE_B: u32 = 0xc0a8_3202;
+        const NODE_B_MAC: u64 = 0x0200_0000_0002;
+        const BACKEND: u32 = 0x0a48_0201; // 10.72.2.1, node B's block
+        const TUNNEL: u32 = 0x0a48_0100; // 10.72.1.0, this node's VXLAN address
+        let mut u = underlay();
+        u.vxlan_ip = TUNNEL;
+        u.nodes.push(crate::underlay::RemoteNode {
+            name: "b".into(),
+            ip: NODE_B,
+            next_hop: NODE_B,
+            vtep_mac: 0x66cb_0000_0002,
+        });
+        u.remote
+            .insert(
+                0x0a48_0200,
+                26,
+                crate::underlay::RemoteRoute { node: 0, encap },
+            )
+            .expect("route");
+        u.peers.insert(NODE_B, 0);
+        let svcs: Vec<api::Service> = vec![serde_json::from_value(serde_json::json!({
+            "name": "default/web",
+            "cluster_ips": ["10.96.0.10"],
+            "ports": [{"protocol": "TCP", "port": 80, "node_port": 30080,
+                       "backends": [{"ip": "10.72.2.1", "port": 8080}]}]
+        }))
+        .expect("service")];
+        let routes = Routes::default();
+        let services = crate::services::Services::build(&svcs, |ip| routes.contains_key(&ip));
+        let endpoints = vec![None; MAX_PORTS];
+        let fdb = Fdb::new(64, 300);
+        let log = ArrayQueue::new(4);
+        let neigh = Neighbors::new(16);
+        assert!(neigh.learn(NODE_B, NODE_B_MAC, 1));
+        assert!(neigh.learn(EXTERNAL, EXT_MAC, 1));
+        let compiled = policy::compile::Compiled::empty();
+        let cx = Context {
+            fdb: &fdb,
+            domain: &[],
+            endpoints: &endpoints,
+            routes: &routes,
+            now: 1,
+            local: u64::MAX,
+            policy: PolicyView {
+                compiled: &compiled,
+                generation: 0,
+            },
+            log: &log,
+            underlay: Some(&u),
+            neigh: &neigh,
+            services: &services,
+        };
+        let ctr = WorkerCounters::new(MAX_PORTS);
+        let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Timeouts::default());
+        let frame = |from_mac: u64, to_mac: u64, ip: &[u8]| {
+            let mut f = Vec::new();
+            f.extend_from_slice(&mac_bytes(to_mac));
+            f.extend_from_slice(&mac_bytes(from_mac));
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend_from_slice(ip);
+            f
+        };
+        // what node B sends: VXLAN from its address, or the packet as it is
+        let from_b = |ip: &[u8]| match encap {
+            Encap::Vxlan => {
+                let mut inner = frame(0x66cb_0000_0002, u.vtep_mac, ip);
+                let t = tunnel::VxlanTemplate::new(&tunnel::VxlanOuter::new(
+                    mac_bytes(NODE_B_MAC),
+                    mac_bytes(u.mac),
+                    Ipv4Addr::from(NODE_B),
+                    Ipv4Addr::from(NODE),
+                ));
+                t.encap(&mut inner, 50000).expect("encap");
+                inner
+            }
+            _ => frame(NODE_B_MAC, u.mac, ip),
+        };
+        // the packet node B gets, as an IPv4 packet
+        let inner_at = ETH_HLEN + usize::from(encap.overhead());
+        let source = if encap == Encap::Vxlan { TUNNEL } else { NODE };
+        let mut rx = |f: Vec<u8>| {
+            let mut sink = Sink::default();
+            let mut b: Burst<Vec<u8>> = [f].into_iter().collect();
+            pipe.process(&cx, UPLINK, &mut b, &mut sink, &ctr);
+            sink.got
+        };
+        let mut nat_ports = std::collections::HashSet::new();
+        for sport in [40000u16, 40001, 40002] {
+            let syn = tcp_ip((EXTERNAL, sport), (NODE, 30080), 0x02);
+            let out = rx(frame(EXT_MAC, u.mac, &syn));
+            assert_eq!(out.len(), 1, "{out:02x?}");
+            let (port, f) = &out[0];
+            assert_eq!(*port, UPLINK);
+            assert_eq!(f[0..6], mac_bytes(NODE_B_MAC), "to node B");
+            if encap == Encap::Vxlan {
+                assert_eq!(f[ETH_HLEN + 9], IPPROTO_UDP);
+                assert_eq!(f[ETH_HLEN + 16..ETH_HLEN + 20], NODE_B.to_be_bytes());
+                assert_eq!(f[ETH_HLEN + 22..ETH_HLEN + 24], 4789u16.to_be_bytes());
+            }
+            let inner = &f[inner_at..];
+            let (src, dst, ok) = tcp_of(inner);
+            assert!(ok, "checksums: {inner:02x?}");
+            assert_eq!(dst, (BACKEND, 8080), "DNAT to the backend");
+            assert_eq!(src.0, source, "SNAT to this node");
+            assert!(nat::DEFAULT_PORTS.contains(&src.1), "a natOutgoing port");
+            assert_eq!(inner[8], 63, "routed: TTL down by one");
+            assert!(nat_ports.insert(src.1), "one port per connection");
+            // the same connection keeps its port
+            let ack = tcp_ip((EXTERNAL, sport), (NODE, 30080), 0x10);
+            let again = rx(frame(EXT_MAC, u.mac, &ack));
+            assert_eq!(tcp_of(&again[0].1[inner_at..]).0, src);
+            // the backend answers, through node B, to the source it saw
+            let back = rx(from_b(&tcp_ip((BACKEND, 8080), src, 0x12)));
+            assert_eq!(back.len(), 1, "{back:02x?}");
+            let (port, f) = &back[0];
+            assert_eq!(*port, UPLINK);
+            assert_eq!(f[0..6], mac_bytes(EXT_MAC), "to the client");
+            assert_eq!(f[6..12], mac_bytes(u.mac));
+            let (src, dst, ok) = tcp_of(&f[ETH_HLEN..]);
+            assert!(ok);
+            assert_eq!(src, (NODE, 30080), "from the NodePort");
+            assert_eq!(dst, (EXTERNAL, sport), "to the client");
+        }
+        if encap == Encap::Vxlan {
+            // too big for the tunnel, DF set: "fragmentation needed" from
+            // this node to the client, about what the client sent
+            let mut big = tcp_ip((EXTERNAL, 40000), (NODE, 30080), 0x10);
+            big.resize(1500, 0x55);
+            big[2..4].copy_from_slice(&1500u16.to_be_bytes());
+            big[10..12].fill(0);
+            let c = crate::refuse::csum(&big[..20], 0);
+            big[10..12].copy_from_slice(&c.to_be_bytes());
+            let out = rx(frame(EXT_MAC, u.mac, &big));
+            assert_eq!(out.len(), 1, "{out:02x?}");
+            let (port, f) = &out[0];
+            assert_eq!(*port, UPLINK);
+            assert_eq!(f[0..6], mac_bytes(EXT_MAC));
+            assert_eq!(f[6..12], mac_bytes(u.mac));
+            let ip = &f[ETH_HLEN..];
+            assert_eq!((ip[9], ip[20], ip[21]), (1, 3, 4), "fragmentation needed");
+            assert_eq!(ip[12..16], NODE.to_be_bytes());
+            assert_eq!(ip[16..20], EXTERNAL.to_be_bytes());
+            assert_eq!(ip[26..28], 1450u16.to_be_bytes(), "the tunnel's MTU");
+            assert_eq!(
+                ip[28 + 12..28 + 16],
+                EXTERNAL.to_be_bytes(),
+                "quotes the client's packet"
+            );
+            assert_eq!(ip[28 + 16..28 + 20], NODE.to_be_bytes());
+            assert_eq!(ip[28 + 22..28 + 24], 30080u16.to_be_bytes());
+            assert_eq!(crate::refuse::csum(&ip[..20], 0), 0);
+            assert_eq!(crate::refuse::csum(&ip[20..], 0), 0);
+            assert_eq!(ctr.drops_of(DropReason::TooBig), 1);
+        }
+        // an answer on a port no connection holds goes nowhere
+        let stray = rx(from_b(&tcp_ip((BACKEND, 8080), (source, 33333), 0x12)));
+        assert!(stray.is_empty());
+        let why = if encap == Encap::Vxlan {
+            DropReason::NoRoute
+        } else {
+            DropReason::NotForUs
+        };
+        assert_eq!(ctr.drops_of(why), 1);
+    }
+
+    #[test]
+    fn node_port_to_a_backend_on_another_node_over_vxlan() {
+        node_port_to_node_b(Encap::Vxlan);
+    }
+
+    #[test]
+    fn node_port_to_a_backend_on_another_node_natively() {
+        node_port_to_node_b(Encap::None);
     }
 }

@@ -46,8 +46,8 @@ threading.Event().wait()
 /// The client side: `spread IP PORT N` (N connections, one question each:
 /// the names that answered, counted), `long IP PORT N` (N connections
 /// asked once, then again after a line on stdin), `refused IP PORT` (a TCP
-/// connect: its outcome and how long it took), `udp IP PORT` (a datagram
-/// and what came back).
+/// connect: its outcome and how long it took), `big IP PORT N` (a line of
+/// N bytes and its answer), `udp IP PORT` (a datagram and what came back).
 const CLIENT: &str = r#"
 import json, socket, sys, time
 mode, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -100,6 +100,20 @@ elif mode == "refused":
     except OSError as e:
         r = outcome(e)
     print(json.dumps({"result": r, "secs": time.time() - t}))
+elif mode == "big":
+    s = socket.create_connection((ip, port), timeout=5)
+    try:
+        s.sendall(b"x" * int(sys.argv[4]) + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            d = s.recv(100)
+            if not d:
+                raise OSError("closed")
+            buf += d
+        r = buf.decode().strip()
+    except OSError as e:
+        r = outcome(e)
+    print(json.dumps({"result": r}))
 elif mode == "udp":
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(2)
@@ -554,18 +568,11 @@ fn node_port_from_the_underlay() {
             )
         })
         .collect();
-    // a backend on another node: NodePort traffic goes to local ones only
-    let remote = Backend {
-        ip: Ipv4Addr::new(10, 72, 2, 1),
-        port: 8080,
-        node: Some("other".into()),
-    };
     let np = |port: u16, node_port: u16, backends: Vec<Backend>| api::ServicePort {
         node_port: Some(node_port),
         ..tcp_port(port, backends)
     };
-    let mut backends: Vec<Backend> = web.iter().map(|p| backend(p, 8080)).collect();
-    backends.push(remote.clone());
+    let backends: Vec<Backend> = web.iter().map(|p| backend(p, 8080)).collect();
     let r = sw.call(&Request::Apply {
         doc: Desired {
             pools: vec![api::IpPool {
@@ -584,7 +591,7 @@ fn node_port_from_the_underlay() {
             ],
             services: Some(vec![
                 service("web", VIP_WEB, vec![np(80, 30080, backends)]),
-                service("far", VIP_EMPTY, vec![np(80, 30081, vec![remote])]),
+                service("none", VIP_EMPTY, vec![np(80, 30081, vec![])]),
             ]),
             ..Default::default()
         },
@@ -606,7 +613,7 @@ fn node_port_from_the_underlay() {
     );
     assert_eq!(got.len(), 2, "both local backends: {got:?}");
 
-    // a NodePort whose backends are all elsewhere refuses at once
+    // a NodePort with no backend refuses at once
     let r = client(ext.ns(), &["refused", &node, "30081"]);
     assert_eq!(r["result"], "refused", "{r}");
     assert!(
@@ -617,4 +624,191 @@ fn node_port_from_the_underlay() {
 
     drop(web);
     drop(sw);
+}
+
+/// A vswitchd node on the underlay's first subnet, its uplink attached.
+fn underlay_node(ul: &underlay::Underlay, name: &str) -> Switch {
+    let sw = Switch::start(&["--node", name, "--uplink", "up"]);
+    let host_if = uplink_for(ul, &sw, name);
+    match sw.call(&Request::PortAdd {
+        port: PortSpec {
+            name: "up".into(),
+            kind: PortKind::AfPacket,
+            path: None,
+            iface: Some(host_if),
+        },
+    }) {
+        Reply::Ports(p) if p.len() == 1 => {}
+        r => panic!("uplink port: {r:?}"),
+    }
+    sw
+}
+
+/// Node `n` (1, 2, ...) at `ip`, its block 10.72.n.0/26, its VXLAN device
+/// as Calico would set it up.
+fn vxlan_node(name: &str, ip: Ipv4Addr, n: u8) -> api::Node {
+    api::Node {
+        blocks: vec![format!("10.72.{n}.0/26")],
+        vxlan_tunnel_ip: Some(Ipv4Addr::new(10, 72, n, 0)),
+        vxlan_tunnel_mac: Some(format!("66:cb:00:00:00:{n:02x}").parse().expect("MAC")),
+        ..api::Node::new(name, &[&format!("{ip}/24")])
+    }
+}
+
+/// NodePort with `externalTrafficPolicy: Cluster` across two nodes joined
+/// by a VXLAN Always pool: a client in the underlay connects to node A's
+/// address; the backend on node B answers, its connection carried over
+/// VXLAN from node A's VXLAN address both ways; with backends on both
+/// nodes, both answer.
+#[test]
+fn node_port_to_backends_on_other_nodes() {
+    let _g = serial();
+    must_be_root();
+    let ul = underlay::Underlay::new("svcx");
+    let (ip_a, ip_b) = (ul.addr(1, 1), ul.addr(1, 2));
+    let a = underlay_node(&ul, "na");
+    let b = underlay_node(&ul, "nb");
+    let on_a = kpod(
+        &a,
+        0,
+        "web-a",
+        Ipv4Addr::new(10, 72, 1, 1),
+        &[("app", "web")],
+    );
+    let on_b = kpod(
+        &b,
+        1,
+        "web-b",
+        Ipv4Addr::new(10, 72, 2, 1),
+        &[("app", "web")],
+    );
+    let at = |p: &KPod, node: &str| Backend {
+        node: Some(node.into()),
+        ..backend(p, 8080)
+    };
+    let np = |vip: Ipv4Addr, name: &str, node_port: u16, backends: Vec<Backend>| {
+        service(
+            name,
+            vip,
+            vec![api::ServicePort {
+                node_port: Some(node_port),
+                ..tcp_port(80, backends)
+            }],
+        )
+    };
+    let doc = Desired {
+        pools: vec![api::IpPool {
+            block_size: Some(26),
+            vxlan_mode: Some(api::EncapMode::Always),
+            ipip_mode: Some(api::EncapMode::Never),
+            // Calico's default: the backends' answers must still not be
+            // SNATed by their node
+            nat_outgoing: true,
+            ..api::IpPool::new("pods", "10.72.0.0/16")
+        }],
+        nodes: vec![vxlan_node("na", ip_a, 1), vxlan_node("nb", ip_b, 2)],
+        services: Some(vec![
+            np(VIP_WEB, "far", 30090, vec![at(&on_b, "nb")]),
+            np(
+                VIP_STICKY,
+                "both",
+                30091,
+                vec![at(&on_a, "na"), at(&on_b, "nb")],
+            ),
+        ]),
+        ..Default::default()
+    };
+    for sw in [&a, &b] {
+        let r = sw.call(&Request::Apply { doc: doc.clone() });
+        assert_eq!(r, Reply::Done, "apply");
+    }
+    let ext = ul.external_host("192.168.50.100/24", None);
+
+    // the first SYNs may go to resolving node B and the client
+    wait_for(
+        "a NodePort answer from node B",
+        Duration::from_secs(20),
+        || {
+            let got = spread(ext.ns(), ip_a, 30090, 1);
+            got.contains_key("web-b").then_some(())
+        },
+    );
+    let cap = ul.capture(&ul.bridge(1), "not arp");
+    let got = spread(ext.ns(), ip_a, 30090, 30);
+    assert_eq!(
+        got.get("web-b").copied(),
+        Some(30),
+        "every connection answered by the backend on node B: {got:?}"
+    );
+    // several connections open at once, each asked twice
+    let (long, first) = Long::open(ext.ns(), ip_a, 30090, 8);
+    assert!(first.iter().all(|n| n == "web-b"), "{first:?}");
+    let second = long.ask_again();
+    assert!(second.iter().all(|n| n == "web-b"), "{second:?}");
+    let pcap = cap.stop();
+    // full-sized segments do not fit the tunnel: node A tells the client
+    // (path MTU discovery), which sends smaller ones
+    let r = client(ext.ns(), &["big", &ip_a.to_string(), "30090", "300000"]);
+    assert_eq!(r["result"], "web-b", "{r}");
+    assert!(
+        drops(&a, "too_big") > 0,
+        "the client's first segments were too big"
+    );
+    let v = pcap.vxlan();
+    // node A's VXLAN address: the source Linux would give it
+    let tunnel_a = Some(Ipv4Addr::new(10, 72, 1, 0));
+    let count = |outer: (Ipv4Addr, Ipv4Addr), inner: (Option<Ipv4Addr>, Option<Ipv4Addr>)| {
+        v.iter()
+            .filter(|f| (f.outer_src, f.outer_dst) == outer && (f.inner_src, f.inner_dst) == inner)
+            .count()
+    };
+    // 30 connections of 4 segments or more each way, and 8 more
+    let to_b = count((ip_a, ip_b), (tunnel_a, Some(on_b.ip)));
+    assert!(
+        to_b >= 30 * 4,
+        "NodePort traffic over VXLAN: {to_b} of {}",
+        v.len()
+    );
+    let from_b = count((ip_b, ip_a), (Some(on_b.ip), tunnel_a));
+    assert!(
+        from_b >= 30 * 3,
+        "answers over VXLAN: {from_b} of {}",
+        v.len()
+    );
+    assert_eq!(to_b + from_b, v.len(), "nothing else in the tunnel: {v:?}");
+    assert_eq!(
+        pcap.count(&format!("ip.src == {} || ip.dst == {}", on_b.ip, on_b.ip)),
+        v.len(),
+        "the backend is seen only inside the tunnel"
+    );
+
+    // backends on both nodes: both answer through node A
+    let got = spread(ext.ns(), ip_a, 30091, 40);
+    assert_eq!(
+        got.get("web-a").copied().unwrap_or(0) + got.get("web-b").copied().unwrap_or(0),
+        40,
+        "every connection answered: {got:?}"
+    );
+    assert_eq!(got.len(), 2, "both nodes' backends: {got:?}");
+    // and node B sends its backends' share to node A's the same way
+    wait_for(
+        "a NodePort answer from node A",
+        Duration::from_secs(20),
+        || {
+            let got = spread(ext.ns(), ip_b, 30091, 1);
+            got.contains_key("web-a").then_some(())
+        },
+    );
+    let got = spread(ext.ns(), ip_b, 30091, 40);
+    assert_eq!(
+        got.len(),
+        2,
+        "both nodes' backends, through node B: {got:?}"
+    );
+    assert_eq!(drops(&a, "nat_exhausted") + drops(&b, "nat_exhausted"), 0);
+
+    drop(on_a);
+    drop(on_b);
+    drop(a);
+    drop(b);
 }
