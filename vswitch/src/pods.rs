@@ -290,6 +290,12 @@ impl Switch {
                 }
             }
         }
+        if self.holds_already(&doc) {
+            // the node agent sends its whole document again after a restart
+            // of either side: nothing to write, nothing to republish
+            tracing::debug!("apply: the document changes nothing");
+            return Ok(());
+        }
         let policy = self.prepare_policy(doc.namespaces, doc.policies, doc.pods)?;
         let mut pools: Vec<Pool> = Vec::new();
         let mut retired: Vec<String> = Vec::new();
@@ -370,6 +376,42 @@ impl Switch {
             self.forget_learned(p);
         }
         Ok(())
+    }
+
+    /// Whether applying `doc` would leave everything as it is.
+    fn holds_already(&self, doc: &Desired) -> bool {
+        let same_pools = doc
+            .pools
+            .iter()
+            .all(|p| self.pool_meta.get(&p.name) == Some(p));
+        let same_nodes = doc.nodes.iter().all(|n| self.nodes.get(&n.name) == Some(n));
+        let same_endpoints = doc
+            .endpoints
+            .iter()
+            .all(|e| self.endpoints.get(&e.port) == Some(e));
+        let nothing_pruned = !doc.prune
+            || (self
+                .pool_meta
+                .keys()
+                .all(|k| doc.pools.iter().any(|p| &p.name == k))
+                && self
+                    .nodes
+                    .keys()
+                    .all(|k| doc.nodes.iter().any(|n| &n.name == k)));
+        let same_policy = doc
+            .namespaces
+            .as_ref()
+            .is_none_or(|g| g == &self.policy.namespaces)
+            && doc
+                .policies
+                .as_ref()
+                .is_none_or(|g| g == &self.policy.policies)
+            && doc.pods.as_ref().is_none_or(|g| g == &self.policy.pods);
+        let same_services = doc.services.as_ref().is_none_or(|g| {
+            g.len() == self.services.len()
+                && g.iter().all(|s| self.services.get(&s.name) == Some(s))
+        });
+        same_pools && same_nodes && same_endpoints && nothing_pruned && same_policy && same_services
     }
 
     /// Endpoints a document may set: valid, on existing ports, one each, and

@@ -50,9 +50,23 @@ fn start_node(ul: &Underlay, kube: &KubeServer, name: &str, host: u32, health: u
         Reply::Ports(p) if p.len() == 1 => {}
         r => panic!("uplink port: {r:?}"),
     }
-    let log = std::fs::File::create(format!("/tmp/cluster-agent-{name}.log")).expect("agent log");
+    let agent = spawn_agent(&sw, kube, name, health);
+    ClusterNode {
+        name: name.to_owned(),
+        ip: ul.addr(1, host),
+        agent: Some(agent),
+        sw,
+    }
+}
+
+fn spawn_agent(sw: &Switch, kube: &KubeServer, name: &str, health: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(sw.dir.join(format!("agent-{name}.log")))
+        .expect("agent log");
     let vsctl = Path::new(env!("CARGO_BIN_EXE_vswitchd")).with_file_name("vsctl");
-    let agent = Command::new(vsctl)
+    Command::new(vsctl)
         .arg("--socket")
         .arg(&sw.sock)
         .args(["agent", "--node", name, "--health-listen"])
@@ -64,13 +78,20 @@ fn start_node(ul: &Underlay, kube: &KubeServer, name: &str, host: u32, health: u
         .stdout(log.try_clone().expect("agent log"))
         .stderr(log)
         .spawn()
-        .expect("starting vsctl agent");
-    ClusterNode {
-        name: name.to_owned(),
-        ip: ul.addr(1, host),
-        agent: Some(agent),
-        sw,
-    }
+        .expect("starting vsctl agent")
+}
+
+/// Whether the agent on `port` answers /readyz with 200.
+fn readyz(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.write_all(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200")
 }
 
 /// Attaches a kernel pod the way the CNI plugin does: the switch assigns the
@@ -155,18 +176,18 @@ spec: {{cidr: 10.74.0.0/24, blockSize: 28, vxlanMode: Always, ipipMode: Never}}
 apiVersion: v1
 kind: Node
 metadata:
-  name: cl-a
+  name: cla
   annotations: {{projectcalico.org/IPv4Address: {ip_a}/{prefix}}}
 ---
 apiVersion: v1
 kind: Node
 metadata:
-  name: cl-b
+  name: clb
   annotations: {{projectcalico.org/IPv4Address: {ip_b}/{prefix}}}
 "
     ));
-    let a = start_node(&ul, &kube, "cl-a", 1, 19411);
-    let b = start_node(&ul, &kube, "cl-b", 2, 19412);
+    let a = start_node(&ul, &kube, "cla", 1, 19411);
+    let b = start_node(&ul, &kube, "clb", 2, 19412);
     assert_eq!((a.ip, b.ip), (ip_a, ip_b));
 
     // the agents bring the pool first: attaching needs it
@@ -194,12 +215,12 @@ metadata:
         "jsonpath={range .items[*]}{.spec.cidr} {.spec.affinity}{\"\\n\"}{end}",
     ]);
     assert!(
-        blocks.contains("host:cl-a") && blocks.contains("host:cl-b"),
+        blocks.contains("host:cla") && blocks.contains("host:clb"),
         "{blocks}"
     );
     // ...and learns the other's from there
-    wait_route(&a, "cl-b", pb_ip);
-    wait_route(&b, "cl-a", pa_ip);
+    wait_route(&a, "clb", pb_ip);
+    wait_route(&b, "cla", pa_ip);
 
     let cap = ul.capture(&ul.bridge(1), "udp port 4789");
     wait_for(
@@ -227,13 +248,55 @@ metadata:
         );
     }
 
+    // the agent restarts: it lists everything again and pushes the same
+    // document, which vswitchd takes without republishing anything, and
+    // pods keep talking meanwhile
+    let generation = |n: &ClusterNode| match n.sw.call(&Request::Status {}) {
+        Reply::Status(s) => s.generation,
+        r => panic!("status: {r:?}"),
+    };
+    let before = generation(&a);
+    let ping_during = Bg::spawn(
+        Some(&pa_ns.name),
+        &[
+            "ping",
+            "-c",
+            "30",
+            "-i",
+            "0.1",
+            "-W",
+            "1",
+            &pb_ip.to_string(),
+        ],
+    );
+    let mut a = a;
+    if let Some(mut old) = a.agent.take() {
+        old.kill().expect("stopping agent a");
+        let _ = old.wait();
+    }
+    a.agent = Some(spawn_agent(&a.sw, &kube, "cla", 19411));
+    wait_for("agent a ready again", Duration::from_secs(30), || {
+        readyz(19411).then_some(())
+    });
+    let out = ping_during.wait(Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("30 packets transmitted, 30 received"),
+        "pings across an agent restart: {text}"
+    );
+    assert_eq!(
+        generation(&a),
+        before,
+        "an agent restart changes nothing in vswitchd"
+    );
+
     // a node that leaves the cluster takes its routes with it
-    kube.kubectl_ok(&["delete", "node", "cl-b"]);
+    kube.kubectl_ok(&["delete", "node", "clb"]);
     wait_for(
-        "cl-a forgets cl-b once its Node object is gone",
+        "cla forgets clb once its Node object is gone",
         Duration::from_secs(30),
         || match a.sw.call(&Request::NodeList {}) {
-            Reply::Nodes(nodes) if !nodes.iter().any(|x| x.name == "cl-b") => Some(()),
+            Reply::Nodes(nodes) if !nodes.iter().any(|x| x.name == "clb") => Some(()),
             _ => None,
         },
     );
