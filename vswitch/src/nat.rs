@@ -1149,14 +1149,15 @@ mod tests {
 
     #[test]
     fn churn_keeps_ports_unique_and_the_index_consistent() {
-        // flows come and go at random; at every step, live flows hold
+        // flows come and go at random, more of them at once than the range
+        // has ports; at every step, live flows hold
         // distinct ports and every one is found both ways
         let t = Timeouts {
             udp_unreplied: 3,
             udp_replied: 3,
             ..Timeouts::default()
         };
-        let mut n = Snat::new(256, 40000..=40199, t);
+        let mut n = Snat::new(256, 40000..=40149, t);
         let mut s = 0x9e37_79b9_7f4a_7c15u64;
         let mut live: Vec<(Flow, u16, u32)> = vec![];
         let mut exhausted = 0;
