@@ -39,7 +39,8 @@ log() { echo "[validate-server] $*" >&2; }
 die() { log "$*"; exit 1; }
 
 # kube-apiserver.sh as testkube finds it: $KUBE_APISERVER_SH, else
-# $VSWITCH_SHARED/scripts/, else shared/scripts/ in a parent of the repository
+# $VSWITCH_SHARED/scripts/, else shared/scripts/ in a parent of the repository,
+# else /work/shared/scripts/ (where the shared directory is handed out)
 find_apiserver_sh() {
   if [ -n "${KUBE_APISERVER_SH:-}" ]; then echo "$KUBE_APISERVER_SH"; return; fi
   if [ -n "${VSWITCH_SHARED:-}" ]; then echo "$VSWITCH_SHARED/scripts/kube-apiserver.sh"; return; fi
@@ -48,6 +49,7 @@ find_apiserver_sh() {
     if [ -f "$d/shared/scripts/kube-apiserver.sh" ]; then echo "$d/shared/scripts/kube-apiserver.sh"; return; fi
     d=$(dirname "$d")
   done
+  if [ -f /work/shared/scripts/kube-apiserver.sh ]; then echo /work/shared/scripts/kube-apiserver.sh; return; fi
   echo "$ROOT/../shared/scripts/kube-apiserver.sh"
 }
 APISERVER_SH=$(find_apiserver_sh)

@@ -28,7 +28,8 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// `kube-apiserver.sh`: `$KUBE_APISERVER_SH`, else `shared/scripts/` in
-/// `$VSWITCH_SHARED` or beside a parent of the repository.
+/// `$VSWITCH_SHARED` or beside a parent of the repository, else in
+/// `/work/shared` (where the shared directory is handed out).
 pub fn apiserver_script() -> PathBuf {
     if let Some(p) = std::env::var_os("KUBE_APISERVER_SH") {
         return PathBuf::from(p);
@@ -43,6 +44,10 @@ pub fn apiserver_script() -> PathBuf {
             return p;
         }
         dir = d.parent().map(Path::to_path_buf);
+    }
+    let handed_out = Path::new("/work/shared/scripts/kube-apiserver.sh");
+    if handed_out.is_file() {
+        return handed_out.to_path_buf();
     }
     panic!(
         "no shared/scripts/kube-apiserver.sh above {}: set VSWITCH_SHARED to the directory \
