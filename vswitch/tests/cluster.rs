@@ -10,7 +10,7 @@
 
 mod common;
 
-use api::{AttachKind, Attachment, PodAttach, PortKind, PortSpec, Reply, Request};
+use api::{Attachment, Reply, Request};
 use common::underlay::*;
 use common::*;
 use std::net::Ipv4Addr;
@@ -38,18 +38,7 @@ impl Drop for ClusterNode {
 
 fn start_node(ul: &Underlay, kube: &KubeServer, name: &str, host: u32, health: u16) -> ClusterNode {
     let sw = Switch::start(&["--node", name, "--uplink", "up", "--ipam-store", "kube"]);
-    let host_if = uplink_for(ul, &sw, name, 1);
-    match sw.call(&Request::PortAdd {
-        port: PortSpec {
-            name: "up".into(),
-            kind: PortKind::AfPacket,
-            path: None,
-            iface: Some(host_if),
-        },
-    }) {
-        Reply::Ports(p) if p.len() == 1 => {}
-        r => panic!("uplink port: {r:?}"),
-    }
+    attach_uplink(ul, &sw, name, 1);
     let agent = spawn_agent(&sw, kube, name, health);
     ClusterNode {
         name: name.to_owned(),
@@ -98,21 +87,7 @@ fn readyz(port: u16) -> bool {
 /// address from its node's blocks (claimed in the API) and makes the TAP,
 /// which goes into a namespace of its own.
 fn attach_pod(n: &ClusterNode, pod: &str) -> (PodNs, Attachment) {
-    let a = match n.sw.call(&Request::PodAttach {
-        attach: PodAttach {
-            container_id: format!("{pod}-cid"),
-            ifname: "eth0".into(),
-            network: None,
-            kind: AttachKind::Tap,
-            pod: Some(format!("default/{pod}")),
-            pools: vec![],
-            ips: None,
-            socket_dir: None,
-        },
-    }) {
-        Reply::Attachment(a) => a,
-        r => panic!("pod-attach {pod} on {}: {r:?}", n.name),
-    };
+    let a = attach_tap(&n.sw, pod);
     let iface = a
         .iface
         .clone()

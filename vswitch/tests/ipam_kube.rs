@@ -5,30 +5,12 @@
 
 mod common;
 
-use api::{AttachKind, PodAttach, Reply, Request};
+use api::{Reply, Request};
 use common::*;
 use serde_json::Value;
 use testkube::KubeServer;
 
 const NODE: &str = "kube-node-1";
-
-fn attach(sw: &Switch, cid: &str) -> api::Attachment {
-    match sw.call(&Request::PodAttach {
-        attach: PodAttach {
-            container_id: cid.into(),
-            ifname: "eth0".into(),
-            network: None,
-            kind: AttachKind::Tap,
-            pod: Some(format!("default/{cid}")),
-            pools: vec![],
-            ips: None,
-            socket_dir: None,
-        },
-    }) {
-        Reply::Attachment(a) => a,
-        r => panic!("pod-attach {cid}: {r:?}"),
-    }
-}
 
 fn items(s: &KubeServer, resource: &str) -> Vec<Value> {
     let out = s.kubectl_ok(&["get", resource, "-o", "json"]);
@@ -51,7 +33,7 @@ fn vswitchd_claims_blocks_in_the_api_and_finds_them_after_a_restart() {
         "apiVersion: crd.projectcalico.org/v1\nkind: IPPool\nmetadata:\n  name: kpool\nspec:\n  cidr: 10.93.0.0/24\n  blockSize: 28\n",
     );
     let sw = start(&s);
-    let first = attach(&sw, "kpod1");
+    let first = attach_tap(&sw, "kpod1");
     assert_eq!(
         first.ips,
         ["10.93.0.0".parse::<std::net::Ipv4Addr>().unwrap()]
@@ -85,7 +67,7 @@ fn vswitchd_claims_blocks_in_the_api_and_finds_them_after_a_restart() {
         }
         r => panic!("block-list: {r:?}"),
     }
-    let second = attach(&sw, "kpod2");
+    let second = attach_tap(&sw, "kpod2");
     assert_eq!(
         second.ips,
         ["10.93.0.1".parse::<std::net::Ipv4Addr>().unwrap()]
@@ -95,9 +77,9 @@ fn vswitchd_claims_blocks_in_the_api_and_finds_them_after_a_restart() {
     // a restarted vswitchd remembers nothing itself: the API gives the same pod the same
     // address, and a new pod the next one of the node's block
     let sw = start(&s);
-    assert_eq!(attach(&sw, "kpod1").ips, first.ips);
+    assert_eq!(attach_tap(&sw, "kpod1").ips, first.ips);
     assert_eq!(
-        attach(&sw, "kpod3").ips,
+        attach_tap(&sw, "kpod3").ips,
         ["10.93.0.2".parse::<std::net::Ipv4Addr>().unwrap()]
     );
     assert_eq!(items(&s, "ipamblocks.vswitch.dev").len(), 1);

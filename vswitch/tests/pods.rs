@@ -6,7 +6,7 @@
 
 mod common;
 
-use api::{AttachKind, Desired, EncapMode, IpPool, PodAttach, Reply, Request};
+use api::{Desired, EncapMode, IpPool, Reply, Request};
 use common::*;
 
 fn pool(name: &str, cidr: &str, block: Option<u8>) -> IpPool {
@@ -34,24 +34,6 @@ fn pools(sw: &Switch) -> Vec<IpPool> {
     match sw.call(&Request::PoolList {}) {
         Reply::Pools(v) => v,
         r => panic!("pool-list: {r:?}"),
-    }
-}
-
-fn attach(sw: &Switch, cid: &str) -> api::Attachment {
-    match sw.call(&Request::PodAttach {
-        attach: PodAttach {
-            container_id: cid.into(),
-            ifname: "eth0".into(),
-            network: None,
-            kind: AttachKind::Tap,
-            pod: Some(format!("default/{cid}")),
-            pools: vec![],
-            ips: None,
-            socket_dir: None,
-        },
-    }) {
-        Reply::Attachment(a) => a,
-        r => panic!("pod-attach {cid}: {r:?}"),
     }
 }
 
@@ -126,7 +108,10 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
     assert_eq!(sw.call(&Request::NodeList {}), Reply::Nodes(vec![node]));
 
     // three pods: distinct addresses from one /26 block of this node
-    let a: Vec<api::Attachment> = ["c1", "c2", "c3"].iter().map(|c| attach(&sw, c)).collect();
+    let a: Vec<api::Attachment> = ["c1", "c2", "c3"]
+        .iter()
+        .map(|c| attach_tap(&sw, c))
+        .collect();
     let ips: Vec<_> = a.iter().map(|a| a.ips[0]).collect();
     assert_eq!(ips.len(), 3);
     assert!(
@@ -143,7 +128,7 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
     let net: ipnetwork::Ipv4Network = blocks[0].cidr.parse().expect("block CIDR");
     assert!(ips.iter().all(|ip| net.contains(*ip)), "{ips:?} in {net}");
     // a repeated ADD returns the same attachment
-    assert_eq!(attach(&sw, "c2"), a[1]);
+    assert_eq!(attach_tap(&sw, "c2"), a[1]);
 
     // detach gives the address and the port back; twice is fine
     for _ in 0..2 {
@@ -164,7 +149,7 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
         r => panic!("pod-get after detach: {r:?}"),
     }
     // its address is the next one handed out
-    assert_eq!(attach(&sw, "c4").ips, a[1].ips);
+    assert_eq!(attach_tap(&sw, "c4").ips, a[1].ips);
 
     // GC detaches what the runtime no longer lists
     let live = vec![("c1".to_owned(), "eth0".to_owned())];

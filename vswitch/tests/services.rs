@@ -513,31 +513,6 @@ fn cluster_ip_services() {
     drop(sw);
 }
 
-/// DPDK 22.11's af_packet PMD joins each socket to a PACKET_FANOUT group
-/// numbered `(pid ^ ifindex) & 0xffff`: the uplink's veth is made again
-/// until its number is free of other switches' in this process (see
-/// tunnels.rs).
-fn uplink_for(ul: &underlay::Underlay, sw: &Switch, name: &str) -> String {
-    static USED: std::sync::Mutex<Vec<(u32, u32)>> = std::sync::Mutex::new(Vec::new());
-    let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
-    used.retain(|(pid, _)| std::path::Path::new(&format!("/proc/{pid}")).exists());
-    for _ in 0..16 {
-        let host_if = underlay::host_if_name(name);
-        ul.uplink(&host_if, 1);
-        let ifindex: u32 = std::fs::read_to_string(format!("/sys/class/net/{host_if}/ifindex"))
-            .expect("uplink ifindex")
-            .trim()
-            .parse()
-            .expect("ifindex");
-        let id = (sw.pid() ^ ifindex) & 0xffff;
-        if used.iter().all(|&(_, u)| u != id) {
-            used.push((sw.pid(), id));
-            return host_if;
-        }
-    }
-    panic!("no free af_packet fanout group for {name}");
-}
-
 #[test]
 fn node_port_from_the_underlay() {
     let _g = serial();
@@ -545,18 +520,7 @@ fn node_port_from_the_underlay() {
     let ul = underlay::Underlay::new("svcnp");
     let node_ip = ul.addr(1, 1);
     let sw = Switch::start(&["--node", "np", "--uplink", "up"]);
-    let host_if = uplink_for(&ul, &sw, "np");
-    match sw.call(&Request::PortAdd {
-        port: PortSpec {
-            name: "up".into(),
-            kind: PortKind::AfPacket,
-            path: None,
-            iface: Some(host_if),
-        },
-    }) {
-        Reply::Ports(p) if p.len() == 1 => {}
-        r => panic!("uplink port: {r:?}"),
-    }
+    underlay::attach_uplink(&ul, &sw, "np", 1);
     let web: Vec<KPod> = (0..2u8)
         .map(|i| {
             kpod(
@@ -629,18 +593,7 @@ fn node_port_from_the_underlay() {
 /// A vswitchd node on the underlay's first subnet, its uplink attached.
 fn underlay_node(ul: &underlay::Underlay, name: &str) -> Switch {
     let sw = Switch::start(&["--node", name, "--uplink", "up"]);
-    let host_if = uplink_for(ul, &sw, name);
-    match sw.call(&Request::PortAdd {
-        port: PortSpec {
-            name: "up".into(),
-            kind: PortKind::AfPacket,
-            path: None,
-            iface: Some(host_if),
-        },
-    }) {
-        Reply::Ports(p) if p.len() == 1 => {}
-        r => panic!("uplink port: {r:?}"),
-    }
+    underlay::attach_uplink(ul, &sw, name, 1);
     sw
 }
 

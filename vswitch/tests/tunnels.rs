@@ -61,18 +61,7 @@ fn vnode_with(
     let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
     refs.extend_from_slice(extra);
     let sw = Switch::start(&refs);
-    let host_if = uplink_for(ul, &sw, name, subnet);
-    match sw.call(&Request::PortAdd {
-        port: PortSpec {
-            name: "up".into(),
-            kind: PortKind::AfPacket,
-            path: None,
-            iface: Some(host_if),
-        },
-    }) {
-        Reply::Ports(p) if p.len() == 1 => {}
-        r => panic!("uplink port: {r:?}"),
-    }
+    attach_uplink(ul, &sw, name, subnet);
     let mut v = VNode {
         name: name.to_owned(),
         ip,

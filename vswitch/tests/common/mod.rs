@@ -945,3 +945,23 @@ pub fn in_ns(ns: &str, cmd: &[&str]) -> std::process::Output {
         .output()
         .expect("running ip netns exec")
 }
+
+/// Attaches pod `default/{cid}` (interface eth0) as the CNI plugin does,
+/// kind TAP, addresses from the switch's IPAM.
+pub fn attach_tap(sw: &Switch, cid: &str) -> api::Attachment {
+    match sw.call(&Request::PodAttach {
+        attach: api::PodAttach {
+            container_id: cid.into(),
+            ifname: "eth0".into(),
+            network: None,
+            kind: api::AttachKind::Tap,
+            pod: Some(format!("default/{cid}")),
+            pools: vec![],
+            ips: None,
+            socket_dir: None,
+        },
+    }) {
+        Reply::Attachment(a) => a,
+        r => panic!("pod-attach {cid}: {r:?}"),
+    }
+}

@@ -1721,3 +1721,20 @@ pub fn uplink_for(ul: &Underlay, sw: &super::Switch, name: &str, subnet: u8) -> 
     }
     panic!("no free af_packet fanout group for {name}");
 }
+
+/// Gives switch `sw` its uplink: a veth into `subnet` of the underlay (its
+/// fanout group free, see [`uplink_for`]) as port `up`, kind af-packet.
+pub fn attach_uplink(ul: &Underlay, sw: &super::Switch, name: &str, subnet: u8) {
+    let host_if = uplink_for(ul, sw, name, subnet);
+    match sw.call(&api::Request::PortAdd {
+        port: api::PortSpec {
+            name: "up".into(),
+            kind: api::PortKind::AfPacket,
+            path: None,
+            iface: Some(host_if),
+        },
+    }) {
+        api::Reply::Ports(p) if p.len() == 1 => {}
+        r => panic!("uplink port of {name}: {r:?}"),
+    }
+}
