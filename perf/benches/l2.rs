@@ -10,10 +10,11 @@ use crossbeam_queue::ArrayQueue;
 use policy::compile::Compiled;
 use std::hint::black_box;
 use vswitch::counters::{DropReason, WorkerCounters};
-use vswitch::fdb::{Fdb, FdbCounters};
-use vswitch::firewall::PolicyView;
-use vswitch::l3::Routes;
-use vswitch::pipeline::{Burst, Context, Pipeline, TxSink, BURST, MAX_PORTS};
+use vswitch::packet::{Burst, BURST};
+use vswitch::pipeline::firewall::PolicyView;
+use vswitch::pipeline::{Context, Pipeline, TxSink, MAX_PORTS};
+use vswitch::tables::endpoints::Routes;
+use vswitch::tables::fdb::{Fdb, FdbCounters};
 
 const PORTS: u16 = 4;
 
@@ -82,7 +83,7 @@ fn bench_l2(c: &mut Criterion) {
         let ctr = WorkerCounters::new(MAX_PORTS);
         let compiled = Compiled::empty();
         let log = ArrayQueue::new(16);
-        let neigh = vswitch::neigh::Neighbors::new(16);
+        let neigh = vswitch::tables::neigh::Neighbors::new(16);
         let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Default::default());
         // bursts arriving on port 0 from stations behind port 0, to stations
         // behind the other ports: every frame is learned and unicast
@@ -110,7 +111,7 @@ fn bench_l2(c: &mut Criterion) {
             .collect();
         let mut next = 0usize;
         let mut burst: Burst<Vec<u8>> = Burst::new();
-        let services = vswitch::services::Services::default();
+        let services = vswitch::tables::services::Services::default();
         g.bench_function(BenchmarkId::from_parameter(format!("{macs}_macs")), |b| {
             b.iter(|| {
                 // refill the burst from the frame ring (moves, no allocation)

@@ -13,8 +13,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use vswitch::conntrack::{Flow, Timeouts, PROTO_UDP};
-use vswitch::nat::{dnat_rewrite, snat_rewrite, Snat, DEFAULT_PORTS};
+use vswitch::tables::conntrack::{Flow, Timeouts, PROTO_UDP};
+use vswitch::tables::nat::{dnat_rewrite, snat_rewrite, Snat, DEFAULT_PORTS};
 
 const BURST: usize = 32;
 const NODE: u32 = 0xc0a8_0a01; // 192.168.10.1

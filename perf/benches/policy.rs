@@ -12,12 +12,13 @@ use crossbeam_queue::ArrayQueue;
 use policy::compile::{Compiled, World};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use vswitch::conntrack::{Conntrack, Flow, Timeouts, PROTO_UDP};
 use vswitch::counters::{DropReason, WorkerCounters};
-use vswitch::fdb::Fdb;
-use vswitch::firewall::PolicyView;
-use vswitch::l3::{Endpoint, EndpointPolicy, Route, Routes};
-use vswitch::pipeline::{Burst, Context, Pipeline, TxSink, BURST, MAX_PORTS};
+use vswitch::packet::{Burst, BURST};
+use vswitch::pipeline::firewall::PolicyView;
+use vswitch::pipeline::{Context, Pipeline, TxSink, MAX_PORTS};
+use vswitch::tables::conntrack::{Conntrack, Flow, Timeouts, PROTO_UDP};
+use vswitch::tables::endpoints::{Endpoint, EndpointPolicy, Route, Routes};
+use vswitch::tables::fdb::Fdb;
 
 const POD_A: [u8; 4] = [10, 65, 0, 1];
 const POD_B: [u8; 4] = [10, 65, 0, 2];
@@ -150,10 +151,10 @@ struct Rig {
     endpoints: Vec<Option<Endpoint>>,
     routes: Routes,
     fdb: Fdb,
-    log: ArrayQueue<vswitch::firewall::LogRecord>,
-    neigh: vswitch::neigh::Neighbors,
+    log: ArrayQueue<vswitch::pipeline::firewall::LogRecord>,
+    neigh: vswitch::tables::neigh::Neighbors,
     ctr: WorkerCounters,
-    services: vswitch::services::Services,
+    services: vswitch::tables::services::Services,
 }
 
 impl Rig {
@@ -199,7 +200,7 @@ impl Rig {
             routes,
             fdb: Fdb::new(1024, 300),
             log: ArrayQueue::new(16),
-            neigh: vswitch::neigh::Neighbors::new(16),
+            neigh: vswitch::tables::neigh::Neighbors::new(16),
             ctr: WorkerCounters::new(MAX_PORTS),
             services: Default::default(),
         }

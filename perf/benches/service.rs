@@ -14,13 +14,14 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use vswitch::conntrack::Timeouts;
 use vswitch::counters::{DropReason, WorkerCounters};
-use vswitch::fdb::Fdb;
-use vswitch::firewall::PolicyView;
-use vswitch::l3::{Endpoint, EndpointPolicy, Route, Routes};
-use vswitch::pipeline::{Burst, Context, Pipeline, TxSink, BURST, MAX_PORTS};
-use vswitch::services::Services;
+use vswitch::packet::{Burst, BURST};
+use vswitch::pipeline::firewall::PolicyView;
+use vswitch::pipeline::{Context, Pipeline, TxSink, MAX_PORTS};
+use vswitch::tables::conntrack::Timeouts;
+use vswitch::tables::endpoints::{Endpoint, EndpointPolicy, Route, Routes};
+use vswitch::tables::fdb::Fdb;
+use vswitch::tables::services::Services;
 
 const CLIENT: u32 = 0x0a41_0001; // 10.65.0.1
 const BACKENDS: [u32; 3] = [0x0a41_0002, 0x0a41_0003, 0x0a41_0004];
@@ -77,8 +78,8 @@ struct Rig {
     routes: Routes,
     services: Services,
     fdb: Fdb,
-    log: ArrayQueue<vswitch::firewall::LogRecord>,
-    neigh: vswitch::neigh::Neighbors,
+    log: ArrayQueue<vswitch::pipeline::firewall::LogRecord>,
+    neigh: vswitch::tables::neigh::Neighbors,
     compiled: policy::compile::Compiled,
     ctr: WorkerCounters,
 }
@@ -116,7 +117,7 @@ impl Rig {
             services,
             fdb: Fdb::new(16, 300),
             log: ArrayQueue::new(16),
-            neigh: vswitch::neigh::Neighbors::new(16),
+            neigh: vswitch::tables::neigh::Neighbors::new(16),
             compiled: policy::compile::Compiled::empty(),
             ctr: WorkerCounters::new(MAX_PORTS),
         }

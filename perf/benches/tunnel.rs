@@ -20,7 +20,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Thro
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use vswitch::packet::{Headroom, PacketBuf};
-use vswitch::tunnel::{
+use vswitch::wire::tunnel::{
     decap_ipip, decap_vxlan, flow_src_port, strip, IpipOuter, IpipTemplate, Underlay, VxlanOuter,
     VxlanRx, VxlanTemplate,
 };

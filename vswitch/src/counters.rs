@@ -239,9 +239,9 @@ impl WorkerCounters {
     }
 }
 
-impl From<crate::tunnel::TunnelDrop> for DropReason {
-    fn from(t: crate::tunnel::TunnelDrop) -> Self {
-        use crate::tunnel::TunnelDrop as T;
+impl From<crate::wire::tunnel::TunnelDrop> for DropReason {
+    fn from(t: crate::wire::tunnel::TunnelDrop) -> Self {
+        use crate::wire::tunnel::TunnelDrop as T;
         match t {
             T::Truncated => DropReason::TunnelTruncated,
             T::BadOuterIp => DropReason::TunnelBadOuterIp,

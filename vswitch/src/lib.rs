@@ -1,29 +1,30 @@
-//! vswitchd's library: the DPDK wrapper, the packet pipeline and its tables,
-//! the workers and the control server.
+//! vswitchd's library, in rooms that follow a packet and the configuration
+//! that steers it (ARCHITECTURE.md at the repository root walks through them):
+//!
+//! - [`packet`]: the buffer trait the fast path is written over, and bursts;
+//! - [`dpdk`]: the only unsafe code: EAL, mbufs, ethdevs, rings;
+//! - [`wire`]: header formats as views and reprs, and the one checksum module;
+//! - [`tables`]: what the fast path looks up: FDB, prefixes, conntrack, NAT,
+//!   Services, neighbours, the underlay;
+//! - [`pipeline`]: a burst through its stages (bridge, pods, firewall,
+//!   Services, uplink, refusals), batched per output port;
+//! - [`snapshot`] and [`worker`]: what the workers run and the poll loop;
+//! - [`control`]: the control thread: ports, pods, policies, the socket.
+//!
+//! Imports point down this list, never up.
 
-pub mod conntrack;
+#![deny(unsafe_code)]
+
 pub mod control;
 pub mod counters;
+#[allow(unsafe_code)]
 pub mod dpdk;
-pub mod fdb;
-pub mod firewall;
-pub mod icmp;
-pub mod l3;
-pub mod lpm;
-pub mod maglev;
-pub mod nat;
-pub mod neigh;
 pub mod packet;
 pub mod pipeline;
-pub mod pods;
-pub mod policies;
-pub mod refuse;
-pub mod services;
 pub mod snapshot;
-pub mod svcnat;
-pub mod switch;
-pub mod tunnel;
-pub mod underlay;
-pub mod uplink;
+pub mod tables;
 pub mod wire;
 pub mod worker;
+
+#[cfg(test)]
+mod testing;

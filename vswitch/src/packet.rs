@@ -1,8 +1,17 @@
 //! The packet-buffer trait the pipeline is written over.
 //!
-//! In the daemon a packet is a DPDK mbuf (`dpdk::Mbuf`); in unit tests and
+//! In the daemon a packet is a DPDK mbuf (`dpdk::mbuf::Mbuf`); in unit tests and
 //! benches it is a plain byte vector. Either way the pipeline sees the frame's
-//! bytes, from the Ethernet header on.
+//! bytes, from the Ethernet header on. Packets travel in bursts: what one
+//! poll of a port brings, and what one transmit call takes.
+
+use arrayvec::ArrayVec;
+
+/// Packets handled together.
+pub const BURST: usize = 32;
+
+/// Up to [`BURST`] packets.
+pub type Burst<P> = ArrayVec<P, BURST>;
 
 /// A frame the pipeline can read, rewrite and duplicate.
 pub trait PacketBuf: Sized {

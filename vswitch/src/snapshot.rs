@@ -7,11 +7,11 @@
 //! every swap.
 
 use crate::counters::{DropReason, WorkerCounters};
-use crate::dpdk::MbufRing;
-use crate::fdb::Fdb;
-use crate::firewall::LogRecord;
-use crate::l3::{Endpoint, Routes};
+use crate::dpdk::ring::MbufRing;
+use crate::pipeline::firewall::LogRecord;
 use crate::pipeline::MAX_PORTS;
+use crate::tables::endpoints::{Endpoint, Routes};
+use crate::tables::fdb::Fdb;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use policy::compile::Compiled;
@@ -58,9 +58,9 @@ pub struct Snapshot {
     /// Changes when the policy does (for flow-log names).
     pub policy_generation: u64,
     /// The uplink, remote nodes and pools, when there is an uplink.
-    pub underlay: Option<crate::underlay::Underlay>,
+    pub underlay: Option<crate::tables::underlay::Underlay>,
     /// Service addresses, NodePorts and their backends.
-    pub services: crate::services::Services,
+    pub services: crate::tables::services::Services,
 }
 
 impl Snapshot {
@@ -104,7 +104,7 @@ pub struct Shared {
     /// Connections each worker tracks at most.
     pub ct_capacity: usize,
     /// Next hops on the underlay, learned from ARP on the uplink.
-    pub neigh: crate::neigh::Neighbors,
+    pub neigh: crate::tables::neigh::Neighbors,
     /// Where workers take buffers for frames the switch makes itself.
-    pub pool: Arc<crate::dpdk::Mempool>,
+    pub pool: Arc<crate::dpdk::mbuf::Mempool>,
 }

@@ -7,13 +7,14 @@
 //! finds nothing it spins a little, then sleeps with growing pauses, so that
 //! two pollers can share a small machine.
 
-use crate::conntrack::Timeouts;
 use crate::counters::{DropReason, WorkerCounters};
-use crate::dpdk::{self, Mbuf};
-use crate::fdb::Fdb;
-use crate::firewall::PolicyView;
-use crate::pipeline::{transmit_counted, Burst, Context, Pipeline, TxSink};
+use crate::dpdk::{self, mbuf::Mbuf};
+use crate::packet::Burst;
+use crate::pipeline::firewall::PolicyView;
+use crate::pipeline::{transmit_counted, Context, Pipeline, TxSink};
 use crate::snapshot::{Shared, Snapshot};
+use crate::tables::conntrack::Timeouts;
+use crate::tables::fdb::Fdb;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,7 @@ const MAX_SLEEP_US: u64 = 1000;
 struct PortSink<'a> {
     snap: &'a Snapshot,
     me: usize,
-    pool: &'a dpdk::Mempool,
+    pool: &'a dpdk::mbuf::Mempool,
 }
 
 impl TxSink<Mbuf> for PortSink<'_> {
@@ -40,7 +41,7 @@ impl TxSink<Mbuf> for PortSink<'_> {
             return DropReason::NoPort;
         };
         if p.owner == self.me {
-            dpdk::tx_burst(port, 0, pkts);
+            dpdk::ethdev::tx_burst(port, 0, pkts);
             p.refusal()
         } else {
             match &p.handoff {
@@ -90,7 +91,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             shared.seen[me].store(gen, Release);
         }
         // one TSC read per pass: busy accounting and idle detection share it
-        let t0 = dpdk::rdtsc();
+        let t0 = dpdk::eal::rdtsc();
         let cx = Context {
             fdb,
             domain: &snap.domain,
@@ -118,12 +119,12 @@ pub fn run(shared: Arc<Shared>, me: usize) {
                     got += handed;
                     pipe.deliver(&cx, port, &mut burst, ctr);
                     transmit_counted(&mut burst, port, ctr, |b| {
-                        dpdk::tx_burst(port, 0, b);
+                        dpdk::ethdev::tx_burst(port, 0, b);
                         p.refusal()
                     });
                 }
             }
-            let n = dpdk::rx_burst(port, 0, &mut burst);
+            let n = dpdk::ethdev::rx_burst(port, 0, &mut burst);
             if n == 0 {
                 continue;
             }
@@ -137,7 +138,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
         }
         if got != 0 {
             // a pass that moved packets counts as busy, polls of empty ports included
-            ctr.busy_cycles.add(dpdk::rdtsc() - t0);
+            ctr.busy_cycles.add(dpdk::eal::rdtsc() - t0);
             ctr.packets.add(got as u64);
             idle_since = 0;
             sleep_us = MIN_SLEEP_US;
@@ -148,7 +149,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             idle_since = t0;
         }
         if t0 - idle_since < spin_cycles {
-            dpdk::pause();
+            dpdk::eal::pause();
         } else {
             ctr.sleeps.add(1);
             std::thread::sleep(Duration::from_micros(sleep_us));

@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use vswitch::tunnel::*;
+use vswitch::wire::tunnel::*;
 
 const ETH_HLEN: usize = 14;
 

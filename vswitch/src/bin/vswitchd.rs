@@ -9,8 +9,9 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use vswitch::switch::{IpamStoreKind, Switch, SwitchConfig};
-use vswitch::{control, dpdk};
+use vswitch::control::config::{IpamStoreKind, SwitchConfig, UplinkConfig};
+use vswitch::control::{socket, switch::Switch};
+use vswitch::dpdk;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -223,12 +224,12 @@ fn run(args: Args) -> Result<(), String> {
     }
     let eal = eal_args(&args, huge);
     tracing::info!("EAL: {}", eal.join(" "));
-    dpdk::eal_init(&eal).map_err(|e| e.to_string())?;
+    dpdk::eal::eal_init(&eal).map_err(|e| e.to_string())?;
     let cfg = SwitchConfig {
         fdb_max: args.fdb_max,
         ct_max: args.ct_max,
         flow_log_file: args.flow_log_file.clone(),
-        uplink: vswitch::underlay::UplinkConfig {
+        uplink: UplinkConfig {
             port: args.uplink.clone(),
             host_port: args.host_port.clone(),
             gateway: args.underlay_gateway,
@@ -244,12 +245,12 @@ fn run(args: Args) -> Result<(), String> {
         },
         ..SwitchConfig::default()
     };
-    let sw = Switch::new(&cfg, dpdk::worker_lcores(), huge).map_err(|e| e.to_string())?;
+    let sw = Switch::new(&cfg, dpdk::eal::worker_lcores(), huge).map_err(|e| e.to_string())?;
     tracing::info!(
         "{} on {}; control on lcore {}, workers on lcores {:?}",
         env!("CARGO_PKG_NAME"),
-        dpdk::version(),
-        dpdk::main_lcore(),
+        dpdk::eal::version(),
+        dpdk::eal::main_lcore(),
         sw.lcores()
     );
     let sw = Arc::new(Mutex::new(sw));
@@ -261,7 +262,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     drop(sw);
     let _ = std::fs::remove_file(&args.socket);
-    dpdk::eal_cleanup();
+    dpdk::eal::eal_cleanup();
     tracing::info!("stopped");
     result
 }
@@ -281,10 +282,10 @@ fn serve(args: &Args, sw: &Arc<Mutex<Switch>>, initial: Vec<PortSpec>) -> Result
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
-        let listener = control::bind(&args.socket)
+        let listener = socket::bind(&args.socket)
             .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
         tracing::info!("control socket {}", args.socket.display());
-        control::serve(sw.clone(), listener)
+        socket::serve(sw.clone(), listener)
             .await
             .map_err(|e| format!("control socket: {e}"))
     })

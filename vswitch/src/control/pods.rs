@@ -1,7 +1,7 @@
 //! Pods: attaching a pod's interface (address, port, route) as one step that
 //! either happens whole or leaves nothing behind, and the pools it draws from.
 
-use crate::switch::{invalid, not_found, Result, Switch, SwitchError};
+use crate::control::switch::{invalid, not_found, Result, Switch, SwitchError};
 use ::ipam::{Attributes, FamilyCount, HandleId, Pool, PoolSelection, PoolSpec};
 use api::{
     AttachKind, Attachment, BlockInfo, Desired, EndpointSpec, MacAddr, PodAttach, PortKind,

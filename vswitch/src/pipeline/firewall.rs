@@ -9,9 +9,9 @@
 //! were open before it and leaves them be, as Calico's conntrack-first
 //! chains do.
 
-use crate::conntrack::{Conntrack, Flow, Track, PROTO_TCP};
 use crate::counters::{DropReason, WorkerCounters};
-use crate::l3::Endpoint;
+use crate::tables::conntrack::{Conntrack, Flow, Track, PROTO_TCP};
+use crate::tables::endpoints::Endpoint;
 use crossbeam_queue::ArrayQueue;
 use policy::{Decision, Direction, Reason};
 

@@ -4,6 +4,10 @@
 
 /// Length of an Ethernet header without VLAN tags.
 pub const ETH_HLEN: usize = 14;
+/// Ethertype of ARP.
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+/// Ethertype of IPv4.
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
 /// Ethertype values below this are IEEE 802.3 length fields.
 pub const ETHERTYPE_MIN: u16 = 0x0600;
 /// Largest valid 802.3 length field.
@@ -23,6 +27,13 @@ pub enum Malformed {
 pub fn mac_at(b: &[u8], off: usize) -> u64 {
     let m = &b[off..off + 6];
     u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+/// A 48-bit address held in the low bits of a u64, as bytes.
+#[inline(always)]
+pub fn mac_bytes(m: u64) -> [u8; 6] {
+    let b = m.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
 
 /// True for group (multicast and broadcast) addresses in `mac_at` form.

@@ -13,6 +13,8 @@
 //! many errors a second to send at most (RFC 1812 §4.3.2.8), the caller
 //! knows and decides.
 
+use crate::wire::checksum::checksum;
+
 const PROTO_ICMP: u8 = 1;
 const ICMP_UNREACHABLE: u8 = 3;
 const ICMP_SOURCE_QUENCH: u8 = 4;
@@ -99,20 +101,6 @@ fn is_error_type(t: u8) -> bool {
     ) || t > ICMP_MAX_KNOWN
 }
 
-fn checksum(b: &[u8]) -> u16 {
-    let mut words = b.chunks_exact(2);
-    let mut sum: u32 = 0;
-    for w in &mut words {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
-}
-
 /// `rest` is the ICMP header's second word (the next-hop MTU in its low
 /// half for fragmentation needed, unused otherwise).
 fn build(orig: &[u8], icmp_type: u8, code: u8, rest: u32, from: u32, out: &mut [u8]) -> usize {
@@ -157,7 +145,7 @@ fn build(orig: &[u8], icmp_type: u8, code: u8, rest: u32, from: u32, out: &mut [
     ip[10..12].fill(0);
     ip[12..16].copy_from_slice(&from.to_be_bytes());
     ip[16..20].copy_from_slice(&src.to_be_bytes());
-    let c = checksum(ip);
+    let c = checksum(ip, 0);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
 
     icmp[0] = icmp_type;
@@ -165,7 +153,7 @@ fn build(orig: &[u8], icmp_type: u8, code: u8, rest: u32, from: u32, out: &mut [
     icmp[2..4].fill(0);
     icmp[4..8].copy_from_slice(&rest.to_be_bytes());
     icmp[8..].copy_from_slice(&orig[..quoted]);
-    let c = checksum(icmp);
+    let c = checksum(icmp, 0);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     len
 }
@@ -173,14 +161,14 @@ fn build(orig: &[u8], icmp_type: u8, code: u8, rest: u32, from: u32, out: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conntrack::{Flow, QuotedFlow};
+    use crate::tables::conntrack::{Flow, QuotedFlow};
 
     const POD: [u8; 4] = [10, 65, 0, 1];
     const FAR: [u8; 4] = [93, 184, 216, 34];
     const GW: u32 = 0xa9fe_0101; // 169.254.1.1
 
     fn sums_to_zero(b: &[u8]) -> bool {
-        checksum(b) == 0
+        crate::testing::checksum(&[b]) == 0
     }
 
     /// An IPv4 packet with `opts` bytes of options, `payload` after the header.
@@ -202,8 +190,7 @@ mod tests {
         p.extend_from_slice(&src);
         p.extend_from_slice(&dst);
         p.extend(std::iter::repeat_n(1u8, opts)); // NOPs
-        let c = checksum(&p);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
+        crate::testing::fill_header_checksum(&mut p);
         p.extend_from_slice(payload);
         p
     }

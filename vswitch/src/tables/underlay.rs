@@ -16,9 +16,9 @@
 //! is the node's own network stack, and what the host sends goes out of the
 //! uplink as it is: SSH, the agent and BGP keep working through the switch.
 
-use crate::lpm::Lpm;
-use crate::switch::Switch;
-use crate::tunnel::{IpipOuter, IpipTemplate, VxlanOuter, VxlanTemplate};
+use crate::tables::lpm::Lpm;
+use crate::wire::eth::mac_bytes;
+use crate::wire::tunnel::{IpipOuter, IpipTemplate, VxlanOuter, VxlanTemplate};
 use api::EncapMode;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -175,11 +175,6 @@ impl Underlay {
     }
 }
 
-pub fn mac_bytes(m: u64) -> [u8; 6] {
-    let b = m.to_be_bytes();
-    [b[2], b[3], b[4], b[5], b[6], b[7]]
-}
-
 /// The encapsulation a pool's modes give for a node in (or outside) this
 /// node's subnet. A pool may not have both (refused when applied).
 pub fn encap_for(pool: &api::IpPool, same_subnet: bool) -> Encap {
@@ -206,174 +201,6 @@ pub fn vtep_mac_of(name: &str) -> u64 {
     }
     // 02:xx:xx:xx:xx:xx, unicast and locally administered
     0x02 << 40 | (h & 0x00ff_ffff_ffff)
-}
-
-/// Parses "a.b.c.d/len" into (network, len), host order.
-fn prefix(cidr: &str) -> Option<(u32, u8)> {
-    let (ip, len) = cidr.split_once('/')?;
-    let ip: Ipv4Addr = ip.parse().ok()?;
-    let len: u8 = len.parse().ok()?;
-    if len > 32 {
-        return None;
-    }
-    let mask = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
-    };
-    Some((u32::from(ip) & mask, len))
-}
-
-/// How the switch is attached to the node's network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UplinkConfig {
-    /// The port (an af-packet or other port) that is the uplink.
-    pub port: Option<String>,
-    /// A tap port whose kernel side is the host's own stack.
-    pub host_port: Option<String>,
-    /// The underlay's default gateway, for nodes and hosts outside the
-    /// node's subnet.
-    pub gateway: Option<Ipv4Addr>,
-    /// The outer TTL of tunnel packets (Linux's `ttl auto` gives 64).
-    pub tunnel_ttl: u8,
-}
-
-impl Default for UplinkConfig {
-    fn default() -> Self {
-        UplinkConfig {
-            port: None,
-            host_port: None,
-            gateway: None,
-            tunnel_ttl: 64,
-        }
-    }
-}
-
-impl Switch {
-    /// The underlay of the next snapshot: `None` without an uplink port or
-    /// without this node's underlay address.
-    pub(crate) fn build_underlay(&self, id: u64) -> Option<Underlay> {
-        let cfg = &self.uplink;
-        let uplink = self.port_id(cfg.port.as_deref()?)?;
-        let host = cfg.host_port.as_deref().and_then(|p| self.port_id(p));
-        let me = self.nodes.get(&self.node)?;
-        let (ip, plen) = me.ipv4()?;
-        let mut u = Underlay {
-            id,
-            uplink,
-            host,
-            mac: u64::from_be_bytes({
-                let m = crate::dpdk::mac_addr(uplink);
-                [0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]
-            }),
-            ip: u32::from(ip),
-            prefix: plen,
-            gateway: cfg.gateway.map_or(0, u32::from),
-            mtu: self.uplink_mtu(),
-            ttl: cfg.tunnel_ttl,
-            vtep_mac: me
-                .vxlan_tunnel_mac
-                .map_or_else(|| vtep_mac_of(&me.name), |m| m.to_u64()),
-            vxlan_ip: me.vxlan_tunnel_ip.map_or(0, u32::from),
-            ipip_ip: me.ipip_tunnel_ip.map_or(0, u32::from),
-            nodes: Vec::new(),
-            remote: Lpm::new(),
-            peers: HashMap::new(),
-            pools: Lpm::new(),
-        };
-        for p in self.pool_meta.values().filter(|p| !p.disabled) {
-            if let Some((net, len)) = prefix(&p.cidr) {
-                // prefix() checked the length: insert cannot refuse it
-                let _ = u.pools.insert(net, len, p.nat_outgoing);
-            }
-        }
-        for n in self.nodes.values().filter(|n| n.name != self.node) {
-            let Some((nip, _)) = n.ipv4() else { continue };
-            let nip = u32::from(nip);
-            let idx = u.nodes.len() as u16;
-            let same = u.in_subnet(nip);
-            u.nodes.push(RemoteNode {
-                name: n.name.clone(),
-                ip: nip,
-                next_hop: u.next_hop(nip),
-                vtep_mac: n
-                    .vxlan_tunnel_mac
-                    .map_or_else(|| vtep_mac_of(&n.name), |m| m.to_u64()),
-            });
-            u.peers.insert(nip, idx);
-            for b in &n.blocks {
-                let Some((net, len)) = prefix(b) else {
-                    continue;
-                };
-                // the pool the block was cut from decides; a block of no
-                // known pool is routed natively
-                let encap = self
-                    .pool_meta
-                    .values()
-                    .find(|p| {
-                        prefix(&p.cidr).is_some_and(|(pn, pl)| pl <= len && (net & mask(pl)) == pn)
-                    })
-                    .map_or(Encap::None, |p| encap_for(p, same));
-                let _ = u.remote.insert(net, len, RemoteRoute { node: idx, encap });
-            }
-            if let Some(t) = n.vxlan_tunnel_ip {
-                let _ = u.remote.insert(
-                    u32::from(t),
-                    32,
-                    RemoteRoute {
-                        node: idx,
-                        encap: Encap::Vxlan,
-                    },
-                );
-            }
-            if let Some(t) = n.ipip_tunnel_ip {
-                let _ = u.remote.insert(
-                    u32::from(t),
-                    32,
-                    RemoteRoute {
-                        node: idx,
-                        encap: Encap::Ipip,
-                    },
-                );
-            }
-        }
-        Some(u)
-    }
-
-    /// The MTU pods get: the uplink's, less the largest encapsulation any
-    /// pool may use (Calico sizes pod MTUs the same way).
-    pub(crate) fn pod_mtu(&self) -> u16 {
-        let worst = self
-            .pool_meta
-            .values()
-            .filter(|p| !p.disabled)
-            .map(|p| {
-                encap_for(p, false)
-                    .overhead()
-                    .max(encap_for(p, true).overhead())
-            })
-            .max()
-            .unwrap_or(0);
-        self.uplink_mtu().saturating_sub(worst)
-    }
-
-    fn uplink_mtu(&self) -> u16 {
-        self.uplink
-            .port
-            .as_deref()
-            .and_then(|p| self.port_iface(p))
-            .and_then(|iface| std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu")).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(1500)
-    }
-}
-
-fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
-    }
 }
 
 #[cfg(test)]
@@ -403,12 +230,5 @@ mod tests {
         assert_eq!(m[0] & 0x03, 0x02, "locally administered unicast");
         assert_eq!(vtep_mac_of("node-1"), vtep_mac_of("node-1"));
         assert_ne!(vtep_mac_of("node-1"), vtep_mac_of("node-2"));
-    }
-
-    #[test]
-    fn prefixes_are_masked() {
-        assert_eq!(prefix("10.65.3.7/26"), Some((0x0a41_0300, 26)));
-        assert_eq!(prefix("0.0.0.0/0"), Some((0, 0)));
-        assert_eq!(prefix("10.65.3.7/33"), None);
     }
 }

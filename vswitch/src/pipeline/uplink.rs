@@ -8,17 +8,19 @@
 //! most one a second per address) and counted as `neigh_pending`: nothing is
 //! held, nothing allocated.
 
-use crate::conntrack::Flow;
 use crate::counters::{DropReason, WorkerCounters};
-use crate::l3::{self, Endpoint, Verdict, ETHERTYPE_ARP, ETHERTYPE_IPV4};
-use crate::nat::{self, NatDrop};
-use crate::neigh::{self, Resolution, UplinkArp};
-use crate::packet::PacketBuf;
+use crate::packet::{Burst, PacketBuf};
+use crate::pipeline::l3::{self, Verdict};
+use crate::pipeline::services::FromPod;
 use crate::pipeline::{slot, Context, Pipeline, TxSink};
-use crate::svcnat::FromPod;
-use crate::tunnel::{self, VxlanRx};
-use crate::underlay::{mac_bytes, Encap, RemoteRoute, Underlay};
-use crate::wire::ETH_HLEN;
+use crate::tables::conntrack::Flow;
+use crate::tables::endpoints::Endpoint;
+use crate::tables::nat::{self, NatDrop};
+use crate::tables::neigh::{self, Resolution, UplinkArp};
+use crate::tables::underlay::{Encap, RemoteRoute, Underlay};
+use crate::wire::eth::{mac_bytes, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HLEN};
+use crate::wire::ipv4::ipv4_header;
+use crate::wire::tunnel::{self, VxlanRx};
 use policy::Direction;
 use std::net::Ipv4Addr;
 
@@ -29,41 +31,6 @@ const GATEWAY_MAC: [u8; 8] = {
     let m = api::GATEWAY_MAC.0;
     [0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]
 };
-
-/// A worker's encapsulation headers, per remote node, built on first use
-/// and again when the snapshot or the next hop's MAC changes.
-#[derive(Default)]
-pub struct Templates {
-    slots: Vec<Option<Slot>>,
-}
-
-struct Slot {
-    id: u64,
-    nh_mac: u64,
-    vxlan: tunnel::VxlanTemplate,
-    ipip: tunnel::IpipTemplate,
-}
-
-impl Templates {
-    fn get(&mut self, u: &Underlay, node: usize, nh_mac: u64) -> Option<&Slot> {
-        if self.slots.len() < u.nodes.len() {
-            // a new snapshot with more nodes: sized once, not per packet
-            self.slots.resize_with(u.nodes.len(), || None);
-        }
-        let n = u.nodes.get(node)?;
-        let slot = self.slots.get_mut(node)?;
-        let fresh = matches!(slot, Some(s) if s.id == u.id && s.nh_mac == nh_mac);
-        if !fresh {
-            *slot = Some(Slot {
-                id: u.id,
-                nh_mac,
-                vxlan: u.vxlan_template(n, nh_mac),
-                ipip: u.ipip_template(n, nh_mac),
-            });
-        }
-        slot.as_ref()
-    }
-}
 
 #[inline(always)]
 fn ip_dst(frame: &[u8]) -> u32 {
@@ -157,7 +124,7 @@ impl<P: PacketBuf> Pipeline<P> {
         if d.len() < ETH_HLEN + 20 || u16::from_be_bytes([d[12], d[13]]) != ETHERTYPE_IPV4 {
             return Ok(());
         }
-        if l3::ipv4_header(d).is_some() && self.service_node_reply(cx, pkt) {
+        if ipv4_header(d).is_some() && self.service_node_reply(cx, pkt) {
             // a NodePort backend's answer: from the node's NodePort already
             return Ok(());
         }
@@ -183,10 +150,10 @@ impl<P: PacketBuf> Pipeline<P> {
         &mut self,
         cx: &Context<'_>,
         u: &Underlay,
-        pkts: &mut crate::pipeline::Burst<P>,
+        pkts: &mut Burst<P>,
         ctr: &WorkerCounters,
     ) {
-        let mut kept = crate::pipeline::Burst::new();
+        let mut kept = Burst::new();
         for mut pkt in pkts.drain(..) {
             match self.snat_if_needed(cx, u, &mut pkt) {
                 Ok(()) => kept.push(pkt),
@@ -276,7 +243,7 @@ impl<P: PacketBuf> Pipeline<P> {
         quoted[..n].copy_from_slice(&d[ETH_HLEN..ETH_HLEN + n]);
         let mtu = u.mtu.saturating_sub(encap.overhead());
         let mut out = [0u8; 20 + 8 + 60 + 8];
-        let len = crate::icmp::frag_needed(&quoted[..n], mtu, from.1, &mut out);
+        let len = crate::wire::icmp::frag_needed(&quoted[..n], mtu, from.1, &mut out);
         if len == 0 || !pkt.truncate(ETH_HLEN + len) {
             return;
         }
@@ -351,7 +318,7 @@ impl<P: PacketBuf> Pipeline<P> {
         &mut self,
         cx: &Context<'_>,
         u: &Underlay,
-        pkts: &mut crate::pipeline::Burst<P>,
+        pkts: &mut Burst<P>,
         sink: &mut S,
         ctr: &WorkerCounters,
     ) {
@@ -430,7 +397,7 @@ impl<P: PacketBuf> Pipeline<P> {
                     }
                     // a reply to a natOutgoing flow? (tunnel frames were
                     // checked by their decapsulation, with its own reasons)
-                    if l3::ipv4_header(d).is_none() {
+                    if ipv4_header(d).is_none() {
                         return Err(DropReason::BadLength);
                     }
                     let flow = Flow::parse(ip);
@@ -494,7 +461,7 @@ impl<P: PacketBuf> Pipeline<P> {
         ctr: &WorkerCounters,
     ) -> Result<(), DropReason> {
         let d = pkt.data();
-        if d.len() < ETH_HLEN + 20 || !u.is_tunnel_ip(ip_dst(d)) || l3::ipv4_header(d).is_none() {
+        if d.len() < ETH_HLEN + 20 || !u.is_tunnel_ip(ip_dst(d)) || ipv4_header(d).is_none() {
             return self.deliver_pod(cx, pkt, sink, ctr);
         }
         let flow = Flow::parse(&d[ETH_HLEN..]);
@@ -605,7 +572,7 @@ impl<P: PacketBuf> Pipeline<P> {
         &mut self,
         cx: &Context<'_>,
         u: &Underlay,
-        pkts: &mut crate::pipeline::Burst<P>,
+        pkts: &mut Burst<P>,
         sink: &mut S,
         ctr: &WorkerCounters,
     ) {
@@ -613,7 +580,7 @@ impl<P: PacketBuf> Pipeline<P> {
             // the host talks to its own pods (kubelet probes) through the
             // switch's routing and their ingress policy
             let d = pkt.data();
-            let to_pod = l3::ipv4_header(d).is_some()
+            let to_pod = ipv4_header(d).is_some()
                 && u16::from_be_bytes([d[12], d[13]]) == ETHERTYPE_IPV4
                 && cx.routes.contains_key(&ip_dst(d));
             if to_pod {
@@ -667,13 +634,13 @@ impl<P: PacketBuf> Pipeline<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conntrack::Timeouts;
-    use crate::fdb::Fdb;
-    use crate::firewall::PolicyView;
-    use crate::l3::{EndpointPolicy, Routes};
-    use crate::lpm::Lpm;
-    use crate::neigh::Neighbors;
+    use crate::pipeline::firewall::PolicyView;
     use crate::pipeline::{Burst, MAX_PORTS};
+    use crate::tables::conntrack::Timeouts;
+    use crate::tables::endpoints::{EndpointPolicy, Routes};
+    use crate::tables::fdb::Fdb;
+    use crate::tables::lpm::Lpm;
+    use crate::tables::neigh::Neighbors;
     use crossbeam_queue::ArrayQueue;
     use std::collections::HashMap;
 
@@ -768,7 +735,7 @@ mod tests {
             log: &log,
             underlay: Some(&u),
             neigh,
-            services: &crate::services::Services::default(),
+            services: &crate::tables::services::Services::default(),
         };
         let ctr = WorkerCounters::new(MAX_PORTS);
         let mut sink = Sink::default();
@@ -846,14 +813,14 @@ mod tests {
         let mut routes = Routes::default();
         routes.insert(
             POD,
-            crate::l3::Route {
+            crate::tables::endpoints::Route {
                 port: 1,
                 mac: POD_MAC + 1,
             },
         );
         routes.insert(
             other_pod,
-            crate::l3::Route {
+            crate::tables::endpoints::Route {
                 port: 2,
                 mac: POD_MAC + 2,
             },
@@ -876,7 +843,7 @@ mod tests {
             log: &log,
             underlay: Some(&u),
             neigh: &neigh,
-            services: &crate::services::Services::default(),
+            services: &crate::tables::services::Services::default(),
         };
         let ctr = WorkerCounters::new(MAX_PORTS);
         let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Timeouts::default());
@@ -903,31 +870,19 @@ mod tests {
         let mut ip = vec![0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, 6, 0, 0];
         ip.extend_from_slice(&src.0.to_be_bytes());
         ip.extend_from_slice(&dst.0.to_be_bytes());
-        let c = crate::refuse::csum(&ip, 0);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
         ip.extend_from_slice(&src.1.to_be_bytes());
         ip.extend_from_slice(&dst.1.to_be_bytes());
         ip.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
         ip.extend_from_slice(b"data");
-        let c = crate::refuse::csum(&ip[20..], pseudo(&ip));
-        ip[36..38].copy_from_slice(&c.to_be_bytes());
+        crate::testing::fill_checksums(&mut ip);
         ip
-    }
-
-    fn pseudo(ip: &[u8]) -> u32 {
-        let mut s = u32::from(ip[9]) + (ip.len() as u32 - 20);
-        for w in ip[12..20].chunks_exact(2) {
-            s += u32::from(u16::from_be_bytes([w[0], w[1]]));
-        }
-        s
     }
 
     /// Source, destination and whether every checksum holds.
     fn tcp_of(ip: &[u8]) -> ((u32, u16), (u32, u16), bool) {
         let a = |at: usize| u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
         let p = |at: usize| u16::from_be_bytes([ip[at], ip[at + 1]]);
-        let ok = crate::refuse::csum(&ip[..20], 0) == 0
-            && crate::refuse::csum(&ip[20..], pseudo(ip)) == 0;
+        let ok = crate::testing::checksums_hold(ip);
         ((a(12), p(20)), (a(16), p(22)), ok)
     }
 
@@ -940,7 +895,7 @@ mod tests {
         const TUNNEL: u32 = 0x0a48_0100; // 10.72.1.0, this node's VXLAN address
         let mut u = underlay();
         u.vxlan_ip = TUNNEL;
-        u.nodes.push(crate::underlay::RemoteNode {
+        u.nodes.push(crate::tables::underlay::RemoteNode {
             name: "b".into(),
             ip: NODE_B,
             next_hop: NODE_B,
@@ -950,7 +905,7 @@ mod tests {
             .insert(
                 0x0a48_0200,
                 26,
-                crate::underlay::RemoteRoute { node: 0, encap },
+                crate::tables::underlay::RemoteRoute { node: 0, encap },
             )
             .expect("route");
         u.peers.insert(NODE_B, 0);
@@ -962,7 +917,8 @@ mod tests {
         }))
         .expect("service")];
         let routes = Routes::default();
-        let services = crate::services::Services::build(&svcs, |ip| routes.contains_key(&ip));
+        let services =
+            crate::tables::services::Services::build(&svcs, |ip| routes.contains_key(&ip));
         let endpoints = vec![None; MAX_PORTS];
         let fdb = Fdb::new(64, 300);
         let log = ArrayQueue::new(4);
@@ -1063,9 +1019,7 @@ mod tests {
             let mut big = tcp_ip((EXTERNAL, 40000), (NODE, 30080), 0x10);
             big.resize(1500, 0x55);
             big[2..4].copy_from_slice(&1500u16.to_be_bytes());
-            big[10..12].fill(0);
-            let c = crate::refuse::csum(&big[..20], 0);
-            big[10..12].copy_from_slice(&c.to_be_bytes());
+            crate::testing::fill_header_checksum(&mut big);
             let out = rx(frame(EXT_MAC, u.mac, &big));
             assert_eq!(out.len(), 1, "{out:02x?}");
             let (port, f) = &out[0];
@@ -1084,8 +1038,10 @@ mod tests {
             );
             assert_eq!(ip[28 + 16..28 + 20], NODE.to_be_bytes());
             assert_eq!(ip[28 + 22..28 + 24], 30080u16.to_be_bytes());
-            assert_eq!(crate::refuse::csum(&ip[..20], 0), 0);
-            assert_eq!(crate::refuse::csum(&ip[20..], 0), 0);
+            assert!(
+                crate::testing::checksums_hold(ip),
+                "checksums of the ICMP error"
+            );
             assert_eq!(ctr.drops_of(DropReason::TooBig), 1);
         }
         // an answer on a port no connection holds goes nowhere

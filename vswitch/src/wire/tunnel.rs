@@ -19,7 +19,8 @@
 //! [`TunnelDrop::WrongProtocol`].
 
 use crate::packet::PacketBuf;
-use crate::wire::ETH_HLEN;
+use crate::wire::checksum::{self, fold, sum16};
+use crate::wire::eth::ETH_HLEN;
 use std::net::Ipv4Addr;
 
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -171,37 +172,14 @@ impl std::fmt::Display for EncapError {
 
 // ---------------------------------------------------------------- checksums
 
-/// The ones' complement sum (RFC 1071) of `b` as big-endian 16-bit words, a
-/// trailing odd byte padded with zero; not folded. Meant for headers: it
-/// does not overflow below 64 KiB.
-#[inline(always)]
-fn sum16(b: &[u8]) -> u32 {
-    let mut words = b.chunks_exact(2);
-    let mut sum: u32 = 0;
-    for w in &mut words {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    sum
-}
-
-#[inline(always)]
-fn fold(mut sum: u32) -> u16 {
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum as u16
-}
-
 /// The IPv4 header checksum for `header`, whose checksum field must be zero.
 pub fn ipv4_checksum(header: &[u8]) -> u16 {
-    !fold(sum16(header))
+    checksum::checksum(header, 0)
 }
 
 /// Whether an IPv4 header (its checksum field included) sums correctly.
 pub fn ipv4_checksum_ok(header: &[u8]) -> bool {
-    fold(sum16(header)) == 0xffff
+    checksum::verify(header, 0)
 }
 
 // ---------------------------------------------------------------- views

@@ -4,12 +4,13 @@
 //! port waits until every worker runs a snapshot without it before the device
 //! is torn down, so no worker ever polls or sends to a port that is gone.
 
+use crate::control::config::{IpamStoreKind, SwitchConfig, UplinkConfig};
 use crate::counters::{DropReason, WorkerCounters};
-use crate::dpdk::{self, MbufRing, Mempool};
-use crate::fdb::Fdb;
-use crate::l3::{Endpoint, Route};
+use crate::dpdk::{self, mbuf::Mempool, ring::MbufRing};
 use crate::pipeline::MAX_PORTS;
 use crate::snapshot::{PortEntry, Shared, Snapshot};
+use crate::tables::endpoints::{Endpoint, Route};
+use crate::tables::fdb::Fdb;
 use ::ipam::{FileStore, Ipam, IpamError, Store};
 use api::ErrorCode;
 use api::{
@@ -18,61 +19,11 @@ use api::{
 };
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How the switch is built at start.
-#[derive(Debug, Clone)]
-pub struct SwitchConfig {
-    pub fdb_max: usize,
-    pub aging_secs: u32,
-    pub mbufs: u32,
-    /// Descriptors per queue.
-    pub ring_size: u16,
-    /// Where durable state (IPAM claims) lives.
-    pub state_dir: PathBuf,
-    /// This node's name, as block affinities record it.
-    pub node: String,
-    /// Connections tracked at most, all workers together.
-    pub ct_max: usize,
-    /// Where flow-log records are appended as JSON lines, if anywhere.
-    pub flow_log_file: Option<PathBuf>,
-    /// The uplink, the host port and the underlay gateway.
-    pub uplink: crate::underlay::UplinkConfig,
-    /// Where IPAM claims are kept.
-    pub ipam_store: IpamStoreKind,
-}
-
-/// Where the IPAM keeps its claims.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum IpamStoreKind {
-    /// One file under the state directory: a standalone node.
-    #[default]
-    File,
-    /// IPAMBlock and BlockAffinity objects in the cluster's API server (`$KUBECONFIG`, else
-    /// the in-cluster service account), pools from its IPPool objects.
-    Kube,
-}
-
-impl Default for SwitchConfig {
-    fn default() -> Self {
-        SwitchConfig {
-            fdb_max: 1 << 20,
-            aging_secs: 300,
-            mbufs: 32768,
-            ring_size: 1024,
-            state_dir: PathBuf::from("/var/lib/vswitch"),
-            node: "localhost".into(),
-            ct_max: crate::pipeline::DEFAULT_CT_CAPACITY,
-            flow_log_file: None,
-            uplink: Default::default(),
-            ipam_store: IpamStoreKind::File,
-        }
-    }
-}
 
 /// Underlay neighbours the switch keeps (nodes and gateways of one L2
 /// segment).
@@ -89,7 +40,7 @@ const TAP_RING: u16 = 256;
 /// was moved into a pod's namespace as down; the switch owns the TAP, and
 /// its kernel side lives as long as the port does.
 fn link_up(kind: PortKind, id: u16) -> bool {
-    kind == PortKind::Tap || dpdk::link_up(id)
+    kind == PortKind::Tap || dpdk::ethdev::link_up(id)
 }
 
 /// Drop counts at the moment a port was added: a port id may be reused, and
@@ -136,13 +87,13 @@ pub struct Switch {
     /// Services by `namespace/name`, as applied.
     pub(crate) services: BTreeMap<String, api::Service>,
     /// How the switch is attached to the node's network.
-    pub(crate) uplink: crate::underlay::UplinkConfig,
+    pub(crate) uplink: UplinkConfig,
     /// Conntrack zone of each routed port, with the MAC and addresses it was
     /// given for: another pod on the port gets another zone.
     zones: BTreeMap<String, (u16, api::MacAddr, Vec<std::net::Ipv4Addr>)>,
     next_zone: u16,
     /// Namespaces, policy objects, their compiled form, the flow log.
-    pub(crate) policy: crate::policies::PolicyState,
+    pub(crate) policy: crate::control::policy_state::PolicyState,
     /// The snapshot before the newest one.
     retired: std::sync::Mutex<Option<Arc<Snapshot>>>,
 }
@@ -156,7 +107,7 @@ pub enum SwitchError {
     #[error("{0}")]
     Internal(String),
     #[error("{0}")]
-    Dpdk(#[from] dpdk::Error),
+    Dpdk(#[from] dpdk::error::Error),
     #[error("{0}")]
     Ipam(#[from] IpamError),
 }
@@ -244,14 +195,14 @@ impl Switch {
             stop: AtomicBool::new(false),
             fdb: Fdb::new(cfg.fdb_max, cfg.aging_secs),
             counters: (0..n).map(|_| WorkerCounters::new(MAX_PORTS)).collect(),
-            tsc_hz: dpdk::tsc_hz(),
-            tsc_start: dpdk::rdtsc(),
+            tsc_hz: dpdk::eal::tsc_hz(),
+            tsc_start: dpdk::eal::rdtsc(),
             clock: AtomicU32::new(0),
             flow_log: (0..lcores.len())
                 .map(|_| crossbeam_queue::ArrayQueue::new(FLOW_LOG_QUEUE))
                 .collect(),
             ct_capacity: (cfg.ct_max / lcores.len().max(1)).max(1),
-            neigh: crate::neigh::Neighbors::new(NEIGHBORS),
+            neigh: crate::tables::neigh::Neighbors::new(NEIGHBORS),
             pool: pool.clone(),
         });
         Ok(Switch {
@@ -273,7 +224,7 @@ impl Switch {
             nodes: BTreeMap::new(),
             services: BTreeMap::new(),
             retired: std::sync::Mutex::new(None),
-            policy: crate::policies::PolicyState::new(log_file),
+            policy: crate::control::policy_state::PolicyState::new(log_file),
             uplink: cfg.uplink.clone(),
             zones: BTreeMap::new(),
             next_zone: 0,
@@ -290,14 +241,14 @@ impl Switch {
 
     /// Seconds since start, the FDB's clock.
     pub fn now(&self) -> u32 {
-        ((dpdk::rdtsc() - self.shared.tsc_start) / self.shared.tsc_hz.max(1)) as u32
+        ((dpdk::eal::rdtsc() - self.shared.tsc_start) / self.shared.tsc_hz.max(1)) as u32
     }
 
     /// Starts one worker per lcore.
     pub fn launch_workers(&self) -> Result<()> {
         for (i, &lc) in self.lcores.iter().enumerate() {
             let shared = self.shared.clone();
-            dpdk::launch(lc, move || crate::worker::run(shared, i))?;
+            dpdk::eal::launch(lc, move || crate::worker::run(shared, i))?;
         }
         Ok(())
     }
@@ -407,9 +358,9 @@ impl Switch {
                 format!("iface={}", spec.tap_iface()),
             ),
         };
-        let id = dpdk::vdev_create(&devname, &args)?;
+        let id = dpdk::ethdev::vdev_create(&devname, &args)?;
         if usize::from(id) >= MAX_PORTS {
-            dpdk::vdev_remove(&devname);
+            dpdk::ethdev::vdev_remove(&devname);
             return invalid(format!("port id {id} out of range"));
         }
         // the TAP PMD fills its rx ring with buffers from the shared pool up
@@ -419,8 +370,8 @@ impl Switch {
             PortKind::Tap => self.ring_size.min(TAP_RING),
             _ => self.ring_size,
         };
-        if let Err(e) = dpdk::port_start(id, &self.pool, 1, ring) {
-            dpdk::vdev_remove(&devname);
+        if let Err(e) = dpdk::ethdev::port_start(id, &self.pool, 1, ring) {
+            dpdk::ethdev::vdev_remove(&devname);
             return Err(e.into());
         }
         let owner = self.least_loaded_worker();
@@ -428,7 +379,7 @@ impl Switch {
             match MbufRing::new(&format!("vsw_h{}", self.seq), 1024) {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    dpdk::vdev_remove(&devname);
+                    dpdk::ethdev::vdev_remove(&devname);
                     return Err(e.into());
                 }
             }
@@ -471,7 +422,7 @@ impl Switch {
         self.endpoints.remove(name);
         self.publish();
         self.wait_quiescent();
-        dpdk::vdev_remove(&port.devname);
+        dpdk::ethdev::vdev_remove(&port.devname);
         self.shared.fdb.flush(Some(port.id));
         if port.spec.kind == PortKind::VhostServer {
             if let Some(p) = &port.spec.path {
@@ -531,8 +482,9 @@ impl Switch {
         snap.policy_generation = self.policy.generation;
         snap.underlay = self.build_underlay(gen);
         let routes = &snap.routes;
-        snap.services =
-            crate::services::Services::build(self.services.values(), |ip| routes.contains_key(&ip));
+        snap.services = crate::tables::services::Services::build(self.services.values(), |ip| {
+            routes.contains_key(&ip)
+        });
         if let Some(u) = &snap.underlay {
             // the uplink and the host port are no bridge ports
             snap.domain.retain(|&p| p != u.uplink && Some(p) != u.host);
@@ -586,7 +538,7 @@ impl Switch {
     pub fn stop_workers(&self) {
         self.shared.stop.store(true, Release);
         for &lc in &self.lcores {
-            dpdk::wait_lcore(lc);
+            dpdk::eal::wait_lcore(lc);
         }
     }
 
@@ -633,7 +585,7 @@ impl Switch {
             port_id: p.id,
             lcore: self.lcores[p.entry.owner],
             link_up: p.entry.link.load(Relaxed),
-            mac: MacAddr(dpdk::mac_addr(p.id)),
+            mac: MacAddr(dpdk::ethdev::mac_addr(p.id)),
         }
     }
 
@@ -647,7 +599,7 @@ impl Switch {
             .values()
             .map(|p| {
                 let drops = self.port_drops(p.id);
-                let (rx_packets, rx_bytes, tx_packets, tx_bytes) = dpdk::port_traffic(p.id);
+                let (rx_packets, rx_bytes, tx_packets, tx_bytes) = dpdk::ethdev::port_traffic(p.id);
                 PortStats {
                     name: p.spec.name.clone(),
                     rx_packets,
@@ -816,7 +768,7 @@ impl Switch {
     pub fn status(&self) -> api::Status {
         api::Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            dpdk_version: dpdk::version(),
+            dpdk_version: dpdk::eal::version(),
             hugepages: self.hugepages,
             workers: self.lcores.clone(),
             generation: self.shared.generation.load(Relaxed),

@@ -39,8 +39,8 @@
 //! address can end up in two slots only when their reads differ, and the
 //! younger copy then ages out.
 
-use crate::l3::ETHERTYPE_ARP;
-use crate::wire::{is_group, mac_at, ETH_HLEN};
+use crate::wire::eth::ETHERTYPE_ARP;
+use crate::wire::eth::{is_group, mac_at, ETH_HLEN};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{
     fence, AtomicU32, AtomicU64,

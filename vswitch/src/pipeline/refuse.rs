@@ -3,30 +3,11 @@
 //! unreachable from the address the client tried; and turning the
 //! refused packet's buffer into that answer, so that nothing is allocated.
 
-use crate::conntrack::{PROTO_TCP, PROTO_UDP};
 use crate::packet::PacketBuf;
-use crate::wire::ETH_HLEN;
-
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
-
-/// The ones' complement checksum of `b`, from the partial sum `init`.
-pub(crate) fn csum(b: &[u8], init: u32) -> u16 {
-    let mut s = init;
-    let mut w = b.chunks_exact(2);
-    for c in &mut w {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = w.remainder() {
-        s += u32::from(*last) << 8;
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
+use crate::tables::conntrack::{PROTO_TCP, PROTO_UDP};
+use crate::wire::checksum::checksum;
+use crate::wire::eth::ETH_HLEN;
+use crate::wire::ipv4::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 /// The TCP RST that refuses the segment `ip` (an IPv4 packet, header
 /// checked), from its destination, as a closed port's stack sends it (RFC
@@ -61,7 +42,7 @@ pub fn tcp_reset(ip: &[u8], out: &mut [u8; 40]) -> usize {
     out[9] = PROTO_TCP;
     out[12..16].copy_from_slice(&ip[16..20]);
     out[16..20].copy_from_slice(&ip[12..16]);
-    let c = csum(&out[..20], 0);
+    let c = checksum(&out[..20], 0);
     out[10..12].copy_from_slice(&c.to_be_bytes());
     let t = &mut out[20..40];
     t[0..2].copy_from_slice(&tcp[2..4]);
@@ -76,7 +57,7 @@ pub fn tcp_reset(ip: &[u8], out: &mut [u8; 40]) -> usize {
         pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
     }
     pseudo += u32::from(PROTO_TCP) + 20;
-    let c = csum(&out[20..40], pseudo);
+    let c = checksum(&out[20..40], pseudo);
     out[36..38].copy_from_slice(&c.to_be_bytes());
     40
 }
@@ -84,7 +65,7 @@ pub fn tcp_reset(ip: &[u8], out: &mut [u8; 40]) -> usize {
 /// The refusal of the packet `ip` (IPv4, header checked) sent to a Service
 /// address: a TCP RST, or an ICMP unreachable from the address it went to.
 /// Returns its length in `out`, 0 when nothing may be sent.
-pub fn refusal(ip: &[u8], out: &mut [u8; crate::icmp::MAX_ERROR_LEN]) -> usize {
+pub fn refusal(ip: &[u8], out: &mut [u8; crate::wire::icmp::MAX_ERROR_LEN]) -> usize {
     if ip[9] == PROTO_TCP {
         let mut rst = [0u8; 40];
         let n = tcp_reset(ip, &mut rst);
@@ -92,11 +73,13 @@ pub fn refusal(ip: &[u8], out: &mut [u8; crate::icmp::MAX_ERROR_LEN]) -> usize {
         return n;
     }
     let code = match ip[9] {
-        PROTO_UDP | crate::conntrack::PROTO_SCTP => crate::icmp::CODE_PORT_UNREACHABLE,
-        _ => crate::icmp::CODE_PROTO_UNREACHABLE,
+        PROTO_UDP | crate::tables::conntrack::PROTO_SCTP => {
+            crate::wire::icmp::CODE_PORT_UNREACHABLE
+        }
+        _ => crate::wire::icmp::CODE_PROTO_UNREACHABLE,
     };
     let from = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-    crate::icmp::unreachable(ip, code, from, out)
+    crate::wire::icmp::unreachable(ip, code, from, out)
 }
 
 /// Makes the frame exactly `eth` + `ip`: grown at the front (headroom) or

@@ -6,24 +6,31 @@
 //! output's tx batch. Batches go out when full and at the end of the burst.
 //! Nothing here allocates, locks or calls the kernel.
 
-use crate::conntrack::{Conntrack, Flow, Timeouts};
+pub mod bridge;
+pub mod firewall;
+pub mod l3;
+pub mod pod;
+pub mod refuse;
+pub mod services;
+pub mod uplink;
+
 use crate::counters::{DropReason, WorkerCounters};
-use crate::fdb::{Fdb, FdbCounters};
-use crate::firewall::{self, FlowLog, LogRecord, PolicyView, RateLimit};
-use crate::l3::{self, Endpoint, Routes, Verdict};
-use crate::packet::PacketBuf;
-use crate::svcnat::FromPod;
-use crate::wire::{self, Malformed, ETH_HLEN};
-use arrayvec::ArrayVec;
+use crate::packet::{Burst, PacketBuf};
+use crate::tables::conntrack::{Conntrack, Flow, Timeouts};
+use crate::tables::endpoints::{Endpoint, Routes};
+use crate::tables::fdb::Fdb;
+use crate::tables::nat::{Snat, DEFAULT_PORTS};
+use crate::tables::neigh::Neighbors;
+use crate::tables::services::Services;
+use crate::tables::svcnat::SvcNat;
+use crate::tables::templates::Templates;
+use crate::tables::underlay::Underlay;
 use crossbeam_queue::ArrayQueue;
+use firewall::{FlowLog, LogRecord, PolicyView, RateLimit};
 use policy::Direction;
 
-/// Packets handled together.
-pub const BURST: usize = 32;
 /// Port ids are DPDK ethdev ids, below `RTE_MAX_ETHPORTS`.
 pub const MAX_PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
-
-pub type Burst<P> = ArrayVec<P, BURST>;
 
 /// Where batches go.
 pub trait TxSink<P> {
@@ -55,11 +62,11 @@ pub struct Context<'a> {
     /// Where Log rules write.
     pub log: &'a ArrayQueue<LogRecord>,
     /// The uplink and the remote nodes, when the switch has an uplink.
-    pub underlay: Option<&'a crate::underlay::Underlay>,
+    pub underlay: Option<&'a Underlay>,
     /// Next hops on the underlay.
-    pub neigh: &'a crate::neigh::Neighbors,
+    pub neigh: &'a Neighbors,
     /// Service addresses and NodePorts.
-    pub services: &'a crate::services::Services,
+    pub services: &'a Services,
 }
 
 /// Per-worker pipeline state: the tx batches, the connection table and the
@@ -74,10 +81,10 @@ pub struct Pipeline<P> {
     pub ct: Conntrack,
     limiter: RateLimit,
     /// natOutgoing translations (used by the worker owning the uplink).
-    pub(crate) snat: crate::nat::Snat,
-    pub(crate) templates: crate::uplink::Templates,
+    pub(crate) snat: Snat,
+    pub(crate) templates: Templates,
     /// Service connections of this worker's clients (and NodePort).
-    pub svc: crate::svcnat::SvcNat,
+    pub svc: SvcNat,
 }
 
 /// Connections a worker tracks unless told otherwise.
@@ -107,14 +114,10 @@ impl<P: PacketBuf> Pipeline<P> {
             pending: 0,
             ct: Conntrack::new(ct_capacity, timeouts),
             limiter: RateLimit::new(LOG_PER_SECOND, LOG_PER_SECOND),
-            snat: crate::nat::Snat::new(
-                nat_capacity(ct_capacity),
-                crate::nat::DEFAULT_PORTS,
-                timeouts,
-            ),
-            templates: crate::uplink::Templates::default(),
+            snat: Snat::new(nat_capacity(ct_capacity), DEFAULT_PORTS, timeouts),
+            templates: Templates::default(),
             // two entries a connection, at most as many connections as natOutgoing
-            svc: crate::svcnat::SvcNat::new(2 * nat_capacity(ct_capacity), timeouts),
+            svc: SvcNat::new(2 * nat_capacity(ct_capacity), timeouts),
         }
     }
 
@@ -136,86 +139,6 @@ impl<P: PacketBuf> Pipeline<P> {
             },
         }
         self.flush(sink, ctr);
-    }
-
-    /// A burst from a routed pod: answered, routed to another pod, or dropped.
-    fn route<S: TxSink<P>>(
-        &mut self,
-        cx: &Context<'_>,
-        in_port: u16,
-        ep: &Endpoint,
-        pkts: &mut Burst<P>,
-        sink: &mut S,
-        ctr: &WorkerCounters,
-    ) {
-        let mut rx_drops = 0u64;
-        for mut pkt in pkts.drain(..) {
-            // Services first: policy and routing see the backend
-            let judge = match self.service_from_pod(cx, ep, &mut pkt) {
-                FromPod::Pass => None,
-                FromPod::Judge(f) => Some(f),
-                FromPod::Refused(why) => {
-                    ctr.drop(why, 1);
-                    rx_drops += 1;
-                    self.enqueue(in_port, pkt, sink, ctr);
-                    continue;
-                }
-                FromPod::Drop(why) => {
-                    ctr.drop(why, 1);
-                    rx_drops += 1;
-                    continue;
-                }
-            };
-            // a translated packet passed the anti-spoofing checks before
-            // its source may have become the Service's (hairpin)
-            let routed = if judge.is_some() {
-                l3::forward(pkt.data_mut(), cx.routes)
-            } else {
-                l3::route(pkt.data_mut(), in_port, ep, cx.routes)
-            };
-            let out = match routed {
-                Verdict::Out(out) => out,
-                Verdict::Reply(port) => {
-                    self.enqueue(port, pkt, sink, ctr);
-                    continue;
-                }
-                Verdict::Beyond(dst) => {
-                    if let Err(why) = self.beyond(cx, in_port, ep, pkt, dst, sink, ctr) {
-                        ctr.drop(why, 1);
-                        rx_drops += 1;
-                    }
-                    continue;
-                }
-                Verdict::Drop(why) => {
-                    ctr.drop(why, 1);
-                    rx_drops += 1;
-                    continue;
-                }
-            };
-            // route() checked the IPv4 header
-            let flow = judge.unwrap_or_else(|| Flow::parse(&pkt.data()[ETH_HLEN..]));
-            let mut verdict = self.zone(cx, in_port, ep, Direction::Egress, &flow, ctr);
-            // the receiver's zone, when its port is ours; otherwise its
-            // owner checks it in deliver()
-            if verdict.is_ok() && cx.local & (1 << slot(out)) != 0 {
-                if let Some(Some(dst)) = cx.endpoints.get(slot(out)) {
-                    verdict = self.zone(cx, out, dst, Direction::Ingress, &flow, ctr);
-                    if verdict.is_ok() && judge.is_none() {
-                        self.service_to_pod(cx, dst.zone, &flow, &mut pkt);
-                    }
-                }
-            }
-            match verdict {
-                Ok(()) => self.enqueue(out, pkt, sink, ctr),
-                Err(why) => {
-                    ctr.drop(why, 1);
-                    rx_drops += 1;
-                }
-            }
-        }
-        if rx_drops != 0 {
-            ctr.ports[slot(in_port)].rx_drops.add(rx_drops);
-        }
     }
 
     #[inline(always)]
@@ -243,142 +166,6 @@ impl<P: PacketBuf> Pipeline<P> {
             &mut log,
             ctr,
         )
-    }
-
-    /// Packets another worker switched to `port`, one of ours: the
-    /// receiver's zone is checked here, then they are sent. Returns how many
-    /// it dropped for policy; the rest stay in `pkts` for the caller to send.
-    pub fn deliver(
-        &mut self,
-        cx: &Context<'_>,
-        port: u16,
-        pkts: &mut Burst<P>,
-        ctr: &WorkerCounters,
-    ) {
-        let Some(Some(ep)) = cx.endpoints.get(slot(port)) else {
-            if let Some(u) = cx.underlay.filter(|u| u.uplink == port) {
-                self.deliver_uplink(cx, u, pkts, ctr);
-            }
-            return;
-        };
-        let mut kept = Burst::new();
-        let mut dropped = 0u64;
-        for mut pkt in pkts.drain(..) {
-            let data = pkt.data();
-            let is_ip = data.len() >= ETH_HLEN + 20
-                && u16::from_be_bytes([data[12], data[13]]) == l3::ETHERTYPE_IPV4;
-            // only routed IPv4 is handed to a pod's port: anything else
-            // would pass without its ingress policy
-            let verdict = if is_ip {
-                let flow = Flow::parse(&data[ETH_HLEN..]);
-                let v = self.zone(cx, port, ep, Direction::Ingress, &flow, ctr);
-                if v.is_ok() {
-                    self.service_to_pod(cx, ep.zone, &flow, &mut pkt);
-                }
-                v
-            } else {
-                Err(DropReason::NotIpv4)
-            };
-            if let Err(why) = verdict {
-                ctr.drop(why, 1);
-                dropped += 1;
-                continue;
-            }
-            kept.push(pkt);
-        }
-        *pkts = kept;
-        if dropped != 0 {
-            ctr.ports[slot(port)].tx_drops.add(dropped);
-        }
-    }
-
-    /// A burst from a bridge port: learned, then switched or flooded.
-    fn bridge<S: TxSink<P>>(
-        &mut self,
-        cx: &Context<'_>,
-        in_port: u16,
-        pkts: &mut Burst<P>,
-        sink: &mut S,
-        ctr: &WorkerCounters,
-    ) {
-        let mut fc = FdbCounters::default();
-        let mut rx_drops = 0u64;
-        let aging = cx.fdb.aging();
-        for pkt in pkts.drain(..) {
-            let eth = match wire::parse_eth(pkt.data()) {
-                Ok(e) => e,
-                Err(m) => {
-                    ctr.drop(
-                        match m {
-                            Malformed::Runt => DropReason::Runt,
-                            Malformed::BadLength => DropReason::BadLength,
-                        },
-                        1,
-                    );
-                    rx_drops += 1;
-                    continue;
-                }
-            };
-            if eth.src == 0 || wire::is_group(eth.src) {
-                ctr.drop(DropReason::BadSrcMac, 1);
-                rx_drops += 1;
-                continue;
-            }
-            cx.fdb.learn(eth.src, in_port, cx.now, &mut fc);
-            if wire::is_group(eth.dst) {
-                self.flood(cx, in_port, pkt, sink, ctr);
-                continue;
-            }
-            match cx.fdb.lookup_aged(eth.dst, cx.now, aging) {
-                Some(out) if out == in_port => {
-                    ctr.drop(DropReason::SamePort, 1);
-                    rx_drops += 1;
-                }
-                Some(out) => self.enqueue(out, pkt, sink, ctr),
-                None => self.flood(cx, in_port, pkt, sink, ctr),
-            }
-        }
-        if rx_drops != 0 {
-            ctr.ports[slot(in_port)].rx_drops.add(rx_drops);
-        }
-        if fc != FdbCounters::default() {
-            ctr.learned.add(fc.learned);
-            ctr.moved.add(fc.moved);
-            ctr.aged.add(fc.aged);
-            ctr.evicted.add(fc.evicted);
-        }
-    }
-
-    fn flood<S: TxSink<P>>(
-        &mut self,
-        cx: &Context<'_>,
-        in_port: u16,
-        pkt: P,
-        sink: &mut S,
-        ctr: &WorkerCounters,
-    ) {
-        let mut last = None;
-        for &p in cx.domain {
-            if p == in_port {
-                continue;
-            }
-            if let Some(prev) = last.replace(p) {
-                match pkt.share() {
-                    Some(copy) => self.enqueue(prev, copy, sink, ctr),
-                    None => {
-                        ctr.drop(DropReason::TxFull, 1);
-                        ctr.ports[slot(prev)].tx_drops.add(1);
-                    }
-                }
-            }
-        }
-        match last {
-            Some(p) => self.enqueue(p, pkt, sink, ctr),
-            None => {
-                ctr.drop(DropReason::NoPort, 1);
-                ctr.ports[slot(in_port)].rx_drops.add(1);
-            }
-        }
     }
 
     #[inline(always)]
@@ -497,8 +284,8 @@ mod tests {
             let routes = Routes::default();
             let compiled = policy::compile::Compiled::empty();
             let log = ArrayQueue::new(16);
-            let neigh = crate::neigh::Neighbors::new(16);
-            let services = crate::services::Services::default();
+            let neigh = crate::tables::neigh::Neighbors::new(16);
+            let services = crate::tables::services::Services::default();
             let cx = Context {
                 fdb: &self.fdb,
                 domain: &self.domain,
@@ -660,7 +447,7 @@ mod tests {
     /// when the packet is handed over, and each recognises the replies.
     mod handoff {
         use super::*;
-        use crate::l3::{EndpointPolicy, Route};
+        use crate::tables::endpoints::{EndpointPolicy, Route};
         use policy::compile::{Compiled, World};
 
         const A: [u8; 4] = [10, 65, 0, 1];
@@ -746,8 +533,8 @@ mod tests {
             );
             let fdb = Fdb::new(64, 300);
             let log = ArrayQueue::new(16);
-            let neigh = crate::neigh::Neighbors::new(16);
-            let services = crate::services::Services::default();
+            let neigh = crate::tables::neigh::Neighbors::new(16);
+            let services = crate::tables::services::Services::default();
             let cx = |local: u64| Context {
                 fdb: &fdb,
                 domain: &[],
@@ -808,10 +595,10 @@ mod tests {
             assert_eq!(
                 w2.ct.state_of(
                     (MAC_B & 0xffff) as u16,
-                    &crate::conntrack::Flow::parse(&handed[0][14..]),
+                    &crate::tables::conntrack::Flow::parse(&handed[0][14..]),
                     1
                 ),
-                Some(crate::conntrack::State::Replied)
+                Some(crate::tables::conntrack::State::Replied)
             );
             // B may open flows of its own: A has no ingress policy, B no egress one
             let mut sink = Recorder::default();

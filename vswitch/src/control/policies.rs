@@ -2,55 +2,20 @@
 //! applied, compiled together with the endpoints into the programs that
 //! snapshots carry; and the flow log that Log rules feed.
 
-use crate::firewall::LogRecord;
-use crate::l3::EndpointPolicy;
-use crate::switch::{invalid, Result, Switch, SwitchError};
+use crate::control::policy_state::{FLOW_LOG_KEEP, HISTORY};
+use crate::control::switch::{invalid, Result, Switch, SwitchError};
+use crate::pipeline::firewall::LogRecord;
+use crate::tables::endpoints::EndpointPolicy;
 use api::policy::{EndpointInfo, NamespaceInfo, Policy};
 use api::{EndpointSpec, FlowLogEntry};
 use policy::compile::{Compiled, World};
 use policy::{Direction, Reason};
-use std::collections::VecDeque;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 /// Namespaces, policy objects and the cluster's pods, checked together.
 pub(crate) type PolicyParts = (Vec<NamespaceInfo>, Vec<Policy>, Vec<EndpointInfo>);
-
-/// Flow-log records the switch keeps for `vsctl flows log`.
-const FLOW_LOG_KEEP: usize = 4096;
-/// Compiled versions kept to name the rules of records still queued.
-const HISTORY: usize = 4;
-
-pub(crate) struct PolicyState {
-    pub namespaces: Vec<NamespaceInfo>,
-    pub policies: Vec<Policy>,
-    /// The cluster's pods (from the node agent): labels for local pods
-    /// attached through CNI, addresses of remote pods for selectors.
-    pub pods: Vec<EndpointInfo>,
-    pub compiled: Arc<Compiled>,
-    pub generation: u64,
-    history: VecDeque<(u64, Arc<Compiled>)>,
-    log: VecDeque<FlowLogEntry>,
-    next_seq: u64,
-    log_file: Option<std::fs::File>,
-}
-
-impl PolicyState {
-    pub fn new(log_file: Option<std::fs::File>) -> PolicyState {
-        PolicyState {
-            namespaces: Vec::new(),
-            policies: Vec::new(),
-            pods: Vec::new(),
-            compiled: Arc::new(Compiled::empty()),
-            generation: 0,
-            history: VecDeque::new(),
-            log: VecDeque::new(),
-            next_seq: 1,
-            log_file,
-        }
-    }
-}
 
 /// What the policy compiler needs to know of a local pod. It is known by
 /// its port, which is unique; pod names need not be (a pod with two

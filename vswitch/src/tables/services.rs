@@ -7,13 +7,13 @@
 //! - per service port, its backends and a Maglev table over them, for
 //!   ClusterIP and NodePort alike (`externalTrafficPolicy: Cluster`, the
 //!   Kubernetes default: a NodePort connection may go to a backend on
-//!   another node, see [`crate::svcnat`]).
+//!   another node, see [`crate::tables::svcnat`]).
 //!
 //! The table is immutable once built; workers only read it. What a worker
 //! learns (which connection went to which backend) lives in
-//! [`crate::svcnat`], beside the snapshot, and survives every swap.
+//! [`crate::tables::svcnat`], beside the snapshot, and survives every swap.
 
-use crate::maglev::{backend_key, Maglev};
+use crate::tables::maglev::{backend_key, Maglev};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -199,7 +199,7 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conntrack::{PROTO_TCP, PROTO_UDP};
+    use crate::tables::conntrack::{PROTO_TCP, PROTO_UDP};
 
     fn svc(json: serde_json::Value) -> api::Service {
         serde_json::from_value(json).expect("service")

@@ -7,74 +7,14 @@
 //! pod that owns it, rewriting both MACs and decrementing the TTL.
 
 use crate::counters::DropReason;
-use crate::wire::ETH_HLEN;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::tables::endpoints::{Endpoint, Routes};
+use crate::wire::checksum::Delta;
+use crate::wire::eth::ETH_HLEN;
+use crate::wire::eth::{ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use crate::wire::ipv4::ipv4_header;
 
-pub const ETHERTYPE_ARP: u16 = 0x0806;
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
 const GATEWAY_MAC_BYTES: [u8; 6] = api::GATEWAY_MAC.0;
 const ARP_LEN: usize = 28;
-const IPV4_MIN: usize = 20;
-
-/// What the dataplane knows of a routed pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub mac: u64,
-    /// Its IPv4 addresses (host order).
-    pub ips: Box<[u32]>,
-    pub policy: EndpointPolicy,
-    /// Its connection-tracking zone: new for every pod that takes the port,
-    /// so no pod inherits the connections of the one before.
-    pub zone: u16,
-}
-
-/// Where an endpoint's programs are in the compiled policy, and whether it
-/// has any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EndpointPolicy {
-    /// Its index in the compiled policy.
-    pub index: u32,
-    /// Some policy of that direction selects it.
-    pub ingress: bool,
-    pub egress: bool,
-}
-
-impl Endpoint {
-    #[inline(always)]
-    fn owns(&self, ip: u32) -> bool {
-        self.ips.contains(&ip)
-    }
-}
-
-/// Where a pod address lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
-    pub port: u16,
-    pub mac: u64,
-}
-
-/// Multiply-shift hashing for IPv4 keys: the table is built by the control
-/// thread from trusted state, so speed matters more than flood resistance.
-#[derive(Default)]
-pub struct IpHasher(u64);
-
-impl Hasher for IpHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-/// Pod addresses to the ports behind which they live.
-pub type Routes = HashMap<u32, Route, BuildHasherDefault<IpHasher>>;
 
 /// What to do with a frame from a routed pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,17 +59,6 @@ fn route_ipv4(frame: &mut [u8], ep: &Endpoint, routes: &Routes) -> Verdict {
     forward(frame, routes)
 }
 
-/// The IPv4 header of an Ethernet frame, checked: version 4, a sane IHL,
-/// and a total length that fits the frame.
-#[inline(always)]
-pub(crate) fn ipv4_header(frame: &[u8]) -> Option<&[u8; IPV4_MIN]> {
-    let ip = frame.get(ETH_HLEN..)?;
-    let h = ip.first_chunk::<IPV4_MIN>()?;
-    let ihl = usize::from(h[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    (h[0] >> 4 == 4 && ihl >= IPV4_MIN && total >= ihl && total <= ip.len()).then_some(h)
-}
-
 /// Routes an IPv4 frame by destination: to the local pod that owns it
 /// (both MACs rewritten), or [`Verdict::Beyond`] this node. Either way
 /// the TTL goes down by one, as at any router.
@@ -147,13 +76,12 @@ pub fn forward(frame: &mut [u8], routes: &Routes) -> Verdict {
     // word alone (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m'))
     let old = u16::from_be_bytes([ttl, h[9]]);
     let new = old - 0x0100;
-    let hc = u16::from_be_bytes([h[10], h[11]]);
-    let sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
+    let mut delta = Delta::default();
+    delta.word(old, new);
+    let csum = delta.apply(u16::from_be_bytes([h[10], h[11]]));
     let ip = &mut frame[ETH_HLEN..];
     ip[8] = ttl - 1;
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
     match routes.get(&dst) {
         Some(r) => {
             frame[0..6].copy_from_slice(&r.mac.to_be_bytes()[2..]);
@@ -203,6 +131,7 @@ fn proxy_arp(frame: &mut [u8], in_port: u16, ep: &Endpoint) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::endpoints::{EndpointPolicy, Route};
 
     const POD_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
     const POD_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
@@ -254,14 +183,7 @@ mod tests {
     }
 
     fn checksum(b: &[u8]) -> u16 {
-        let mut sum: u32 = b
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
+        crate::testing::checksum(&[b])
     }
 
     fn arp_request(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {

@@ -3,7 +3,7 @@
 //! A malformed or refused request gets an error reply and the connection
 //! stays open; nothing a client sends stops the switch.
 
-use crate::switch::Switch;
+use crate::control::switch::Switch;
 use api::{ErrorCode, Reply, Request, Response};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

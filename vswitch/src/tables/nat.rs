@@ -31,7 +31,9 @@
 //! The packet rewrites patch every checksum incrementally (RFC 1624,
 //! eqn. 3), the TCP and UDP ones for the pseudo-header's address too.
 
-use crate::conntrack::{Flow, State, Timeouts, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::tables::conntrack::{Flow, State, Timeouts, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::checksum::Delta;
+use crate::wire::ipv4::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use std::hash::{BuildHasher, Hasher};
 use std::ops::RangeInclusive;
 
@@ -48,11 +50,6 @@ const RECLAIM_SCAN: usize = 32;
 
 const NONE: u32 = u32::MAX;
 const EMPTY: u64 = u64::MAX;
-
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
 
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_UNREACHABLE: u8 = 3;
@@ -585,45 +582,6 @@ fn rd32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// The changes to a checksummed region, as RFC 1624 eqn. 3 sums them:
-/// `HC' = ~(~HC + ~m + m')` for each changed 16-bit word.
-#[derive(Debug, Clone, Copy, Default)]
-struct Delta(u32);
-
-impl Delta {
-    #[inline(always)]
-    fn word(&mut self, old: u16, new: u16) {
-        self.0 += u32::from(!old) + u32::from(new);
-    }
-
-    #[inline(always)]
-    fn addr(&mut self, old: u32, new: u32) {
-        self.word((old >> 16) as u16, (new >> 16) as u16);
-        self.word(old as u16, new as u16);
-    }
-
-    #[inline(always)]
-    fn apply(self, csum: u16) -> u16 {
-        let s = u32::from(!csum) + self.0;
-        let s = (s & 0xffff) + (s >> 16);
-        let s = (s & 0xffff) + (s >> 16);
-        !(s as u16)
-    }
-
-    /// For UDP, where 0 means "no checksum": left alone, and a computed 0
-    /// is sent as all ones (RFC 768).
-    #[inline(always)]
-    fn apply_udp(self, csum: u16) -> u16 {
-        if csum == 0 {
-            return 0;
-        }
-        match self.apply(csum) {
-            0 => 0xffff,
-            c => c,
-        }
-    }
-}
-
 /// The header length of an IPv4 packet and where its bytes end, if the
 /// header is whole.
 #[inline(always)]
@@ -806,7 +764,7 @@ fn icmp_error_rewrite_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conntrack::QuotedFlow;
+    use crate::tables::conntrack::QuotedFlow;
     use std::collections::HashSet;
 
     const POD_A: u32 = 0x0a41_0001; // 10.65.0.1
@@ -1220,64 +1178,13 @@ mod tests {
 
     // ------------------------------------------------------------ packets
 
-    /// Ones' complement sum, folded.
-    fn sum(b: &[u8]) -> u32 {
-        let mut s: u32 = b
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-            .sum();
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        s
-    }
-
-    fn csum(b: &[u8]) -> u16 {
-        !(sum(b) as u16)
-    }
-
-    fn fix_ip_csum(p: &mut [u8]) {
-        let ihl = usize::from(p[0] & 0x0f) * 4;
-        p[10..12].fill(0);
-        let c = csum(&p[..ihl]);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-    }
-
-    /// Fills in every checksum of an IPv4 packet from scratch.
+    /// Fills in every checksum of an IPv4 packet from scratch (UDP's left
+    /// out, as zero, without `udp_csum`).
     fn finish(p: &mut [u8], udp_csum: bool) {
-        let ihl = usize::from(p[0] & 0x0f) * 4;
-        fix_ip_csum(p);
-        let l4 = ihl;
-        let total = p.len();
-        let pseudo = |p: &[u8]| {
-            let mut ph = p[12..20].to_vec();
-            ph.extend_from_slice(&[0, p[9]]);
-            ph.extend_from_slice(&((total - l4) as u16).to_be_bytes());
-            ph.extend_from_slice(&p[l4..]);
-            ph
-        };
-        match p[9] {
-            PROTO_TCP => {
-                p[l4 + 16..l4 + 18].fill(0);
-                let c = csum(&pseudo(p));
-                p[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
-            }
-            PROTO_UDP => {
-                p[l4 + 6..l4 + 8].fill(0);
-                if udp_csum {
-                    let c = match csum(&pseudo(p)) {
-                        0 => 0xffff,
-                        c => c,
-                    };
-                    p[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
-                }
-            }
-            PROTO_ICMP => {
-                p[l4 + 2..l4 + 4].fill(0);
-                let c = csum(&p[l4..]);
-                p[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
-            }
-            _ => {}
+        crate::testing::fill_checksums(p);
+        if p[9] == PROTO_UDP && !udp_csum {
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            p[ihl + 6..ihl + 8].fill(0);
         }
     }
 
@@ -1374,12 +1281,12 @@ mod tests {
         // a non-first fragment has no transport header to touch
         let mut f = p.clone();
         f[6..8].copy_from_slice(&0x0010u16.to_be_bytes());
-        fix_ip_csum(&mut f);
+        crate::testing::fill_header_checksum(&mut f);
         let before = f.clone();
         snat_rewrite(&mut f, POD_A, 1);
         assert_eq!(f[ihl..], before[ihl..]);
         assert_eq!(f[12..16], POD_A.to_be_bytes());
-        assert_eq!(sum(&f[..ihl]), 0xffff);
+        assert_eq!(crate::testing::checksum(&[&f[..ihl]]), 0);
         // short and bogus buffers are left alone without panicking
         for len in 0..40 {
             let mut b = p[..len.min(p.len())].to_vec();

@@ -1,0 +1,80 @@
+//! How vswitchd is told to build its switch: sizes, state, the node, the
+//! uplink. Read once at start.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// How the switch is built at start.
+#[derive(Debug, Clone)]
+pub struct SwitchConfig {
+    pub fdb_max: usize,
+    pub aging_secs: u32,
+    pub mbufs: u32,
+    /// Descriptors per queue.
+    pub ring_size: u16,
+    /// Where durable state (IPAM claims) lives.
+    pub state_dir: PathBuf,
+    /// This node's name, as block affinities record it.
+    pub node: String,
+    /// Connections tracked at most, all workers together.
+    pub ct_max: usize,
+    /// Where flow-log records are appended as JSON lines, if anywhere.
+    pub flow_log_file: Option<PathBuf>,
+    /// The uplink, the host port and the underlay gateway.
+    pub uplink: UplinkConfig,
+    /// Where IPAM claims are kept.
+    pub ipam_store: IpamStoreKind,
+}
+
+/// Where the IPAM keeps its claims.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IpamStoreKind {
+    /// One file under the state directory: a standalone node.
+    #[default]
+    File,
+    /// IPAMBlock and BlockAffinity objects in the cluster's API server (`$KUBECONFIG`, else
+    /// the in-cluster service account), pools from its IPPool objects.
+    Kube,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig {
+            fdb_max: 1 << 20,
+            aging_secs: 300,
+            mbufs: 32768,
+            ring_size: 1024,
+            state_dir: PathBuf::from("/var/lib/vswitch"),
+            node: "localhost".into(),
+            ct_max: crate::pipeline::DEFAULT_CT_CAPACITY,
+            flow_log_file: None,
+            uplink: Default::default(),
+            ipam_store: IpamStoreKind::File,
+        }
+    }
+}
+
+/// How the switch is attached to the node's network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UplinkConfig {
+    /// The port (an af-packet or other port) that is the uplink.
+    pub port: Option<String>,
+    /// A tap port whose kernel side is the host's own stack.
+    pub host_port: Option<String>,
+    /// The underlay's default gateway, for nodes and hosts outside the
+    /// node's subnet.
+    pub gateway: Option<Ipv4Addr>,
+    /// The outer TTL of tunnel packets (Linux's `ttl auto` gives 64).
+    pub tunnel_ttl: u8,
+}
+
+impl Default for UplinkConfig {
+    fn default() -> Self {
+        UplinkConfig {
+            port: None,
+            host_port: None,
+            gateway: None,
+            tunnel_ttl: 64,
+        }
+    }
+}

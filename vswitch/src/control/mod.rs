@@ -1,0 +1,11 @@
+//! The control thread: the switch's ports and pods, IPAM, policy compilation,
+//! the uplink's configuration, and the control socket. Every change is a new
+//! [`crate::snapshot::Snapshot`] swapped in for the workers.
+
+pub mod config;
+pub mod pods;
+pub mod policies;
+pub mod policy_state;
+pub mod socket;
+pub mod switch;
+pub mod uplink;
