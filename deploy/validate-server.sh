@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Validates deploy/ against a real kube-apiserver: Kubernetes 1.20.2 with etcd,
-# built from Debian's source package by ../shared/scripts/kube-apiserver.sh.
+# built from Debian's source package by scripts/kube-apiserver.sh.
 #
 #   deploy/validate-server.sh [DIR]
 #
@@ -38,24 +38,12 @@ LOCK=/run/vswitch-test-kube-apiserver.lock
 log() { echo "[validate-server] $*" >&2; }
 die() { log "$*"; exit 1; }
 
-# kube-apiserver.sh as testkube finds it: $KUBE_APISERVER_SH, else
-# $VSWITCH_SHARED/scripts/, else shared/scripts/ in a parent of the repository,
-# else /work/shared/scripts/ (where the shared directory is handed out)
-find_apiserver_sh() {
-  if [ -n "${KUBE_APISERVER_SH:-}" ]; then echo "$KUBE_APISERVER_SH"; return; fi
-  if [ -n "${VSWITCH_SHARED:-}" ]; then echo "$VSWITCH_SHARED/scripts/kube-apiserver.sh"; return; fi
-  local d=$ROOT
-  while [ "$d" != / ]; do
-    if [ -f "$d/shared/scripts/kube-apiserver.sh" ]; then echo "$d/shared/scripts/kube-apiserver.sh"; return; fi
-    d=$(dirname "$d")
-  done
-  if [ -f /work/shared/scripts/kube-apiserver.sh ]; then echo /work/shared/scripts/kube-apiserver.sh; return; fi
-  echo "$ROOT/../shared/scripts/kube-apiserver.sh"
-}
-APISERVER_SH=$(find_apiserver_sh)
+# kube-apiserver.sh as testkube finds it: $KUBE_APISERVER_SH, else the
+# repository's scripts/kube-apiserver.sh
+APISERVER_SH=${KUBE_APISERVER_SH:-$ROOT/scripts/kube-apiserver.sh}
 
 [ "$(id -u)" = 0 ] || die "needs root (building the server installs packages)"
-[ -f "$APISERVER_SH" ] || die "no $APISERVER_SH (set KUBE_APISERVER_SH or VSWITCH_SHARED)"
+[ -f "$APISERVER_SH" ] || die "no $APISERVER_SH"
 KUBECTL=$("$HERE/kubectl.sh" --path)
 mkdir -p "$DIR"
 
@@ -101,10 +89,11 @@ rm -rf "$DIR/run/etcd"
 WORK=$(mktemp -d)
 trap 'stop_server; rm -rf "$WORK"' EXIT
 
-# The shared script starts kube-apiserver without --allow-privileged, whose
-# default is false; the DaemonSet's vswitchd is privileged, as every CNI
-# dataplane is, and real clusters (kubeadm, kind, k3s) allow it. So the
-# server is started by a copy of the script with the flag added.
+# kube-apiserver's --allow-privileged defaults to false; the DaemonSet's
+# vswitchd is privileged, as every CNI dataplane is, and real clusters
+# (kubeadm, kind, k3s) allow it. So the server is started by a copy of the
+# script with the flag added (harmless when the script already passes it, as
+# scripts/kube-apiserver.sh does; needed for a $KUBE_APISERVER_SH that does not).
 SERVER_SH=$WORK/kube-apiserver.sh
 sed 's|"\$W/kube-apiserver" --etcd-servers|"$W/kube-apiserver" --allow-privileged=true --etcd-servers|' \
   "$APISERVER_SH" > "$SERVER_SH"

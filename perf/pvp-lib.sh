@@ -8,6 +8,7 @@
 # and expect the caller to define log().  Optional for start_vswitch:
 #   VS_PORT0 VS_PORT1  names of its two vhost-user ports [vhu0 vhu1]
 #   VS_OPTS            array of extra daemon options put before VSWITCH_EXTRA
+#   VS_NOHUGE          nonempty: vswitchd runs without hugepages (--no-huge)
 # shellcheck shell=bash
 
 quote_args() {  # shell-quote only the words that need it
@@ -175,7 +176,7 @@ start_ovs() {
 
 start_vswitch() {
   local cmd=("$VSWITCHD" --lcores "0@$T_CPU,1@$S_CPU" --file-prefix "$TAG-v"
-             --socket "$WORK/vswitchd.sock"
+             --socket "$WORK/vswitchd.sock" ${VS_NOHUGE:+--no-huge}
              --port "${VS_PORT0:-vhu0}=vhost-server:$SOCK0" --port "${VS_PORT1:-vhu1}=vhost-server:$SOCK1"
              ${VS_OPTS[@]+"${VS_OPTS[@]}"})
   # VSWITCH_EXTRA is split into words on purpose

@@ -27,16 +27,25 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/lib.sh"
 log() { echo "[demo] $*" >&2; }
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (hugepages, vhost-user sockets): sudo $0" >&2; exit 1; }
+find_cargo || exit 1
 
 if [ -n "$NOHUGE" ]; then
   "$ROOT/deploy/host-setup.sh" --no-bench --hugepages 0
 else
   "$ROOT/deploy/host-setup.sh" --no-bench
 fi
-log "building (release)"
-(cd "$ROOT" && cargo build --release -q -p vswitch -p ctl -p cni-shim)
+if [ -x "$ROOT/target/release/vswitchd" ]; then
+  log "building (release)"
+else
+  log "building (release; the first time takes about 10 minutes on 2 cores)..."
+fi
+# on a terminal cargo's own progress; quiet in logs
+QUIET=(-q)
+[ -t 2 ] && QUIET=()
+(cd "$ROOT" && "$CARGO" build --release "${QUIET[@]}" -p vswitch -p ctl -p cni-shim)
 VSWITCHD=$ROOT/target/release/vswitchd
 VSCTL=$ROOT/target/release/vsctl
 CNI=$ROOT/target/release/vswitch-cni
@@ -88,7 +97,7 @@ log "starting vswitchd (control socket $SOCK)"
   --port testpmd-a=vhost-server:"$WORK/testpmd-a.sock" \
   --port testpmd-b=vhost-server:"$WORK/testpmd-b.sock" >"$WORK/vswitchd.log" 2>&1 &
 PIDS+=("$!")
-for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -S "$SOCK" ] && break; kill -0 "${PIDS[0]}" 2>/dev/null || break; sleep 0.1; done
 [ -S "$SOCK" ] || { cat "$WORK/vswitchd.log" >&2; echo "demo: vswitchd did not start" >&2; exit 1; }
 
 # start_pod NAME MAC PEER_MAC: testpmd reading commands from a fifo we hold open

@@ -12,7 +12,9 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+. scripts/lib.sh
 [ "$(id -u)" = 0 ] || { echo "test: run as root (hugepages, vhost-user, TAP): sudo $0" >&2; exit 1; }
+find_cargo || exit 1
 
 PASSED=0
 FAILED=0
@@ -63,6 +65,20 @@ pvp_service_smoke() {
   echo "$out" | grep -E '^RESULT|^\|'
   [ "$(echo "$out" | grep -c '^RESULT ')" = 2 ]
 }
+# the house rules (scripts/check-house.py): no import cycles between module
+# files; vswitch's dpdk/ knows nothing of the pipeline above it; `unsafe` only
+# in dpdk-sys and vswitch's dpdk/
+house_check() {
+  local rc=0 other
+  python3 scripts/check-house.py --self-test || rc=1
+  python3 scripts/check-house.py vswitch/src --unsafe-only dpdk \
+    --forbid 'dpdk->pipeline,tables,stages,control,worker,snapshot,wire' || rc=1
+  other=$(ls -d */src | grep -v '^vswitch/')
+  # shellcheck disable=SC2086
+  python3 scripts/check-house.py src $other || rc=1
+  python3 scripts/check-house.py --repo-unsafe --allow-path vswitch/src/dpdk || rc=1
+  return $rc
+}
 if ! deploy/host-setup.sh; then
   echo "host setup failed"; echo "0 passed, 1 failed"; exit 1
 fi
@@ -71,6 +87,7 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "deploy/ manifests (Debian's kubectl, offline)" deploy/validate.sh
 # takes the same host lock and ports as the tests' API server (crate testkube)
 step "deploy/ against a real kube-apiserver (server-side dry run, RBAC)" deploy/validate-server.sh
+step "house rules: module cycles, layering, unsafe" house_check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --release -- -D warnings
 step "cargo test (unit and DPDK integration)" cargo test --workspace --release
 step "criterion benches run once" cargo bench -p perf -- --test

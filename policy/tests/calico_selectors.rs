@@ -1,8 +1,9 @@
 //! Calico's own selector parser test cases, exported from
 //! `libcalico-go/lib/selector/parser/parser_test.go` into
-//! `oracles/calico-selectors/calico-parser-test-cases.json` under the shared
-//! directory. The expected values are read at run time and never copied here,
-//! so the oracle stays the only source of truth.
+//! `tests/data/calico-selectors/calico-parser-test-cases.json` at the
+//! repository root (its source and licence: `tests/data/README.md`). The
+//! expected values are read at run time and never copied here, so the oracle
+//! stays the only source of truth.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,39 +11,11 @@ use std::path::{Path, PathBuf};
 use policy::selector::{Labels, Selector};
 use serde::Deserialize;
 
-/// The shared directory (the one holding `oracles/`): `$VSWITCH_SHARED` if
-/// set, else a `shared/` directory holding `oracles/` beside this crate or
-/// beside any of its ancestors (the repository is checked out next to
-/// `shared/`), else `/work/shared`. Panics, listing every place it looked,
-/// when none exists: a missing oracle must fail the test, never skip it.
-fn shared_dir() -> PathBuf {
-    let mut looked = Vec::new();
-    if let Some(dir) = std::env::var_os("VSWITCH_SHARED") {
-        let dir = PathBuf::from(dir);
-        if dir.join("oracles").is_dir() {
-            return dir;
-        }
-        // Set but wrong is a configuration mistake: say so rather than
-        // quietly testing against some other copy.
-        panic!("VSWITCH_SHARED={} has no oracles/ directory", dir.display());
-    }
-    looked.push("$VSWITCH_SHARED (not set)".to_owned());
-    for ancestor in Path::new(env!("CARGO_MANIFEST_DIR")).ancestors() {
-        let candidate = ancestor.join("shared");
-        if candidate.join("oracles").is_dir() {
-            return candidate;
-        }
-        looked.push(candidate.join("oracles").display().to_string());
-    }
-    let fallback = PathBuf::from("/work/shared");
-    if fallback.join("oracles").is_dir() {
-        return fallback;
-    }
-    looked.push(fallback.join("oracles").display().to_string());
-    panic!(
-        "shared oracle directory not found; looked in:\n  {}",
-        looked.join("\n  ")
-    );
+/// The oracle, in the repository's `tests/data/`. A missing file fails the
+/// test (in [`load`]), never skips it.
+fn oracle_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/calico-selectors/calico-parser-test-cases.json")
 }
 
 #[derive(Deserialize)]
@@ -68,7 +41,7 @@ struct Canonical {
 }
 
 fn load() -> Oracle {
-    let path = shared_dir().join("oracles/calico-selectors/calico-parser-test-cases.json");
+    let path = oracle_path();
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))

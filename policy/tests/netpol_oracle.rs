@@ -2,9 +2,9 @@
 //! cyclonus computed for them, run through the simulator (and so through
 //! the dataplane's evaluator). Every probed cell of every matrix must agree.
 //!
-//! The oracle file is found through `VSWITCH_SHARED` (a directory holding
-//! `oracles/`), else in a `shared/oracles` beside one of this crate's
-//! ancestors, else under /work/shared. A missing oracle fails the test.
+//! The oracle file is `tests/data/netpol/upstream-e2e-cases.jsonl` at the
+//! repository root (its source and licence: `tests/data/README.md`). A
+//! missing oracle fails the test.
 
 use api::policy::{EndpointInfo, K8sProtocol, NamedPort, NamespaceInfo, NetworkPolicy, Policy};
 use policy::simulate::simulate;
@@ -14,33 +14,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-const ORACLE: &str = "oracles/netpol/upstream-e2e-cases.jsonl";
-
 fn oracle_path() -> PathBuf {
-    let mut tried = Vec::new();
-    if let Some(dir) = std::env::var_os("VSWITCH_SHARED") {
-        let p = PathBuf::from(dir).join(ORACLE);
-        if p.is_file() {
-            return p;
-        }
-        tried.push(p);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for dir in manifest.ancestors() {
-        let p = dir.join("shared").join(ORACLE);
-        if p.is_file() {
-            return p;
-        }
-        tried.push(p);
-    }
-    let p = PathBuf::from("/work/shared").join(ORACLE);
-    if p.is_file() {
-        return p;
-    }
-    tried.push(p);
-    panic!(
-        "NetworkPolicy oracle not found; set VSWITCH_SHARED to the directory holding oracles/. Tried: {tried:?}"
-    );
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/netpol/upstream-e2e-cases.jsonl")
 }
 
 /// The topology of the oracle's README: every pod serves TCP, UDP and SCTP
@@ -130,7 +105,8 @@ fn rows(v: &Value) -> Vec<String> {
 #[test]
 fn upstream_e2e_cases_agree_with_cyclonus() {
     let path = oracle_path();
-    let text = std::fs::read_to_string(&path).expect("read oracle");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let (mut cases, mut steps, mut cells) = (0, 0, 0usize);
     let mut mismatches = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {

@@ -1,5 +1,6 @@
 //! A real Kubernetes API server for tests: kube-apiserver 1.20.2 with etcd,
-//! built from Debian's source package by `shared/scripts/kube-apiserver.sh`.
+//! built from Debian's `kubernetes` source package by the repository's
+//! `scripts/kube-apiserver.sh`.
 //!
 //! The server listens on fixed ports (6443, etcd 2379/2380), so one test at a
 //! time on this host may hold it: [`KubeServer::start`] takes an exclusive
@@ -27,33 +28,19 @@ pub fn repo_root() -> PathBuf {
     here.parent().unwrap_or(here).to_path_buf()
 }
 
-/// `kube-apiserver.sh`: `$KUBE_APISERVER_SH`, else `shared/scripts/` in
-/// `$VSWITCH_SHARED` or beside a parent of the repository, else in
-/// `/work/shared` (where the shared directory is handed out).
+/// `kube-apiserver.sh`: `$KUBE_APISERVER_SH` if set, else the repository's
+/// `scripts/kube-apiserver.sh`.
 pub fn apiserver_script() -> PathBuf {
     if let Some(p) = std::env::var_os("KUBE_APISERVER_SH") {
         return PathBuf::from(p);
     }
-    if let Some(d) = std::env::var_os("VSWITCH_SHARED") {
-        return Path::new(&d).join("scripts/kube-apiserver.sh");
-    }
-    let mut dir = Some(repo_root());
-    while let Some(d) = dir {
-        let p = d.join("shared/scripts/kube-apiserver.sh");
-        if p.is_file() {
-            return p;
-        }
-        dir = d.parent().map(Path::to_path_buf);
-    }
-    let handed_out = Path::new("/work/shared/scripts/kube-apiserver.sh");
-    if handed_out.is_file() {
-        return handed_out.to_path_buf();
-    }
-    panic!(
-        "no shared/scripts/kube-apiserver.sh above {}: set VSWITCH_SHARED to the directory \
-         that holds scripts/, or KUBE_APISERVER_SH to the script",
-        repo_root().display()
-    )
+    let p = repo_root().join("scripts/kube-apiserver.sh");
+    assert!(
+        p.is_file(),
+        "no {}: the repository's API server script is missing",
+        p.display()
+    );
+    p
 }
 
 /// Debian's kubectl, fetched by `deploy/kubectl.sh` when missing.

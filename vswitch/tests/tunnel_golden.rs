@@ -1,6 +1,7 @@
 //! VXLAN and IP-in-IP against captures made by others (Zeek's test traces,
 //! the Linux kernel's `vxlan.calico`-style device, scapy) and tshark's decode
-//! of them (`shared/oracles/pcaps/`).
+//! of them (`tests/data/pcaps/` at the repository root; sources and licences
+//! in `tests/data/README.md`).
 //!
 //! For every VXLAN and IP-in-IP frame: decapsulation (through every nested
 //! tunnel) must find what tshark found, field by field, outer first; and
@@ -20,33 +21,10 @@ const ETH_HLEN: usize = 14;
 
 // ---------------------------------------------------------------- files
 
-/// `shared/oracles`: `$VSWITCH_SHARED/oracles`, else a `shared/oracles`
-/// beside this crate or any directory above it, else `/work/shared/oracles`.
+/// The repository's `tests/data/`, which holds `pcaps/`. A missing file
+/// fails the test where it is read.
 fn oracles() -> PathBuf {
-    if let Some(dir) = std::env::var_os("VSWITCH_SHARED") {
-        let p = Path::new(&dir).join("oracles");
-        assert!(
-            p.is_dir(),
-            "VSWITCH_SHARED={} has no oracles/ directory",
-            p.display()
-        );
-        return p;
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in manifest.ancestors() {
-        let p = dir.join("shared").join("oracles");
-        if p.is_dir() {
-            return p;
-        }
-    }
-    let p = Path::new("/work/shared/oracles");
-    assert!(
-        p.is_dir(),
-        "no shared/oracles found: set VSWITCH_SHARED to the directory that holds oracles/ \
-         (looked beside {} and its ancestors, and in /work/shared)",
-        manifest.display()
-    );
-    p.to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
 }
 
 struct Frame {

@@ -1,8 +1,9 @@
 //! vswitchd: the DPDK dataplane daemon.
 //!
-//! Started with no arguments it uses hugepages when hugetlbfs is mounted with
-//! free pages (otherwise `--no-huge`, with a warning), one worker lcore, and
-//! the control socket at /run/vswitch/vswitchd.sock.
+//! Started with no arguments it uses hugepages (hugetlbfs mounted with free
+//! pages; without them it stops and says so: `deploy/host-setup.sh` reserves
+//! them, `--no-huge` runs without), one worker lcore, and the control socket
+//! at /run/vswitch/vswitchd.sock.
 
 use api::{PortKind, PortSpec};
 use clap::Parser;
@@ -215,12 +216,13 @@ fn run(args: Args) -> Result<(), String> {
         .iter()
         .map(|p| parse_port(p))
         .collect::<Result<_, _>>()?;
-    let huge = !args.no_huge && hugepages_available(args.mem);
-    if !args.no_huge && !huge {
-        tracing::warn!(
-            "no hugetlbfs mount with {} MiB free: running with --no-huge (slower); see deploy/host-setup.sh",
+    let huge = !args.no_huge && !args.eal.iter().any(|a| a == "--no-huge");
+    if huge && !hugepages_available(args.mem) {
+        return Err(format!(
+            "no hugetlbfs mount with {} MiB of free hugepages: reserve them with \
+             `sudo deploy/host-setup.sh`, or run without them with --no-huge (slower)",
             args.mem
-        );
+        ));
     }
     let eal = eal_args(&args, huge);
     tracing::info!("EAL: {}", eal.join(" "));
