@@ -2,38 +2,18 @@
 //! YAML from one step of the upstream NetworkPolicy e2e oracle: its output
 //! must parse and agree with every probed cell of the step.
 //!
-//! The oracle is found as in the policy crate's own oracle test:
-//! `VSWITCH_SHARED`, else `shared/oracles` beside an ancestor of this crate,
-//! else /work/shared. A missing oracle fails the test.
+//! The oracle is the repository's `tests/data/netpol/upstream-e2e-cases.jsonl`
+//! (see `tests/data/README.md`); a missing oracle fails the test.
 
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
 
-const ORACLE: &str = "oracles/netpol/upstream-e2e-cases.jsonl";
-
 fn oracle_path() -> PathBuf {
-    let mut tried = Vec::new();
-    if let Some(dir) = std::env::var_os("VSWITCH_SHARED") {
-        let p = PathBuf::from(dir).join(ORACLE);
-        if p.is_file() {
-            return p;
-        }
-        tried.push(p);
-    }
-    for dir in PathBuf::from(env!("CARGO_MANIFEST_DIR")).ancestors() {
-        let p = dir.join("shared").join(ORACLE);
-        if p.is_file() {
-            return p;
-        }
-        tried.push(p);
-    }
-    let p = PathBuf::from("/work/shared").join(ORACLE);
-    if p.is_file() {
-        return p;
-    }
-    tried.push(p);
-    panic!("NetworkPolicy oracle not found; set VSWITCH_SHARED. Tried: {tried:?}");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/netpol/upstream-e2e-cases.jsonl");
+    assert!(p.is_file(), "NetworkPolicy oracle missing: {}", p.display());
+    p
 }
 
 /// The step with the most policies in force (the first such): the richest
