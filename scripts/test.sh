@@ -78,7 +78,9 @@ house_check() {
     --forbid 'wire->tables,pipeline,control,worker,snapshot,counters,dpdk' \
     --forbid 'tables->pipeline,control,worker,snapshot,dpdk' \
     --forbid 'pipeline->control,worker,snapshot,dpdk' \
-    --forbid 'snapshot->control,worker' --forbid 'worker->control' || rc=1
+    --forbid 'snapshot->control,worker' --forbid 'worker->control' \
+    --forbid 'packet->dpdk,wire,counters,tables,pipeline,snapshot,worker,control' \
+    --forbid 'counters->dpdk,tables,pipeline,snapshot,worker,control' || rc=1
   other=$(ls -d */src | grep -v '^vswitch/')
   # shellcheck disable=SC2086
   python3 scripts/check-house.py src $other || rc=1

@@ -4,6 +4,7 @@
 //! - [`packet`]: the buffer trait the fast path is written over, and bursts;
 //! - [`dpdk`]: the only unsafe code: EAL, mbufs, ethdevs, rings;
 //! - [`wire`]: header formats as views and reprs, and the one checksum module;
+//! - [`counters`]: per-worker counters and drop reasons;
 //! - [`tables`]: what the fast path looks up: FDB, prefixes, conntrack, NAT,
 //!   Services, neighbours, the underlay;
 //! - [`pipeline`]: a burst through its stages (bridge, pods, firewall,

@@ -1,6 +1,7 @@
-//! Policy as the control thread keeps it: the namespaces and policy objects
-//! applied, compiled together with the endpoints into the programs that
-//! snapshots carry; and the flow log that Log rules feed.
+//! Policy on the control thread: namespaces, policy objects and cluster pods
+//! applied and checked, compiled together with the endpoints into the
+//! programs that snapshots carry; the flow log that Log rules feed, drained
+//! from the workers' queues.
 
 use crate::control::policy_state::{FLOW_LOG_KEEP, HISTORY};
 use crate::control::switch::{invalid, Result, Switch, SwitchError};

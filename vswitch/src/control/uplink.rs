@@ -3,7 +3,7 @@
 //! blocks, each pool's encapsulation, the tunnel's MTU.
 
 use crate::control::switch::Switch;
-use crate::tables::lpm::Lpm;
+use crate::tables::lpm::{mask_of, Lpm};
 use crate::tables::underlay::{encap_for, vtep_mac_of, Encap, RemoteNode, RemoteRoute, Underlay};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -13,15 +13,7 @@ fn prefix(cidr: &str) -> Option<(u32, u8)> {
     let (ip, len) = cidr.split_once('/')?;
     let ip: Ipv4Addr = ip.parse().ok()?;
     let len: u8 = len.parse().ok()?;
-    if len > 32 {
-        return None;
-    }
-    let mask = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
-    };
-    Some((u32::from(ip) & mask, len))
+    Some((u32::from(ip) & mask_of(len)?, len))
 }
 
 impl Switch {
@@ -86,7 +78,9 @@ impl Switch {
                     .pool_meta
                     .values()
                     .find(|p| {
-                        prefix(&p.cidr).is_some_and(|(pn, pl)| pl <= len && (net & mask(pl)) == pn)
+                        prefix(&p.cidr).is_some_and(|(pn, pl)| {
+                            pl <= len && mask_of(pl).is_some_and(|m| net & m == pn)
+                        })
                     })
                     .map_or(Encap::None, |p| encap_for(p, same));
                 let _ = u.remote.insert(net, len, RemoteRoute { node: idx, encap });
@@ -140,14 +134,6 @@ impl Switch {
             .and_then(|iface| std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu")).ok())
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(1500)
-    }
-}
-
-fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
     }
 }
 

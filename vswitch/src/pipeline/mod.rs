@@ -1,9 +1,11 @@
 //! The burst pipeline: a burst from one port goes through the stages
 //! together, and what leaves is batched per output port.
 //!
-//! Stages, per burst: parse and check each frame; learn its source; decide its
-//! output (learned port, or flood to the bridge domain); queue it on the
-//! output's tx batch. Batches go out when full and at the end of the burst.
+//! [`Pipeline::process`] picks the stage by input port: a routed pod
+//! ([`pod`]), the uplink or the host port ([`uplink`]), or a bridge port
+//! ([`bridge`]); those call on [`l3`], [`firewall`], [`services`] and
+//! [`refuse`]. Every stage ends in [`Pipeline::enqueue`], which batches per
+//! output port; batches go out when full and at the end of the burst.
 //! Nothing here allocates, locks or calls the kernel.
 
 pub mod bridge;
@@ -483,14 +485,7 @@ mod tests {
             f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
             f.extend_from_slice(&src.0);
             f.extend_from_slice(&dst);
-            let mut sum: u32 = f[14..34]
-                .chunks(2)
-                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-                .sum();
-            while sum > 0xffff {
-                sum = (sum & 0xffff) + (sum >> 16);
-            }
-            f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            crate::testing::fill_header_checksum(&mut f[14..]);
             f.extend_from_slice(&sport.to_be_bytes());
             f.extend_from_slice(&dport.to_be_bytes());
             f.extend_from_slice(&[0, 8, 0, 0]);

@@ -94,8 +94,8 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// Packets another worker switched to `port`, one of ours: the
-    /// receiver's zone is checked here, then they are sent. Returns how many
-    /// it dropped for policy; the rest stay in `pkts` for the caller to send.
+    /// receiver's zone is checked here; what passes stays in `pkts` for the
+    /// caller to send, the rest is dropped and counted.
     pub fn deliver(
         &mut self,
         cx: &Context<'_>,

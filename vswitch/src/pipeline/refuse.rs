@@ -5,7 +5,7 @@
 
 use crate::packet::PacketBuf;
 use crate::tables::conntrack::{PROTO_TCP, PROTO_UDP};
-use crate::wire::checksum::checksum;
+use crate::wire::checksum::{checksum, pseudo_ipv4};
 use crate::wire::eth::ETH_HLEN;
 use crate::wire::ipv4::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
@@ -52,12 +52,7 @@ pub fn tcp_reset(ip: &[u8], out: &mut [u8; 40]) -> usize {
     t[12] = 0x50;
     t[13] = out_flags;
     // pseudo-header: addresses, protocol, TCP length
-    let mut pseudo = 0u32;
-    for w in out[12..20].chunks_exact(2) {
-        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    pseudo += u32::from(PROTO_TCP) + 20;
-    let c = checksum(&out[20..40], pseudo);
+    let c = checksum(&out[20..40], pseudo_ipv4(&out[..20], PROTO_TCP, 20));
     out[36..38].copy_from_slice(&c.to_be_bytes());
     40
 }

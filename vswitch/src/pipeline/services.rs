@@ -2,6 +2,11 @@
 //! backend before policy and routing see them, answers are translated back,
 //! and NodePort traffic from the uplink goes to a backend here or on another
 //! node. The translations themselves live in [`crate::tables::svcnat`].
+//!
+//! A Service port with no backend, or a Service address on a port it does
+//! not serve, refuses at once: a TCP RST, or an ICMP port (protocol)
+//! unreachable from the Service address ([`super::refuse`]), sent back out
+//! of the client's port and counted as a drop by reason.
 
 use crate::counters::DropReason;
 use crate::packet::PacketBuf;

@@ -20,12 +20,9 @@ use crate::tables::neigh::{self, Resolution, UplinkArp};
 use crate::tables::underlay::{Encap, RemoteRoute, Underlay};
 use crate::wire::eth::{mac_bytes, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HLEN};
 use crate::wire::ipv4::ipv4_header;
-use crate::wire::tunnel::{self, VxlanRx};
+use crate::wire::tunnel::{self, VxlanRx, IPPROTO_IPIP, IPPROTO_UDP};
 use policy::Direction;
 use std::net::Ipv4Addr;
-
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_IPIP: u8 = 4;
 
 const GATEWAY_MAC: [u8; 8] = {
     let m = api::GATEWAY_MAC.0;
@@ -695,14 +692,7 @@ mod tests {
         f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
         f.extend_from_slice(&POD.to_be_bytes());
         f.extend_from_slice(&EXTERNAL.to_be_bytes());
-        let mut sum: u32 = f[14..34]
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        crate::testing::fill_header_checksum(&mut f[14..]);
         f.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
         f
     }
@@ -786,14 +776,7 @@ mod tests {
         f[26..30].copy_from_slice(&src.to_be_bytes());
         f[30..34].copy_from_slice(&dst.to_be_bytes());
         f[24..26].copy_from_slice(&[0, 0]);
-        let mut sum: u32 = f[14..34]
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        crate::testing::fill_header_checksum(&mut f[14..]);
         f
     }
 

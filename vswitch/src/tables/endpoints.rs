@@ -29,7 +29,7 @@ pub struct EndpointPolicy {
 
 impl Endpoint {
     #[inline(always)]
-    pub fn owns(&self, ip: u32) -> bool {
+    pub(crate) fn owns(&self, ip: u32) -> bool {
         self.ips.contains(&ip)
     }
 }

@@ -1,7 +1,8 @@
 //! What the fast path looks up and remembers: the MAC table, longest-prefix
 //! match, pods' endpoints and routes, connection tracking, natOutgoing, the
 //! Service table and its translations, Maglev, the neighbour table and the
-//! underlay's nodes. Tables know frames only through [`crate::wire`].
+//! underlay's nodes. Tables hold no packet buffers and never transmit; the
+//! stages in [`crate::pipeline`] look them up and act.
 
 pub mod conntrack;
 pub mod endpoints;

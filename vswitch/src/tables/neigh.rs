@@ -40,7 +40,7 @@
 //! younger copy then ages out.
 
 use crate::wire::eth::ETHERTYPE_ARP;
-use crate::wire::eth::{is_group, mac_at, ETH_HLEN};
+use crate::wire::eth::{is_group, mac_at, mac_bytes, ETH_HLEN};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{
     fence, AtomicU32, AtomicU64,
@@ -501,12 +501,6 @@ impl Neighbors {
 }
 
 // ---------------------------------------------------------------- ARP wire
-
-#[inline(always)]
-fn mac_bytes(mac: u64) -> [u8; 6] {
-    let b = mac.to_be_bytes();
-    [b[2], b[3], b[4], b[5], b[6], b[7]]
-}
 
 /// Writes a broadcast ARP request from `my_mac`/`my_ip` for `target`.
 /// The frame is 42 bytes; the NIC pads it to the Ethernet minimum.

@@ -31,11 +31,6 @@
 //! the egress pass records the connection and the ingress pass finds it, so
 //! the pod's ingress policy is not run on it separately.
 //!
-//! A Service port with no backend, or a Service address on a port it does
-//! not serve, refuses at once: a TCP RST, or an ICMP port (protocol)
-//! unreachable from the Service address, sent back out of the client's
-//! port and counted as a drop by reason.
-//!
 //! Limits: a full bucket evicts the soonest-expiring connection (its next
 //! packet is balanced anew, maybe to another backend); affinity is per
 //! worker (one pod's port has one worker, the uplink has one, so a client

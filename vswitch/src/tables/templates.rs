@@ -11,15 +11,15 @@ pub struct Templates {
     slots: Vec<Option<Slot>>,
 }
 
-pub struct Slot {
+pub(crate) struct Slot {
     id: u64,
     nh_mac: u64,
-    pub vxlan: tunnel::VxlanTemplate,
-    pub ipip: tunnel::IpipTemplate,
+    pub(crate) vxlan: tunnel::VxlanTemplate,
+    pub(crate) ipip: tunnel::IpipTemplate,
 }
 
 impl Templates {
-    pub fn get(&mut self, u: &Underlay, node: usize, nh_mac: u64) -> Option<&Slot> {
+    pub(crate) fn get(&mut self, u: &Underlay, node: usize, nh_mac: u64) -> Option<&Slot> {
         if self.slots.len() < u.nodes.len() {
             // a new snapshot with more nodes: sized once, not per packet
             self.slots.resize_with(u.nodes.len(), || None);

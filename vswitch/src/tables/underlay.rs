@@ -16,7 +16,7 @@
 //! is the node's own network stack, and what the host sends goes out of the
 //! uplink as it is: SSH, the agent and BGP keep working through the switch.
 
-use crate::tables::lpm::Lpm;
+use crate::tables::lpm::{mask_of, Lpm};
 use crate::wire::eth::mac_bytes;
 use crate::wire::tunnel::{IpipOuter, IpipTemplate, VxlanOuter, VxlanTemplate};
 use api::EncapMode;
@@ -98,11 +98,7 @@ pub struct Underlay {
 impl Underlay {
     #[inline]
     pub fn in_subnet(&self, ip: u32) -> bool {
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix))
-        };
+        let mask = mask_of(self.prefix).unwrap_or(u32::MAX);
         ip & mask == self.ip & mask
     }
 

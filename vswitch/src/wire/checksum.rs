@@ -1,11 +1,10 @@
 //! The Internet checksum (RFC 1071), whole and as partial sums, and its
-//! incremental update when a few words change (RFC 1624). The one place the
-//! switch computes a checksum.
+//! incremental update when a few words change (RFC 1624).
 
 /// The ones' complement sum of `b` as big-endian 16-bit words, a trailing
 /// odd byte padded with zero; not folded. It cannot overflow below 128 KiB.
 #[inline(always)]
-pub fn sum16(b: &[u8]) -> u32 {
+pub(crate) fn sum16(b: &[u8]) -> u32 {
     let mut words = b.chunks_exact(2);
     let mut sum: u32 = 0;
     for w in &mut words {
@@ -20,7 +19,7 @@ pub fn sum16(b: &[u8]) -> u32 {
 /// Folds the carries of a partial sum into 16 bits (two folds suffice for
 /// any u32).
 #[inline(always)]
-pub fn fold(sum: u32) -> u16 {
+pub(crate) fn fold(sum: u32) -> u16 {
     let sum = (sum & 0xffff) + (sum >> 16);
     let sum = (sum & 0xffff) + (sum >> 16);
     sum as u16

@@ -20,12 +20,10 @@
 
 use crate::packet::PacketBuf;
 use crate::wire::checksum::{self, fold, sum16};
-use crate::wire::eth::ETH_HLEN;
+use crate::wire::eth::{ETHERTYPE_IPV4, ETH_HLEN};
+use crate::wire::ipv4::IPV4_HLEN;
 use std::net::Ipv4Addr;
 
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-/// An IPv4 header without options.
-pub const IPV4_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
 pub const VXLAN_HLEN: usize = 8;
 pub const IPPROTO_IPIP: u8 = 4;
