@@ -6,14 +6,12 @@
 //! `cargo test -p vswitch --release --test l2_dpdk`. The tests take turns
 //! (one switch and its pods at a time).
 
-mod common;
-
 use api::{PortKind, PortSpec, Reply, Request, Stats};
-use common::*;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+use testsupport::*;
 
 const BCAST: &str = "ff:ff:ff:ff:ff:ff";
 
