@@ -106,7 +106,7 @@ fn ipv4(s: &str) -> Ipv4Addr {
 fn three_pods_attach_ping_transfer_check_and_detach() {
     must_be_root();
     let _g = serial();
-    let sw = Switch::start();
+    let sw = start_switch();
     sw.apply_pool("e2e-pool", "10.213.0.0/16", 26);
     let c = conf(&sw, "1.0.0");
     let nss: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("p{i}"))).collect();
@@ -249,7 +249,7 @@ fn three_pods_attach_ping_transfer_check_and_detach() {
 fn the_smallest_config_attaches_a_pod() {
     must_be_root();
     let _g = serial();
-    let sw = Switch::start();
+    let sw = start_switch();
     sw.apply_pool("small", "10.216.0.0/24", 26);
     // the smallest config plus only the socket of this test's switch
     let mut c = json!({"cniVersion": "1.0.0", "name": "podnet", "type": "vswitch-cni"});
@@ -286,7 +286,7 @@ impl Drop for DataDir {
 fn chain_with_host_local_tuning_and_portmap() {
     must_be_root();
     let _g = serial();
-    let sw = Switch::start();
+    let sw = start_switch();
     let name = format!("vswcni-chain-{}", std::process::id());
     // host-local's default dataDir: /var/lib/cni/networks/NAME
     let data = DataDir(Path::new("/var/lib/cni/networks").join(&name));
@@ -426,7 +426,7 @@ fn assert_nothing_leaked(
 fn bad_input_with_a_switch() {
     must_be_root();
     let _g = serial();
-    let sw = Switch::start();
+    let sw = start_switch();
     sw.apply_pool("main", "10.213.0.0/16", 26);
     sw.apply_pool("tiny", "10.215.0.0/30", 30);
     let links = host_links();
@@ -524,7 +524,7 @@ fn bad_input_with_a_switch() {
 fn vhost_pod_reports_its_socket() {
     must_be_root();
     let _g = serial();
-    let sw = Switch::start();
+    let sw = start_switch();
     sw.apply_pool("main", "10.213.0.0/16", 26);
     let sockdir = sw.dir.join("pods");
     for (version, via_args) in [("1.1.0", true), ("1.0.0", false)] {
@@ -570,7 +570,7 @@ fn vhost_pod_reports_its_socket() {
 fn gc_and_status() {
     must_be_root();
     let _g = serial();
-    let mut sw = Switch::start();
+    let mut sw = start_switch();
     sw.apply_pool("main", "10.213.0.0/16", 26);
     let c = conf(&sw, "1.1.0");
     let status_env = [("CNI_COMMAND", "STATUS"), ("CNI_PATH", DEBIAN_CNI)];

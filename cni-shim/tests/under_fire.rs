@@ -60,8 +60,6 @@ const POOL_NET: u32 = 0x0a47_0000; // 10.71.0.0
 const BLOCK_SIZE: u8 = 26;
 const NETWORK: &str = "firenet";
 const IFNAME: &str = "eth0";
-/// The node name the harness gives vswitchd.
-const NODE: &str = "cni-test-node";
 /// Calico's handle name: `k8s-pod-network.<containerID>`, here with `:IFNAME`.
 const HANDLE_PREFIX: &str = "k8s-pod-network.";
 /// SIGKILLs of vswitchd: at least, at most.
@@ -648,9 +646,9 @@ fn ipam_under_fire() {
     let t_start = Instant::now();
     let seed = seed();
     eprintln!("under fire: seed {seed} (UNDER_FIRE_SEED={seed} replays the random choices)");
-    let mut sw = Switch::start();
+    let mut sw = start_switch();
     sw.apply_pool(POOL, POOL_CIDR, BLOCK_SIZE);
-    let sock = sw.sock.clone();
+    let sock = sw.sock.to_string_lossy().into_owned();
     let state_dir = sw.state_dir();
     let c = conf(&sock);
     let per_worker = pods_per_worker();

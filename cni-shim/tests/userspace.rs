@@ -28,7 +28,7 @@ impl Drop for Testpmd {
 fn a_dpdk_pod_and_a_kernel_pod_attached_by_the_plugin_talk() {
     must_be_root();
     let _g = serial();
-    let sw = Switch::start();
+    let sw = start_switch();
     sw.apply_pool("main", "10.214.0.0/16", 26);
     let conf =
         json!({"cniVersion": "1.1.0", "name": "podnet", "type": "vswitch-cni", "socket": sw.sock});

@@ -47,46 +47,17 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let pods: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let policies: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100);
-    let vswitchd = std::env::var_os("VSWITCHD")
-        .map(PathBuf::from)
-        .expect("VSWITCHD: the vswitchd binary");
     let vsctl = std::env::var_os("VSCTL")
         .map(PathBuf::from)
         .expect("VSCTL: the vsctl binary");
-    let server = testkube::KubeServer::start();
-    let dir = PathBuf::from(format!("/tmp/agent-converge-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let sock = dir.join("ctl.sock");
+    let server = testsupport::KubeServer::start();
+    // the vswitchd that VSWITCHD names (testsupport::vswitchd)
+    let sw = testsupport::Vswitchd::new()
+        .args(["--node", "n1"])
+        .any_exit()
+        .start();
+    let (dir, sock) = (sw.dir.clone(), sw.sock.clone());
     let log = |n: &str| std::fs::File::create(dir.join(n)).expect("log");
-    let _sw = Kill(
-        Command::new(&vswitchd)
-            .arg("--socket")
-            .arg(&sock)
-            .args([
-                "--file-prefix",
-                "agentconv",
-                "--lcores",
-                "0@0,1@1",
-                "--node",
-                "n1",
-            ])
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .stdin(Stdio::null())
-            .stdout(log("vswitchd.log"))
-            .stderr(log("vswitchd.err"))
-            .spawn()
-            .expect("vswitchd"),
-    );
-    let t = Instant::now();
-    while Client::connect(&sock).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "vswitchd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     server.apply(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: bench}\n---\n\
          apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: bench}\n",

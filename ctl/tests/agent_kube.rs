@@ -11,145 +11,18 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use testkube::KubeServer;
+use testsupport::{http_get, must_be_root, ready, Agent, KubeServer, Switch, Vswitchd};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
-fn hugepages() {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let total: u64 = meminfo
-        .lines()
-        .find(|l| l.starts_with("HugePages_Total:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    if total < 1024 {
-        std::fs::write("/proc/sys/vm/nr_hugepages", "1024")
-            .expect("reserving hugepages (run as root)");
-    }
-    let mounted = std::fs::read_to_string("/proc/mounts")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"));
-    if !mounted {
-        std::fs::create_dir_all("/dev/hugepages").expect("mkdir /dev/hugepages");
-        let st = Command::new("mount")
-            .args(["-t", "hugetlbfs", "nodev", "/dev/hugepages"])
-            .status()
-            .expect("mount");
-        assert!(st.success(), "mounting hugetlbfs failed");
-    }
-}
-
-/// vswitchd beside vsctl in the target directory; built when missing.
-fn vswitchd_path() -> PathBuf {
-    let vsctl = PathBuf::from(env!("CARGO_BIN_EXE_vsctl"));
-    let p = vsctl.with_file_name("vswitchd");
-    if !p.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--release", "-p", "vswitch", "--bin", "vswitchd"])
-            .current_dir(testkube::repo_root())
-            .status()
-            .expect("cargo build vswitchd");
-        assert!(st.success() && p.is_file(), "building vswitchd failed");
-    }
-    p
-}
-
-fn tail(path: &Path) -> String {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(30)..].join("\n")
-}
-
-/// A child killed when dropped.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-struct Dirs {
-    dir: PathBuf,
-    sock: PathBuf,
-}
-
-fn start_vswitchd(d: &Dirs) -> Proc {
-    let log = d.dir.join("vswitchd.log");
-    let logf = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(vswitchd_path())
-        .arg("--socket")
-        .arg(&d.sock)
-        .args(["--file-prefix", &format!("vsagent{}", std::process::id())])
-        .args(["--lcores", "0@0,1@1", "--node", "n1", "--mem", "256"])
-        .arg("--state-dir")
-        .arg(d.dir.join("state"))
-        .env("VSWITCH_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().expect("log"))
-        .stderr(logf)
-        .spawn()
-        .expect("spawning vswitchd");
-    let mut p = Proc { child, log };
-    let end = Instant::now() + Duration::from_secs(30);
-    while Client::connect(&d.sock).is_err() {
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("vswitchd exited ({st}):\n{}", tail(&p.log));
-        }
-        assert!(
-            Instant::now() < end,
-            "vswitchd did not start:\n{}",
-            tail(&p.log)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    p
-}
-
-fn start_agent(d: &Dirs, kube: &KubeServer, health: &str, n: u32) -> Proc {
-    let log = d.dir.join(format!("agent-{n}.log"));
-    let logf = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_vsctl"))
-        .arg("--socket")
-        .arg(&d.sock)
-        .args(["agent", "--node", "n1", "--health-listen", health])
-        .arg("--kubeconfig")
-        .arg(kube.kubeconfig())
-        .env("VSWITCH_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().expect("log"))
-        .stderr(logf)
-        .spawn()
-        .expect("spawning vsctl agent");
-    Proc { child, log }
-}
-
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let code = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n")?.1.to_owned();
-    Some((code, body))
+/// The agent of node n1 for `sw` (the vsctl under test), its log in the
+/// switch's dir.
+fn start_agent(sw: &Switch, kube: &KubeServer, health: &str, n: u32) -> Agent {
+    let log = sw.dir.join(format!("agent-{n}.log"));
+    let vsctl = Path::new(env!("CARGO_BIN_EXE_vsctl"));
+    Agent::start(vsctl, sw, kube, "n1", health, &log)
 }
 
 /// A pod as vswitchd holds it: addresses, labels, local.
@@ -248,7 +121,7 @@ fn state(sock: &Path) -> Option<State> {
 }
 
 /// Waits until `check` holds of vswitchd's state; returns how long it took.
-fn converge(sock: &Path, what: &str, agent: &Proc, check: impl Fn(&State) -> bool) -> Duration {
+fn converge(sock: &Path, what: &str, agent: &Agent, check: impl Fn(&State) -> bool) -> Duration {
     let t0 = Instant::now();
     let mut last = None;
     while t0.elapsed() < CONVERGE {
@@ -263,7 +136,7 @@ fn converge(sock: &Path, what: &str, agent: &Proc, check: impl Fn(&State) -> boo
     }
     panic!(
         "{what}: not within {CONVERGE:?}; vswitchd has {last:#?}\nagent log:\n{}",
-        tail(&agent.log)
+        agent.log_tail(30)
     );
 }
 
@@ -440,24 +313,18 @@ impl Kube {
     }
 }
 
-fn ready(health: &str) -> bool {
-    http_get(health, "/readyz").is_some_and(|(c, _)| c == 200)
-}
-
 #[test]
 fn agent_follows_the_cluster_through_restarts() {
     let t_start = Instant::now();
-    hugepages();
+    must_be_root();
     let server = KubeServer::start();
     let kube = Kube::new(&server);
-    let dir = PathBuf::from(format!("/tmp/vsagent-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("test dir");
-    let d = Dirs {
-        sock: dir.join("ctl.sock"),
-        dir,
-    };
-    let mut vswitchd = start_vswitchd(&d);
+    // killed and restarted below: its end is not judged
+    let mut vswitchd = Vswitchd::new()
+        .args(["--node", "n1", "--mem", "256"])
+        .any_exit()
+        .start();
+    let sock = vswitchd.sock.clone();
     let health = "127.0.0.1:19099";
 
     server.apply(CLUSTER);
@@ -473,7 +340,7 @@ fn agent_follows_the_cluster_through_restarts() {
     kube.set_pod_ip("web-1", "10.65.1.1");
     // db has no address yet: it is not a pod policy can see
 
-    let mut agent = start_agent(&d, &server, health, 1);
+    let mut agent = start_agent(&vswitchd, &server, health, 1);
     let t_agent = Instant::now();
     // what the API server made by itself (kube-system, the kubernetes
     // Service, ...) is part of the cluster too
@@ -527,14 +394,14 @@ fn agent_follows_the_cluster_through_restarts() {
             && svc_all(s)
             && s.services["shop/web"] == ["80/TCP:30080 -> 10.65.0.1:8080"]
     };
-    let first = converge(&d.sock, "initial state", &agent, initial);
+    let first = converge(&sock, "initial state", &agent, initial);
     eprintln!("agent start to converged: {:?}", t_agent.elapsed());
     let until_ready = Instant::now();
     while !ready(health) {
         assert!(
             until_ready.elapsed() < CONVERGE,
             "never ready:\n{}",
-            tail(&agent.log)
+            agent.log_tail(30)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -562,11 +429,11 @@ fn agent_follows_the_cluster_through_restarts() {
         "app=web2",
         "--overwrite",
     ]);
-    converge(&d.sock, "label change", &agent, |s| {
+    converge(&sock, "label change", &agent, |s| {
         s.pods["shop/web-0"].1 == labels(&[("app", "web2")])
     });
     kube.set_pod_ip("db", "10.65.1.2");
-    converge(&d.sock, "pod address", &agent, |s| {
+    converge(&sock, "pod address", &agent, |s| {
         s.pods.get("shop/db").map(|p| p.0.clone()) == Some(vec!["10.65.1.2".into()])
     });
     server.kubectl_ok(&[
@@ -574,7 +441,7 @@ fn agent_follows_the_cluster_through_restarts() {
         "globalnetworkpolicies.crd.projectcalico.org",
         "g1",
     ]);
-    converge(&d.sock, "policy delete", &agent, |s| {
+    converge(&sock, "policy delete", &agent, |s| {
         !s.policies.iter().any(|p| p.contains("g1")) && s.policies.len() == 2
     });
     server.kubectl_ok(&[
@@ -586,7 +453,7 @@ fn agent_follows_the_cluster_through_restarts() {
         "--grace-period=0",
         "--force",
     ]);
-    converge(&d.sock, "pod delete", &agent, |s| {
+    converge(&sock, "pod delete", &agent, |s| {
         !s.pods.contains_key("shop/web-1") && s.pods.len() == 2
     });
     server.kubectl_ok(&[
@@ -599,7 +466,7 @@ fn agent_follows_the_cluster_through_restarts() {
         "-p",
         r#"[{"op":"replace","path":"/endpoints/1/conditions/ready","value":true}]"#,
     ]);
-    converge(&d.sock, "endpoint ready", &agent, |s| {
+    converge(&sock, "endpoint ready", &agent, |s| {
         s.services["shop/web"] == ["80/TCP:30080 -> 10.65.0.1:8080,10.65.1.1:8080"]
     });
 
@@ -608,11 +475,11 @@ fn agent_follows_the_cluster_through_restarts() {
     server.stop_server();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(http_get(health, "/healthz").map(|r| r.0), Some(200));
-    let before = state(&d.sock).expect("state");
+    let before = state(&sock).expect("state");
     server.start_server();
     server.apply(&pod_yaml("web-2", "n1", "web"));
     kube.set_pod_ip("web-2", "10.65.0.2");
-    converge(&d.sock, "change after API server restart", &agent, |s| {
+    converge(&sock, "change after API server restart", &agent, |s| {
         s.pods.len() == 3 && s.pods.contains_key("shop/web-2") && s.policies == before.policies
     });
 
@@ -630,7 +497,7 @@ fn agent_follows_the_cluster_through_restarts() {
         "--force",
     ]);
     server.kubectl_ok(&["delete", "node", "n2"]);
-    let mut agent = start_agent(&d, &server, health, 2);
+    let mut agent = start_agent(&vswitchd, &server, health, 2);
     let after_agent = |s: &State| {
         ns_all(s)
             && s.namespaces["shop"] == labels(&[("team", "store")])
@@ -642,17 +509,17 @@ fn agent_follows_the_cluster_through_restarts() {
             && s.services["shop/web"] == ["80/TCP:30080 -> 10.65.0.1:8080,10.65.1.1:8080"]
     };
     converge(
-        &d.sock,
+        &sock,
         "changes made while the agent was down",
         &agent,
         after_agent,
     );
-    let settled = state(&d.sock).expect("state");
+    let settled = state(&sock).expect("state");
 
     // vswitchd restarts empty: the agent pushes everything again
-    vswitchd.kill();
-    let _vswitchd = start_vswitchd(&d);
-    converge(&d.sock, "resync after vswitchd restart", &agent, |s| {
+    vswitchd.kill9();
+    vswitchd.restart().expect("vswitchd starts again");
+    converge(&sock, "resync after vswitchd restart", &agent, |s| {
         *s == settled
     });
     let until_ready = Instant::now();
@@ -665,7 +532,7 @@ fn agent_follows_the_cluster_through_restarts() {
     assert!(status["resyncs"].as_u64() >= Some(1), "{status}");
     // nothing more changed
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(state(&d.sock).expect("state"), settled);
+    assert_eq!(state(&sock).expect("state"), settled);
     agent.kill();
     eprintln!("whole test: {:?}", t_start.elapsed());
 }

@@ -10,7 +10,7 @@ use ipam::{
 };
 use ipam_kube::KubeStore;
 use serde_json::Value;
-use testkube::KubeServer;
+use testsupport::{kube_items, KubeServer};
 
 fn pool_yaml(name: &str, cidr: &str, block_size: u8) -> String {
     format!(
@@ -41,16 +41,10 @@ fn handle(node: &str, i: usize) -> HandleId {
     HandleId::new(&format!("{node}-{i:03}"), "eth0").unwrap()
 }
 
-fn items(s: &KubeServer, resource: &str) -> Vec<Value> {
-    let out = s.kubectl_ok(&["get", resource, "-o", "json"]);
-    let v: Value = serde_json::from_str(&out).expect("kubectl prints JSON");
-    v["items"].as_array().cloned().unwrap_or_default()
-}
-
 /// Every allocation the API holds: address → (handle, node), read from the IPAMBlock objects.
 fn api_allocations(s: &KubeServer) -> BTreeMap<IpAddr, (String, String)> {
     let mut out = BTreeMap::new();
-    for b in items(s, "ipamblocks.vswitch.dev") {
+    for b in kube_items(s, "ipamblocks.vswitch.dev") {
         let cidr: ipam::IpNetwork = b["spec"]["cidr"].as_str().unwrap().parse().unwrap();
         let base = match cidr.network() {
             IpAddr::V4(a) => u32::from(a),
@@ -86,7 +80,7 @@ fn net(s: &str) -> ipam::IpNetwork {
 /// block CIDR → owning node, from the IPAMBlock objects; checked against the BlockAffinities.
 fn api_owners(s: &KubeServer) -> BTreeMap<ipam::IpNetwork, String> {
     let mut owners = BTreeMap::new();
-    for b in items(s, "ipamblocks.vswitch.dev") {
+    for b in kube_items(s, "ipamblocks.vswitch.dev") {
         let cidr = net(b["spec"]["cidr"].as_str().unwrap());
         let aff = b["spec"]["affinity"].as_str().unwrap();
         let node = aff.strip_prefix("host:").unwrap().to_string();
@@ -96,7 +90,7 @@ fn api_owners(s: &KubeServer) -> BTreeMap<ipam::IpNetwork, String> {
         );
     }
     let mut recorded = BTreeMap::new();
-    for a in items(s, "blockaffinities.vswitch.dev") {
+    for a in kube_items(s, "blockaffinities.vswitch.dev") {
         let cidr = net(a["spec"]["cidr"].as_str().unwrap());
         let node = a["spec"]["node"].as_str().unwrap().to_string();
         assert_eq!(a["spec"]["state"], "confirmed");
@@ -231,7 +225,7 @@ fn releases_shrink_blocks_in_the_api_and_empty_blocks_go_back() {
             (h, addr)
         })
         .collect();
-    let block = &items(&s, "ipamblocks.vswitch.dev")[0];
+    let block = &kube_items(&s, "ipamblocks.vswitch.dev")[0];
     assert_eq!(block["metadata"]["name"], "10-78-0-0-30");
     assert_eq!(block["spec"]["pool"], "small");
     assert_eq!(block["status"]["allocated"], 3);
@@ -239,7 +233,7 @@ fn releases_shrink_blocks_in_the_api_and_empty_blocks_go_back() {
 
     // a release shrinks the block's allocations in the API
     assert_eq!(a.release(&held[1].0).unwrap(), [held[1].1]);
-    let block = &items(&s, "ipamblocks.vswitch.dev")[0];
+    let block = &kube_items(&s, "ipamblocks.vswitch.dev")[0];
     assert_eq!(block["status"]["allocated"], 2);
     assert_eq!(block["spec"]["allocations"][1], Value::Null);
     assert_eq!(block["spec"]["unallocated"], serde_json::json!([1, 3]));
@@ -281,7 +275,7 @@ fn releases_shrink_blocks_in_the_api_and_empty_blocks_go_back() {
     for h in [&held[0].0, &held[2].0, &HandleId::from_raw("first")] {
         a.release(h).unwrap();
     }
-    assert_eq!(items(&s, "ipamblocks.vswitch.dev").len(), 2);
+    assert_eq!(kube_items(&s, "ipamblocks.vswitch.dev").len(), 2);
     assert_eq!(a.release_empty_blocks("node-a").unwrap().len(), 1);
     let owners = api_owners(&s);
     assert_eq!(owners.len(), 1, "{owners:?}");
@@ -315,6 +309,6 @@ fn releases_shrink_blocks_in_the_api_and_empty_blocks_go_back() {
     ));
     b.release(&HandleId::from_raw("claim-b")).unwrap();
     assert_eq!(b.release_empty_blocks("node-b").unwrap().len(), 1);
-    assert!(items(&s, "ipamblocks.vswitch.dev").is_empty());
-    assert!(items(&s, "blockaffinities.vswitch.dev").is_empty());
+    assert!(kube_items(&s, "ipamblocks.vswitch.dev").is_empty());
+    assert!(kube_items(&s, "blockaffinities.vswitch.dev").is_empty());
 }

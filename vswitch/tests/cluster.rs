@@ -8,37 +8,24 @@
 //!
 //! Needs root; run with `cargo test -p vswitch --release --test cluster`.
 
-mod common;
-
 use api::{Attachment, Reply, Request};
-use common::underlay::*;
-use common::*;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use testkube::KubeServer;
+use testsupport::underlay::*;
+use testsupport::*;
 
 /// A vswitchd node with its uplink and agent.
 struct ClusterNode {
     name: String,
     ip: Ipv4Addr,
-    agent: Option<Child>,
+    // the agent goes first
+    agent: Option<Agent>,
     sw: Switch,
 }
 
-impl Drop for ClusterNode {
-    fn drop(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
-    }
-}
-
 fn start_node(ul: &Underlay, kube: &KubeServer, name: &str, host: u32, health: u16) -> ClusterNode {
-    let sw = Switch::start(&["--node", name, "--uplink", "up", "--ipam-store", "kube"]);
-    attach_uplink(ul, &sw, name, 1);
+    let sw = switch_node(ul, name, 1, &["--ipam-store", "kube"]);
     let agent = spawn_agent(&sw, kube, name, health);
     ClusterNode {
         name: name.to_owned(),
@@ -48,51 +35,24 @@ fn start_node(ul: &Underlay, kube: &KubeServer, name: &str, host: u32, health: u
     }
 }
 
-fn spawn_agent(sw: &Switch, kube: &KubeServer, name: &str, health: u16) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(sw.dir.join(format!("agent-{name}.log")))
-        .expect("agent log");
+/// The node's agent (the vsctl built beside vswitchd), its log in the
+/// switch's dir, its health endpoints on 127.0.0.1:`health`.
+fn spawn_agent(sw: &Switch, kube: &KubeServer, name: &str, health: u16) -> Agent {
     let vsctl = Path::new(env!("CARGO_BIN_EXE_vswitchd")).with_file_name("vsctl");
-    Command::new(vsctl)
-        .arg("--socket")
-        .arg(&sw.sock)
-        .args(["agent", "--node", name, "--health-listen"])
-        .arg(format!("127.0.0.1:{health}"))
-        .arg("--kubeconfig")
-        .arg(kube.kubeconfig())
-        .env("VSWITCH_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("agent log"))
-        .stderr(log)
-        .spawn()
-        .expect("starting vsctl agent")
-}
-
-/// Whether the agent on `port` answers /readyz with 200.
-fn readyz(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = s.write_all(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200")
+    let log = sw.dir.join(format!("agent-{name}.log"));
+    Agent::start(&vsctl, sw, kube, name, &format!("127.0.0.1:{health}"), &log)
 }
 
 /// Attaches a kernel pod the way the CNI plugin does: the switch assigns the
 /// address from its node's blocks (claimed in the API) and makes the TAP,
 /// which goes into a namespace of its own.
-fn attach_pod(n: &ClusterNode, pod: &str) -> (PodNs, Attachment) {
+fn attach_pod(n: &ClusterNode, pod: &str) -> (Netns, Attachment) {
     let a = attach_tap(&n.sw, pod);
     let iface = a
         .iface
         .clone()
         .expect("a TAP attachment names its interface");
-    let ns = PodNs::wired(
+    let ns = Netns::wired(
         &format!("{}ns", iface),
         &iface,
         &a.mac.to_string(),
@@ -246,12 +206,11 @@ metadata:
     );
     let mut a = a;
     if let Some(mut old) = a.agent.take() {
-        old.kill().expect("stopping agent a");
-        let _ = old.wait();
+        old.kill();
     }
     a.agent = Some(spawn_agent(&a.sw, &kube, "cla", 19411));
     wait_for("agent a ready again", Duration::from_secs(30), || {
-        readyz(19411).then_some(())
+        ready("127.0.0.1:19411").then_some(())
     });
     let out = ping_during.wait(Duration::from_secs(20));
     let text = String::from_utf8_lossy(&out.stdout);

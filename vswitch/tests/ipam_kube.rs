@@ -3,20 +3,11 @@
 //!
 //! Needs root; run with `cargo test -p vswitch --release --test ipam_kube`.
 
-mod common;
-
 use api::{Reply, Request};
-use common::*;
 use serde_json::Value;
-use testkube::KubeServer;
+use testsupport::*;
 
 const NODE: &str = "kube-node-1";
-
-fn items(s: &KubeServer, resource: &str) -> Vec<Value> {
-    let out = s.kubectl_ok(&["get", resource, "-o", "json"]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["items"].as_array().cloned().unwrap_or_default()
-}
 
 fn start(s: &KubeServer) -> Switch {
     // vswitchd finds the API server as any client does: $KUBECONFIG
@@ -40,7 +31,7 @@ fn vswitchd_claims_blocks_in_the_api_and_finds_them_after_a_restart() {
     );
     assert!(first.ipam);
 
-    let blocks = items(&s, "ipamblocks.vswitch.dev");
+    let blocks = kube_items(&s, "ipamblocks.vswitch.dev");
     assert_eq!(blocks.len(), 1, "{blocks:?}");
     let b = &blocks[0];
     assert_eq!(b["metadata"]["name"], "10-93-0-0-28");
@@ -53,7 +44,7 @@ fn vswitchd_claims_blocks_in_the_api_and_finds_them_after_a_restart() {
     assert_eq!(attr["handle_id"], "k8s-pod-network.kpod1:eth0");
     assert_eq!(attr["node"], NODE);
     assert_eq!(attr["secondary"]["pod"], "default/kpod1");
-    let aff = items(&s, "blockaffinities.vswitch.dev");
+    let aff = kube_items(&s, "blockaffinities.vswitch.dev");
     assert_eq!(aff.len(), 1);
     assert_eq!(aff[0]["metadata"]["name"], format!("{NODE}-10-93-0-0-28"));
     assert_eq!(aff[0]["spec"]["node"], NODE);
@@ -82,13 +73,13 @@ fn vswitchd_claims_blocks_in_the_api_and_finds_them_after_a_restart() {
         attach_tap(&sw, "kpod3").ips,
         ["10.93.0.2".parse::<std::net::Ipv4Addr>().unwrap()]
     );
-    assert_eq!(items(&s, "ipamblocks.vswitch.dev").len(), 1);
+    assert_eq!(kube_items(&s, "ipamblocks.vswitch.dev").len(), 1);
     // a detach gives the address back in the API
     sw.call(&Request::PodDetach {
         container_id: "kpod2".into(),
         ifname: "eth0".into(),
     });
-    let b = &items(&s, "ipamblocks.vswitch.dev")[0];
+    let b = &kube_items(&s, "ipamblocks.vswitch.dev")[0];
     assert_eq!(b["status"]["allocated"], 2);
     assert_eq!(b["spec"]["allocations"][1], Value::Null);
 }

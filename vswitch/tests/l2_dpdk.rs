@@ -6,14 +6,12 @@
 //! `cargo test -p vswitch --release --test l2_dpdk`. The tests take turns
 //! (one switch and its pods at a time).
 
-mod common;
-
 use api::{PortKind, PortSpec, Reply, Request, Stats};
-use common::*;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+use testsupport::*;
 
 const BCAST: &str = "ff:ff:ff:ff:ff:ff";
 
@@ -281,7 +279,7 @@ fn malformed_frames_are_dropped_by_reason_while_others_flow() {
     // ones. (IP length fields are the IP layer's to check: an IPv4 frame with
     // any total length is a well-formed Ethernet frame and is switched.) (Runts, shorter than 14
     // bytes, cannot be sent here: the kernel refuses them on AF_PACKET. They
-    // are covered by the unit tests on byte buffers in wire.rs and pipeline.rs.)
+    // are covered by the unit tests on byte buffers in wire/eth.rs and pipeline/bridge.rs.)
     let src = "02:00:00:00:0b:01";
     let llc = [0x42u8, 0x42, 0x03];
     let bad_8023 = frame(&m[1], src, 1000, &llc); // 802.3 length 1000 > 46

@@ -4,29 +4,16 @@
 //!
 //! Needs root; run with `cargo test -p vswitch --release --test l3_tap`.
 
-mod common;
-
-use api::{EndpointSpec, MacAddr, PortKind, PortSpec, Reply, Request};
-use common::*;
+use api::{EndpointSpec, MacAddr, Reply, Request};
 use std::net::Ipv4Addr;
 use std::process::Command;
+use testsupport::*;
 
 /// Adds a TAP port to the switch, moves its interface into a new namespace as
 /// `eth0` with Calico's pod addressing, and registers the pod as an endpoint.
-fn pod(sw: &Switch, port: &str, mac: &str, addr: Ipv4Addr) -> PodNs {
-    let iface = tap_name();
-    match sw.call(&Request::PortAdd {
-        port: PortSpec {
-            name: port.into(),
-            kind: PortKind::Tap,
-            path: None,
-            iface: Some(iface.clone()),
-        },
-    }) {
-        Reply::Ports(v) if v.len() == 1 => {}
-        r => panic!("port-add {port}: {r:?}"),
-    }
-    let ns = PodNs::wired(&format!("{iface}ns"), &iface, mac, addr);
+fn pod(sw: &Switch, port: &str, mac: &str, addr: Ipv4Addr) -> Netns {
+    let iface = sw.add_tap(port);
+    let ns = Netns::wired(&format!("{iface}ns"), &iface, mac, addr);
     let r = sw.call(&Request::EndpointSet {
         endpoint: EndpointSpec {
             port: port.into(),

@@ -4,10 +4,8 @@
 //!
 //! Needs root; run with `cargo test -p vswitch --release --test pods`.
 
-mod common;
-
 use api::{Desired, EncapMode, IpPool, Reply, Request};
-use common::*;
+use testsupport::*;
 
 fn pool(name: &str, cidr: &str, block: Option<u8>) -> IpPool {
     IpPool {

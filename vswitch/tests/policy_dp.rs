@@ -4,14 +4,12 @@
 //!
 //! Needs root; run with `cargo test -p vswitch --release --test policy_dp`.
 
-mod common;
-
-use api::{EndpointSpec, MacAddr, PortKind, PortSpec, Reply, Request};
-use common::*;
+use api::{EndpointSpec, MacAddr, Reply, Request};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use testsupport::*;
 
 /// Five pods in three namespaces, each serving TCP and UDP on 80 and 81
 /// under named ports, as `kubectl get -o yaml` would show them.
@@ -145,7 +143,7 @@ fn probe_py() -> String {
 
 /// A pod: its namespace, TAP port and endpoint.
 struct KPod {
-    ns: PodNs,
+    ns: Netns,
     key: String,
     ip: Ipv4Addr,
     server: Option<Child>,
@@ -162,21 +160,10 @@ impl Drop for KPod {
 
 fn pod_endpoint(sw: &Switch, i: usize, info: &api::policy::EndpointInfo) -> KPod {
     let port = format!("pod{i}");
-    let iface = tap_name();
-    match sw.call(&Request::PortAdd {
-        port: PortSpec {
-            name: port.clone(),
-            kind: PortKind::Tap,
-            path: None,
-            iface: Some(iface.clone()),
-        },
-    }) {
-        Reply::Ports(v) if v.len() == 1 => {}
-        r => panic!("port-add {port}: {r:?}"),
-    }
+    let iface = sw.add_tap(&port);
     let mac = format!("02:00:0a:46:00:{:02x}", i + 1);
     let ip = info.ips[0];
-    let ns = PodNs::wired(&format!("{iface}ns"), &iface, &mac, ip);
+    let ns = Netns::wired(&format!("{iface}ns"), &iface, &mac, ip);
     let (namespace, name) = info.name.split_once('/').expect("ns/name");
     let r = sw.call(&Request::EndpointSet {
         endpoint: EndpointSpec {

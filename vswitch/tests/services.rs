@@ -6,16 +6,14 @@
 //!
 //! Needs root; run with `cargo test -p vswitch --release --test services`.
 
-mod common;
-
-use api::{Backend, Desired, EndpointSpec, MacAddr, PortKind, PortSpec, Reply, Request, Service};
-use common::underlay;
-use common::*;
+use api::{Backend, Desired, EndpointSpec, MacAddr, Reply, Request, Service};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
+use testsupport::underlay;
+use testsupport::*;
 
 /// A TCP server on each port given that answers every line with its name.
 const SERVER: &str = r#"
@@ -138,7 +136,7 @@ const VIP_SELF: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 13);
 /// A kernel pod on a TAP port, with its name server running.
 struct KPod {
     name: String,
-    ns: PodNs,
+    ns: Netns,
     ip: Ipv4Addr,
     server: Option<Child>,
 }
@@ -154,20 +152,9 @@ impl Drop for KPod {
 
 fn kpod(sw: &Switch, i: u8, name: &str, ip: Ipv4Addr, labels: &[(&str, &str)]) -> KPod {
     let port = format!("pod{i}");
-    let iface = tap_name();
-    match sw.call(&Request::PortAdd {
-        port: PortSpec {
-            name: port.clone(),
-            kind: PortKind::Tap,
-            path: None,
-            iface: Some(iface.clone()),
-        },
-    }) {
-        Reply::Ports(v) if v.len() == 1 => {}
-        r => panic!("port-add {port}: {r:?}"),
-    }
+    let iface = sw.add_tap(&port);
     let mac = format!("02:00:0a:60:00:{:02x}", i + 1);
-    let ns = PodNs::wired(&format!("{iface}ns"), &iface, &mac, ip);
+    let ns = Netns::wired(&format!("{iface}ns"), &iface, &mac, ip);
     let r = sw.call(&Request::EndpointSet {
         endpoint: EndpointSpec {
             port,
@@ -519,8 +506,7 @@ fn node_port_from_the_underlay() {
     must_be_root();
     let ul = underlay::Underlay::new("svcnp");
     let node_ip = ul.addr(1, 1);
-    let sw = Switch::start(&["--node", "np", "--uplink", "up"]);
-    underlay::attach_uplink(&ul, &sw, "np", 1);
+    let sw = underlay_node(&ul, "np");
     let web: Vec<KPod> = (0..2u8)
         .map(|i| {
             kpod(
@@ -592,9 +578,7 @@ fn node_port_from_the_underlay() {
 
 /// A vswitchd node on the underlay's first subnet, its uplink attached.
 fn underlay_node(ul: &underlay::Underlay, name: &str) -> Switch {
-    let sw = Switch::start(&["--node", name, "--uplink", "up"]);
-    underlay::attach_uplink(ul, &sw, name, 1);
-    sw
+    underlay::switch_node(ul, name, 1, &[])
 }
 
 /// Node `n` (1, 2, ...) at `ip`, its block 10.72.n.0/26, its VXLAN device

@@ -15,6 +15,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+// TCP/UDP checksums by etherparse, so that tshark's checksum verdicts check
+// the frames rather than this module or the switch
+use testsupport::l4_checksum_ok;
 use vswitch::wire::tunnel::*;
 
 const ETH_HLEN: usize = 14;
@@ -220,30 +223,6 @@ fn status(ok: bool) -> &'static str {
     }
 }
 
-/// The TCP/UDP checksum over the IPv4 pseudo-header, written out here so
-/// that tshark's checksum verdicts check the frames rather than this module.
-fn l4_checksum_ok(ip: &Ipv4Packet<&[u8]>, segment: &[u8]) -> bool {
-    let mut sum: u64 = 0;
-    let mut add = |b: &[u8]| {
-        for (i, x) in b.iter().enumerate() {
-            sum += if i % 2 == 0 {
-                u64::from(*x) << 8
-            } else {
-                u64::from(*x)
-            };
-        }
-    };
-    add(&ip.src_addr().octets());
-    add(&ip.dst_addr().octets());
-    add(&[0, ip.protocol()]);
-    add(&(segment.len() as u16).to_be_bytes());
-    add(segment);
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum == 0xffff
-}
-
 fn walk_eth(frame: &[u8], seen: &mut Seen, name: &str) {
     let eth = EthernetRepr::parse(frame).expect("an Ethernet header");
     seen.push("eth.src", mac(&eth.src));
@@ -371,7 +350,10 @@ fn walk_ip_in_eth(frame: &[u8], seen: &mut Seen, name: &str) {
                 if udp.checksum() == 0 {
                     "3" // tshark: not present
                 } else {
-                    status(l4_checksum_ok(&ip, &l4[..usize::from(udp.len())]))
+                    status(l4_checksum_ok(
+                        &frame[ETH_HLEN..],
+                        &l4[..usize::from(udp.len())],
+                    ))
                 },
             );
             seen.push("vxlan.flags", format!("{flags:#06x}"));
@@ -409,7 +391,7 @@ fn walk_ip(packet: &[u8], seen: &mut Seen, name: &str) {
             let st = if u.checksum() == 0 {
                 "3"
             } else {
-                status(l4_checksum_ok(&ip, &l4[..usize::from(u.len())]))
+                status(l4_checksum_ok(packet, &l4[..usize::from(u.len())]))
             };
             seen.push("udp.checksum.status", st);
         }
@@ -418,7 +400,7 @@ fn walk_ip(packet: &[u8], seen: &mut Seen, name: &str) {
             seen.push("tcp.dstport", u16::from_be_bytes([l4[2], l4[3]]));
             let flags = u16::from_be_bytes([l4[12], l4[13]]) & 0x0fff;
             seen.push("tcp.flags", format!("{flags:#06x}"));
-            seen.push("tcp.checksum.status", status(l4_checksum_ok(&ip, l4)));
+            seen.push("tcp.checksum.status", status(l4_checksum_ok(packet, l4)));
         }
         1 => {
             seen.push("icmp.type", l4[0]);

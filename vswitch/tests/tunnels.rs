@@ -7,15 +7,11 @@
 //!
 //! Needs root; run with `cargo test -p vswitch --release --test tunnels`.
 
-mod common;
-
-use api::{
-    Desired, EncapMode, EndpointSpec, IpPool, MacAddr, Node, PortKind, PortSpec, Reply, Request,
-};
-use common::underlay::*;
-use common::*;
+use api::{Desired, EncapMode, EndpointSpec, IpPool, MacAddr, Node, Reply, Request};
 use std::net::Ipv4Addr;
 use std::time::Duration;
+use testsupport::underlay::*;
+use testsupport::*;
 
 /// The pool every node's blocks are cut from.
 const POOL: &str = "10.72.0.0/16";
@@ -29,7 +25,7 @@ struct VNode {
     block: String,
     vtep_ip: Ipv4Addr,
     vtep_mac: String,
-    pods: Vec<(PodNs, Ipv4Addr)>,
+    pods: Vec<(Netns, Ipv4Addr)>,
     // the switch goes last: pods' ports first
     sw: Switch,
 }
@@ -48,20 +44,7 @@ fn vnode_with(
     extra: &[&str],
 ) -> VNode {
     let ip = ul.addr(subnet, host);
-    let mut args = vec![
-        "--node".to_owned(),
-        name.to_owned(),
-        "--uplink".to_owned(),
-        "up".to_owned(),
-    ];
-    if let Some(gw) = ul.gateway(subnet) {
-        args.push("--underlay-gateway".into());
-        args.push(gw.to_string());
-    }
-    let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    refs.extend_from_slice(extra);
-    let sw = Switch::start(&refs);
-    attach_uplink(ul, &sw, name, subnet);
+    let sw = switch_node(ul, name, subnet, extra);
     let mut v = VNode {
         name: name.to_owned(),
         ip,
@@ -75,20 +58,9 @@ fn vnode_with(
     for i in 0..pods {
         let addr = Ipv4Addr::new(10, 72, n, i as u8 + 1);
         let port = format!("pod{i}");
-        let iface = tap_name();
-        match v.sw.call(&Request::PortAdd {
-            port: PortSpec {
-                name: port.clone(),
-                kind: PortKind::Tap,
-                path: None,
-                iface: Some(iface.clone()),
-            },
-        }) {
-            Reply::Ports(p) if p.len() == 1 => {}
-            r => panic!("port-add {port}: {r:?}"),
-        }
+        let iface = v.sw.add_tap(&port);
         let mac = format!("02:00:0a:48:{n:02x}:{:02x}", i + 1);
-        let ns = PodNs::wired(&format!("{iface}ns"), &iface, &mac, addr);
+        let ns = Netns::wired(&format!("{iface}ns"), &iface, &mac, addr);
         let r = v.sw.call(&Request::EndpointSet {
             endpoint: EndpointSpec {
                 port,
@@ -502,8 +474,8 @@ fn ip_in_ip_reaches_a_raw_socket_and_scapy_packets_are_delivered() {
         remote_pod
     );
     assert_eq!(inner[8], 63, "the inner TTL went down by the one hop");
-    assert_eq!(ones_complement(&p[..20]), 0, "outer header checksum");
-    assert_eq!(ones_complement(&inner[..20]), 0, "inner header checksum");
+    assert!(ipv4_checksum_ok(p), "outer header checksum");
+    assert!(ipv4_checksum_ok(inner), "inner header checksum");
 
     // scapy: an echo request from the remote pod, in IP-in-IP from the peer;
     // the pod answers, and the answer goes back the same way
@@ -541,17 +513,6 @@ fn ip_in_ip_reaches_a_raw_socket_and_scapy_packets_are_delivered() {
         remote_pod
     );
     assert!(reply.ends_with(b"crafted"), "the payload came back");
-}
-
-fn ones_complement(b: &[u8]) -> u16 {
-    let mut s: u32 = b
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 /// Python for the natOutgoing test: a UDP server that answers every
@@ -771,7 +732,7 @@ fn the_host_keeps_its_own_traffic_through_the_host_port() {
             .mac
             .to_string();
     // the host's stack: the TAP with the node's address and the uplink's MAC
-    let host = PodNs::wired(&format!("{tap}ns"), &tap, &uplink_mac, a.ip);
+    let host = Netns::wired(&format!("{tap}ns"), &tap, &uplink_mac, a.ip);
     ip(&[
         "-n",
         &host.name,

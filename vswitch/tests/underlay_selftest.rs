@@ -1,23 +1,19 @@
-//! Self-tests of the underlay harness (`common/underlay.rs`) with kernel-only
+//! Self-tests of the underlay harness (`testsupport::underlay`) with kernel-only
 //! peers: if these fail, a cross-node test's failure says nothing about the
 //! switch.
 //!
 //! Needs root, tshark and python3-scapy; run with
 //! `cargo test -p vswitch --test underlay_selftest`.
 
-mod common;
-
-use common::underlay::*;
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
+use testsupport::underlay::*;
 
+/// Root, but no hugepages: these tests start no DPDK process.
 fn must_be_root() {
-    // `id -u` rather than geteuid: this file has no unsafe
-    let o = Command::new("id").arg("-u").output().expect("running id");
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "0",
+    assert!(
+        testsupport::is_root(),
         "the underlay self-tests need root (network namespaces, veths, bridges): \
          run them as root"
     );
@@ -230,7 +226,7 @@ fn kernel_node_answers_a_scapy_vxlan_frame() {
             node.node_mac, ext.ip, node.node_ip, node.vtep_mac, node.pod_ip
         ),
     );
-    assert_eq!(&sent[..6], &common::mac_bytes(&node.node_mac));
+    assert_eq!(&sent[..6], &testsupport::mac_bytes(&node.node_mac));
     // the node answers within a millisecond; the capture needs a moment
     std::thread::sleep(Duration::from_secs(1));
     let pcap = cap.stop();
@@ -329,7 +325,7 @@ while True:
 }
 
 fn ul_run(ul: &Underlay, cmd: &[&str]) -> String {
-    text(&run_in(ul.ns(), cmd))
+    text(&testsupport::in_ns(ul.ns(), cmd))
 }
 
 /// Dropping the underlay and what was made on it leaves nothing behind:
@@ -358,7 +354,7 @@ fn drop_removes_namespaces_uplinks_and_processes() {
     // underlay, router, node, pod, host
     assert_eq!(names().len(), 5, "{:?}", names());
     drop(ext);
-    common::wait_for(
+    testsupport::wait_for(
         "the process on the dropped host to end",
         Duration::from_secs(5),
         || (!bg.running()).then_some(()),

@@ -4,30 +4,8 @@
 //!
 //! Needs root; run with `cargo test -p vswitch --release --test userspace_pod`.
 
-mod common;
-
-use api::{AttachKind, Desired, IpPool, PodAttach, Reply, Request};
-use common::*;
-
-fn attach(sw: &Switch, cid: &str, kind: AttachKind) -> api::Attachment {
-    let socket_dir =
-        (kind == AttachKind::Vhost).then(|| format!("{}/pods/{cid}", sw.dir.display()));
-    match sw.call(&Request::PodAttach {
-        attach: PodAttach {
-            container_id: cid.into(),
-            ifname: "eth0".into(),
-            network: None,
-            kind,
-            pod: Some(format!("default/{cid}")),
-            pools: vec![],
-            ips: None,
-            socket_dir,
-        },
-    }) {
-        Reply::Attachment(a) => a,
-        r => panic!("pod-attach {cid}: {r:?}"),
-    }
-}
+use api::{AttachKind, Desired, IpPool, Reply, Request};
+use testsupport::*;
 
 #[test]
 fn a_testpmd_pod_answers_a_kernel_pods_ping() {
@@ -45,15 +23,15 @@ fn a_testpmd_pod_answers_a_kernel_pods_ping() {
     });
     assert_eq!(r, Reply::Done);
 
-    let k = attach(&sw, "kernel-pod", AttachKind::Tap);
-    let u = attach(&sw, "dpdk-pod", AttachKind::Vhost);
+    let k = attach_pod(&sw, "kernel-pod", AttachKind::Tap);
+    let u = attach_pod(&sw, "dpdk-pod", AttachKind::Vhost);
     let sock = u.socket.clone().expect("a vhost attachment has a socket");
     assert!(
         sock.starts_with(&format!("{}/pods/dpdk-pod/", sw.dir.display())),
         "{sock}"
     );
 
-    let ns = PodNs::wired(
+    let ns = Netns::wired(
         &format!("vswt-k{}", std::process::id()),
         k.iface
             .as_deref()

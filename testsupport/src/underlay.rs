@@ -29,18 +29,19 @@
 //! Needs root, `tshark`, `python3-scapy` (for `/usr/bin/python3`), `ethtool`
 //! and iproute2.
 
-use super::{quiet_iface_up, unique};
+pub use crate::netns::{ping, ping_output};
+use crate::process::{command, lines, must, read_all, terminate, wait_line};
+use crate::{in_ns, quiet_iface_up, unique, wait_for, Bg, Netns, Switch, Vswitchd};
 use ipnetwork::Ipv4Network;
+use nix::sys::signal::Signal;
 use std::fmt::Display;
-use std::io::{BufRead, BufReader, Read};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Subnet 1 of the underlay.
 pub const SUBNET1: &str = "192.168.50.0/24";
@@ -62,130 +63,7 @@ const NS_PREFIX: &str = "vsul-";
 /// How long setup steps, servers and captures may take to get ready.
 const READY: Duration = Duration::from_secs(20);
 
-// ------------------------------------------------------------------ commands
-
-fn command(ns: Option<&str>, cmd: &[&str]) -> Command {
-    assert!(!cmd.is_empty(), "empty command");
-    match ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).args(cmd);
-            c
-        }
-        None => {
-            let mut c = Command::new(cmd[0]);
-            c.args(&cmd[1..]);
-            c
-        }
-    }
-}
-
-fn output(ns: Option<&str>, cmd: &[&str]) -> Output {
-    command(ns, cmd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", cmd.join(" ")))
-}
-
-/// Runs `cmd` (in namespace `ns`, if any); panics with its output unless it
-/// succeeds; returns its stdout.
-fn must(ns: Option<&str>, cmd: &[&str]) -> String {
-    let o = output(ns, cmd);
-    assert!(
-        o.status.success(),
-        "{}`{}` failed ({}):\n{}{}",
-        ns.map(|n| format!("in {n}: ")).unwrap_or_default(),
-        cmd.join(" "),
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// `ip -n ns ARGS`, which must succeed.
-fn ipn(ns: &str, args: &[&str]) {
-    let mut a = vec!["ip", "-n", ns];
-    a.extend_from_slice(args);
-    must(None, &a);
-}
-
-/// Runs `cmd` in namespace `ns` and returns its output, whatever the status.
-pub fn run_in(ns: &str, cmd: &[&str]) -> Output {
-    output(Some(ns), cmd)
-}
-
-/// Sends signal `sig` ("INT", "TERM", "KILL") to one process we started.
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args(["-s", sig, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Signals `child` with `sig`, waits up to `grace`, then kills it; reaps it.
-fn stop_child(child: &mut Child, sig: &str, grace: Duration) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    signal(child.id(), sig);
-    let end = Instant::now() + grace;
-    while Instant::now() < end {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn read_all(r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut r = r;
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        v
-    })
-}
-
-/// Forwards every line `r` prints to a channel; the channel closes at EOF.
-fn lines(r: impl Read + Send + 'static) -> (Receiver<String>, JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel();
-    let h = std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (rx, h)
-}
-
-/// Waits until a line for which `ready` holds arrives on `rx`; returns the
-/// lines seen, or Err with them when the stream ended or `timeout` passed.
-fn wait_line(
-    rx: &Receiver<String>,
-    timeout: Duration,
-    ready: impl Fn(&str) -> bool,
-) -> Result<Vec<String>, Vec<String>> {
-    let end = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => {
-                let hit = ready(&l);
-                seen.push(l);
-                if hit {
-                    return Ok(seen);
-                }
-            }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return Err(seen),
-        }
-    }
-}
+// ------------------------------------------------------------------ helpers
 
 fn unhex(s: &str) -> Vec<u8> {
     let s = s.trim();
@@ -235,79 +113,6 @@ pub fn host_if_name(tag: &str) -> String {
 
 // ------------------------------------------------------------------ namespaces
 
-/// A network namespace we made, with IPv6 off (so the kernel adds no DAD,
-/// MLD or router solicitations to the captures) and `lo` up. On drop, the
-/// processes still inside are killed and the namespace deleted, which also
-/// deletes its veths and their peers.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(name: &str) -> Netns {
-        must(None, &["ip", "netns", "add", name]);
-        let ns = Netns {
-            name: name.to_owned(),
-        };
-        must(
-            Some(name),
-            &[
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ],
-        );
-        ipn(name, &["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Runs `cmd` inside; returns its output whatever the status.
-    pub fn run(&self, cmd: &[&str]) -> Output {
-        run_in(&self.name, cmd)
-    }
-
-    /// Runs `cmd` inside; panics unless it succeeds; returns stdout.
-    pub fn must(&self, cmd: &[&str]) -> String {
-        must(Some(&self.name), cmd)
-    }
-
-    /// `ip -n <ns> ARGS`, which must succeed.
-    pub fn ip(&self, args: &[&str]) {
-        ipn(&self.name, args)
-    }
-
-    /// `sysctl -w` of each `key=value`, inside.
-    pub fn sysctl(&self, kvs: &[&str]) {
-        let mut a = vec!["sysctl", "-qw"];
-        a.extend_from_slice(kvs);
-        self.must(&a);
-    }
-
-    /// Starts `cmd` inside, in the background.
-    pub fn spawn(&self, cmd: &[&str]) -> Bg {
-        Bg::spawn(Some(&self.name), cmd)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Ok(o) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse() {
-                    signal(pid, "KILL");
-                }
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
 /// Deletes the namespaces of underlays whose test process is gone (killed
 /// before its destructors ran), once per process.
 fn remove_stale() {
@@ -332,83 +137,6 @@ fn remove_stale() {
             }
         }
     });
-}
-
-/// A process started in the background; killed on drop.
-pub struct Bg {
-    child: Child,
-    out: Option<JoinHandle<Vec<u8>>>,
-    err: Option<JoinHandle<Vec<u8>>>,
-}
-
-impl Bg {
-    /// Starts `cmd` in namespace `ns` (the root namespace for None), its
-    /// stdout and stderr collected.
-    pub fn spawn(ns: Option<&str>, cmd: &[&str]) -> Bg {
-        let mut child = command(ns, cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", cmd.join(" ")));
-        let out = Some(read_all(child.stdout.take().unwrap()));
-        let err = Some(read_all(child.stderr.take().unwrap()));
-        Bg { child, out, err }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether it is still running.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Stops it (SIGTERM, then SIGKILL after 5 s) and returns what it printed.
-    pub fn stop(mut self) -> Output {
-        stop_child(&mut self.child, "TERM", Duration::from_secs(5));
-        self.collect()
-    }
-
-    /// Waits up to `timeout` for it to exit by itself; then as [`Bg::stop`].
-    pub fn wait(mut self, timeout: Duration) -> Output {
-        let end = Instant::now() + timeout;
-        while Instant::now() < end && self.running() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.stop()
-    }
-
-    fn collect(&mut self) -> Output {
-        let status = self.child.wait().expect("waiting for a child");
-        Output {
-            status,
-            stdout: joined(self.out.take()),
-            stderr: joined(self.err.take()),
-        }
-    }
-}
-
-/// What a reader thread read; empty if a process the child left behind
-/// still holds the pipe open after 2 s (it dies with its namespace).
-fn joined(h: Option<JoinHandle<Vec<u8>>>) -> Vec<u8> {
-    let Some(h) = h else { return Vec::new() };
-    let end = Instant::now() + Duration::from_secs(2);
-    while !h.is_finished() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if h.is_finished() {
-        h.join().unwrap_or_default()
-    } else {
-        Vec::new()
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        stop_child(&mut self.child, "KILL", Duration::from_secs(1));
-    }
 }
 
 // ------------------------------------------------------------------ the underlay
@@ -453,12 +181,12 @@ impl Underlay {
             .iter()
             .map(|s| s.parse().unwrap_or_else(|e| panic!("subnet {s}: {e}")))
             .collect();
-        let ns = Netns::new(&id);
+        let ns = Netns::quiet(&id);
         // with br_netfilter loaded (Docker loads it) bridges drop IPv4 frames
         // whose headers do not add up: a wire does not, and the switch's own
         // checks are what the tests look at (the sysctl is per namespace;
         // without the module it does not exist, which is as good)
-        let _ = ns.run(&["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"]);
+        let _ = ns.exec(&["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"]);
         let mut ul = Underlay {
             id,
             routed: subnets.len() > 1,
@@ -487,7 +215,7 @@ impl Underlay {
             ul.ns.ip(&["link", "set", &br, "up"]);
         }
         if ul.routed {
-            let r = Netns::new(&format!("{}-rt", ul.id));
+            let r = Netns::quiet(&format!("{}-rt", ul.id));
             r.sysctl(&["net.ipv4.ip_forward=1"]);
             for i in 1..=ul.subnets.len() {
                 let s = i as u8;
@@ -619,7 +347,7 @@ impl Underlay {
             .parse()
             .unwrap_or_else(|e| panic!("address {ip_cidr}: {e}"));
         let subnet = self.subnet_of(net.ip());
-        let ns = Netns::new(&format!("{}-h{}", self.id, self.next()));
+        let ns = Netns::quiet(&format!("{}-h{}", self.id, self.next()));
         self.attach(&ns, "eth0", subnet);
         ns.ip(&["addr", "add", ip_cidr, "dev", "eth0"]);
         if let Some(gw) = gw {
@@ -640,7 +368,7 @@ impl Underlay {
         let subnet = self.subnet_of(spec.node_ip);
         let net = self.subnet(subnet);
         let k = self.next();
-        let node = Netns::new(&format!("{}-n{k}", self.id));
+        let node = Netns::quiet(&format!("{}-n{k}", self.id));
         // before any interface exists: turning forwarding on resets the
         // per-interface values
         node.sysctl(&["net.ipv4.ip_forward=1"]);
@@ -690,7 +418,7 @@ impl Underlay {
         // Felix's route for a local block: unused addresses go nowhere
         node.ip(&["route", "add", "blackhole", &spec.block.to_string()]);
 
-        let pod = Netns::new(&format!("{}-p{k}", self.id));
+        let pod = Netns::quiet(&format!("{}-p{k}", self.id));
         let cali = format!("cali{}", hex(&spec.pod_ip.octets()));
         node.ip(&[
             "link", "add", &cali, "type", "veth", "peer", "name", "eth0", "netns", &pod.name,
@@ -709,26 +437,7 @@ impl Underlay {
         node.ip(&["route", "add", &pod_host, "dev", &cali, "scope", "link"]);
         // the pod, as Calico's CNI plugin addresses it
         pod.ip(&["link", "set", "eth0", "mtu", &mtu]);
-        pod.ip(&["addr", "add", &pod_host, "dev", "eth0"]);
-        pod.ip(&["link", "set", "eth0", "up"]);
-        pod.ip(&[
-            "route",
-            "add",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ]);
-        pod.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-        ]);
+        pod.calico_pod_addressing(spec.pod_ip);
         let node_mac = mac_of(&node.name, "eth0");
         let pod_mac = mac_of(&pod.name, "eth0");
         KernelNode {
@@ -781,7 +490,7 @@ impl Host {
 
     /// Runs `cmd` on the host; returns its output whatever the status.
     pub fn run(&self, cmd: &[&str]) -> Output {
-        self.ns.run(cmd)
+        self.ns.exec(cmd)
     }
 
     /// Starts `cmd` on the host in the background (a server, a listener).
@@ -991,12 +700,12 @@ impl KernelNode {
 
     /// Runs `cmd` in the pod; returns its output whatever the status.
     pub fn pod_run(&self, cmd: &[&str]) -> Output {
-        self.pod.run(cmd)
+        self.pod.exec(cmd)
     }
 
     /// Runs `cmd` on the node; returns its output whatever the status.
     pub fn node_run(&self, cmd: &[&str]) -> Output {
-        self.node.run(cmd)
+        self.node.exec(cmd)
     }
 }
 
@@ -1008,7 +717,7 @@ impl KernelNode {
 /// The capture engine is dumpcap, the one tshark runs underneath, started
 /// directly: tshark prints "Capturing on" before dumpcap has even opened the
 /// interface (it prints it for an interface that does not exist, too), so
-/// the first frames after it are often lost. dumpcap prints "File: <path>"
+/// the first frames after it are often lost. dumpcap prints `File: <path>`
 /// once the interface is open, its filter set and the file created, and
 /// every frame after that line is in the file.
 pub struct Capture {
@@ -1104,7 +813,7 @@ impl Capture {
     /// ([`Pcap::dropped`] says how many frames are missing).
     pub fn stop_allow_drops(mut self) -> Pcap {
         std::thread::sleep(Duration::from_millis(500));
-        stop_child(&mut self.child, "INT", Duration::from_secs(10));
+        let _ = terminate(&mut self.child, Signal::SIGINT, Duration::from_secs(10));
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
@@ -1135,7 +844,7 @@ impl Capture {
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        stop_child(&mut self.child, "KILL", Duration::from_secs(1));
+        let _ = terminate(&mut self.child, Signal::SIGKILL, Duration::from_secs(1));
         if !self.dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -1457,7 +1166,7 @@ impl IpipListener {
     /// Waits until at least `n` packets have arrived (panics after
     /// `timeout`); returns them all.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
-        super::wait_for(&format!("{n} IPIP packets"), timeout, || {
+        wait_for(&format!("{n} IPIP packets"), timeout, || {
             let v = self.packets();
             (v.len() >= n).then_some(v)
         })
@@ -1538,30 +1247,6 @@ pub fn send_ipip(
 
 // ------------------------------------------------------------------ traffic
 
-/// Pings `dst` from namespace `ns`: `count` echoes 0.2 s apart, 2 s to wait
-/// for each. True when at least one reply came back (ping's exit status 0).
-pub fn ping(ns: &str, dst: impl Display, count: u32) -> bool {
-    ping_output(ns, dst, count).status.success()
-}
-
-/// [`ping`], returning ping's output (for `ttl=`, loss, messages).
-pub fn ping_output(ns: &str, dst: impl Display, count: u32) -> Output {
-    run_in(
-        ns,
-        &[
-            "ping",
-            "-n",
-            "-c",
-            &count.to_string(),
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-            &dst.to_string(),
-        ],
-    )
-}
-
 const TCP_SERVER: &str = r#"
 import hashlib, socket, sys
 ip, port, t = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
@@ -1640,7 +1325,7 @@ pub fn tcp_transfer_seen(
     let err = read_all(server.stderr.take().unwrap());
     let (rx, h) = lines(server.stdout.take().unwrap());
     let server_err = |server: &mut Child, err: JoinHandle<Vec<u8>>| {
-        stop_child(server, "KILL", Duration::from_secs(1));
+        let _ = terminate(server, Signal::SIGKILL, Duration::from_secs(1));
         String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned()
     };
     if wait_line(&rx, READY, |l| l == "listening").is_err() {
@@ -1650,7 +1335,7 @@ pub fn tcp_transfer_seen(
         ));
     }
     let n = bytes.to_string();
-    let client = run_in(
+    let client = in_ns(
         client_ns,
         &[PYTHON, "-c", TCP_CLIENT, &server_ip, &port_s, &n, &t],
     );
@@ -1701,7 +1386,7 @@ pub fn tcp_transfer_seen(
 /// vswitchd per host, as in production, never meets this.)
 static FANOUT_IDS: std::sync::Mutex<Vec<(u32, u32)>> = std::sync::Mutex::new(Vec::new());
 
-pub fn uplink_for(ul: &Underlay, sw: &super::Switch, name: &str, subnet: u8) -> String {
+pub fn uplink_for(ul: &Underlay, sw: &Switch, name: &str, subnet: u8) -> String {
     let mut used = FANOUT_IDS.lock().unwrap_or_else(|e| e.into_inner());
     // forget the numbers of switches that are gone
     used.retain(|(pid, _)| std::path::Path::new(&format!("/proc/{pid}")).exists());
@@ -1722,9 +1407,23 @@ pub fn uplink_for(ul: &Underlay, sw: &super::Switch, name: &str, subnet: u8) -> 
     panic!("no free af_packet fanout group for {name}");
 }
 
+/// A vswitchd node on `subnet` of the underlay: `--node <name> --uplink
+/// up`, `--underlay-gateway` with the subnet's gateway when the underlay
+/// has one, then `extra`; its uplink attached ([`attach_uplink`]).
+pub fn switch_node(ul: &Underlay, name: &str, subnet: u8, extra: &[&str]) -> Switch {
+    let mut args = vec!["--node".to_owned(), name.to_owned()];
+    args.extend(["--uplink".to_owned(), "up".to_owned()]);
+    if let Some(gw) = ul.gateway(subnet) {
+        args.extend(["--underlay-gateway".to_owned(), gw.to_string()]);
+    }
+    let sw = Vswitchd::new().args(args).args(extra).start();
+    attach_uplink(ul, &sw, name, subnet);
+    sw
+}
+
 /// Gives switch `sw` its uplink: a veth into `subnet` of the underlay (its
 /// fanout group free, see [`uplink_for`]) as port `up`, kind af-packet.
-pub fn attach_uplink(ul: &Underlay, sw: &super::Switch, name: &str, subnet: u8) {
+pub fn attach_uplink(ul: &Underlay, sw: &Switch, name: &str, subnet: u8) {
     let host_if = uplink_for(ul, sw, name, subnet);
     match sw.call(&api::Request::PortAdd {
         port: api::PortSpec {
