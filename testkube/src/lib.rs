@@ -159,6 +159,20 @@ impl KubeServer {
         }
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the API server: a stopped
+    /// server takes connections and answers nothing, so its clients wait.
+    pub fn signal_server(&self, signal: &str) {
+        let pidfile = self.dir.join("run/apiserver.pid");
+        let pid = std::fs::read_to_string(&pidfile)
+            .unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()));
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.trim())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} of the API server failed");
+    }
+
     /// Runs kubectl against this server.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         Command::new(&self.kubectl)

@@ -15,7 +15,7 @@ use crate::tables::fdb::Fdb;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use policy::compile::Compiled;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// What the dataplane knows of one port.
@@ -95,10 +95,10 @@ pub struct Shared {
     pub fdb: Fdb,
     pub counters: Vec<WorkerCounters>,
     pub tsc_hz: u64,
+    /// TSC at start: each worker derives the switch clock (seconds since
+    /// start) from its own TSC read, so the clock runs even while the
+    /// control thread is busy.
     pub tsc_start: u64,
-    /// Seconds since start, the FDB's clock; the control thread advances it
-    /// so that workers need no clock read per burst.
-    pub clock: AtomicU32,
     /// Flow-log records, one queue per worker.
     pub flow_log: Vec<ArrayQueue<LogRecord>>,
     /// Connections each worker tracks at most.

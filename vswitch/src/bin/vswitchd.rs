@@ -287,7 +287,9 @@ fn serve(args: &Args, sw: &Arc<Mutex<Switch>>, initial: Vec<PortSpec>) -> Result
         let listener = socket::bind(&args.socket)
             .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
         tracing::info!("control socket {}", args.socket.display());
-        socket::serve(sw.clone(), listener)
+        let ctl =
+            socket::Control::new(sw.clone()).ok_or_else(|| "switch state poisoned".to_owned())?;
+        socket::serve(ctl, listener)
             .await
             .map_err(|e| format!("control socket: {e}"))
     })

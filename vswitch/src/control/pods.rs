@@ -10,6 +10,7 @@ use api::{
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The IPAM attribute that records which CNI network an address serves.
 const NETWORK_ATTR: &str = "network";
@@ -40,31 +41,167 @@ fn names(container_id: &str, ifname: &str) -> (String, String, MacAddr) {
     (format!("pod-{hex}"), format!("vsw{hex}"), mac)
 }
 
+type SharedIpam = Arc<::ipam::Ipam<Box<dyn ::ipam::Store>>>;
+
+fn lock(sw: &Mutex<Switch>) -> Result<MutexGuard<'_, Switch>> {
+    sw.lock()
+        .map_err(|_| SwitchError::Internal("internal error: switch state poisoned".into()))
+}
+
+/// Addresses for `handle` from our IPAM (the CNI ADD's IPAM step).
+fn assign(
+    ipam: &SharedIpam,
+    node: &str,
+    handle: &HandleId,
+    req: &PodAttach,
+) -> Result<Vec<Ipv4Addr>> {
+    let selection = if req.pools.is_empty() {
+        PoolSelection::Any
+    } else {
+        PoolSelection::Named(req.pools.clone())
+    };
+    let mut attrs = Attributes::new();
+    if let Some(pod) = &req.pod {
+        attrs.insert("pod".into(), pod.clone());
+    }
+    if let Some(net) = &req.network {
+        attrs.insert(NETWORK_ATTR.into(), net.clone());
+    }
+    let got = ipam.assign(handle, node, &selection, FamilyCount::V4, &attrs)?;
+    Ok(got
+        .addresses
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect())
+}
+
+/// The calls below take the switch's lock only around their own steps: an
+/// IPAM store may be an API server, and one that is slow or down must not
+/// hold up other pods' ADDs, queries, or the switch's chores.
 impl Switch {
+    /// [`Switch::attach`], with the IPAM call made without the switch held.
+    pub fn attach_via(sw: &Mutex<Switch>, req: PodAttach) -> Result<Attachment> {
+        let handle = HandleId::new(&req.container_id, &req.ifname)?;
+        let ipam = {
+            let s = lock(sw)?;
+            if let Some(a) = s.attached(&req)? {
+                return Ok(a);
+            }
+            req.ips.is_none().then(|| (s.ipam.clone(), s.node.clone()))
+        };
+        let assigned = match ipam {
+            Some((ipam, node)) => Some(assign(&ipam, &node, &handle, &req)?),
+            None => None,
+        };
+        // an ADD of the same pod in between is answered by the check in
+        // attach_with; the IPAM gives a handle the same addresses again
+        lock(sw)?.attach_with(req, assigned)
+    }
+
+    /// [`Switch::detach`], with the addresses freed without the switch held.
+    pub fn detach_via(sw: &Mutex<Switch>, container_id: &str, ifname: &str) -> Result<()> {
+        let ipam = {
+            let mut s = lock(sw)?;
+            s.unwire(container_id, ifname)?;
+            s.ipam.clone()
+        };
+        // also frees what a crash between assign and attach left behind
+        if let Ok(handle) = HandleId::new(container_id, ifname) {
+            ipam.release(&handle)?;
+        }
+        Ok(())
+    }
+
+    /// [`Switch::gc`], with the IPAM's part done without the switch held.
+    pub fn gc_via(
+        sw: &Mutex<Switch>,
+        network: Option<&str>,
+        live: &[(String, String)],
+    ) -> Result<Vec<(String, String)>> {
+        let (ipam, node, mut out) = {
+            let mut s = lock(sw)?;
+            let out = s.gc_attachments(network, live)?;
+            (s.ipam.clone(), s.node.clone(), out)
+        };
+        for (c, i) in &out {
+            if let Ok(h) = HandleId::new(c, i) {
+                ipam.release(&h)?;
+            }
+        }
+        gc_addresses(&ipam, &node, network, live, &mut out)?;
+        Ok(out)
+    }
+
+    pub fn pool_list_via(sw: &Mutex<Switch>) -> Result<Vec<api::IpPool>> {
+        let (ipam, meta) = {
+            let s = lock(sw)?;
+            (s.ipam.clone(), s.pool_meta.clone())
+        };
+        pool_list(&ipam, &meta)
+    }
+
+    pub fn block_list_via(sw: &Mutex<Switch>) -> Result<Vec<BlockInfo>> {
+        let ipam = lock(sw)?.ipam.clone();
+        block_list(&ipam)
+    }
+
+    /// The attachment `req` asks for, if it is there whole already.
+    fn attached(&self, req: &PodAttach) -> Result<Option<Attachment>> {
+        let key = (req.container_id.clone(), req.ifname.clone());
+        match self.attachments.get(&key) {
+            Some(a) if a.kind != req.kind => invalid(format!(
+                "{}/{} is attached as {:?} already",
+                req.container_id, req.ifname, a.kind
+            )),
+            Some(a) if self.has_port(&a.port) => Ok(Some(a.clone())),
+            _ => Ok(None),
+        }
+    }
+
     /// Attaches a pod's interface: addresses (ours, or the delegated IPAM's),
     /// a port, and the routed endpoint. On any failure what was done is undone.
     pub fn attach(&mut self, req: PodAttach) -> Result<Attachment> {
+        if let Some(a) = self.attached(&req)? {
+            return Ok(a);
+        }
+        let assigned = match req.ips {
+            Some(_) => None,
+            None => {
+                let handle = HandleId::new(&req.container_id, &req.ifname)?;
+                Some(assign(&self.ipam, &self.node, &handle, &req)?)
+            }
+        };
+        self.attach_with(req, assigned)
+    }
+
+    /// The wiring part of an attach: `assigned` holds the addresses our IPAM
+    /// gave (they are released again if the attach fails), `None` when the
+    /// request carries a delegated IPAM's.
+    fn attach_with(
+        &mut self,
+        req: PodAttach,
+        assigned: Option<Vec<Ipv4Addr>>,
+    ) -> Result<Attachment> {
         let handle = HandleId::new(&req.container_id, &req.ifname)?;
         let key = (req.container_id.clone(), req.ifname.clone());
-        if let Some(a) = self.attachments.get(&key) {
-            if a.kind != req.kind {
-                return invalid(format!(
-                    "{}/{} is attached as {:?} already",
-                    req.container_id, req.ifname, a.kind
-                ));
-            }
-            if self.has_port(&a.port) {
-                return Ok(a.clone());
-            }
-            // its port was removed behind its back: make it again (the IPAM
-            // hands the handle the same addresses)
-            self.attachments.remove(&key);
+        if let Some(a) = self.attached(&req)? {
+            return Ok(a);
         }
+        // its port was removed behind its back: make it again (the IPAM
+        // hands the handle the same addresses)
+        self.attachments.remove(&key);
         let (port, iface, mac) = names(&req.container_id, &req.ifname);
-        let (ips, ours) = match &req.ips {
-            Some(ips) if ips.is_empty() => return invalid("delegated IPAM gave no IPv4 address"),
-            Some(ips) => (ips.clone(), false),
-            None => (self.assign(&handle, &req)?, true),
+        let ours = assigned.is_some();
+        let ips = match (assigned, &req.ips) {
+            (Some(ips), _) => ips,
+            (None, Some(ips)) if ips.is_empty() => {
+                return invalid("delegated IPAM gave no IPv4 address")
+            }
+            (None, Some(ips)) => ips.clone(),
+            (None, None) => return invalid("no addresses for the pod"),
         };
         let undo_ipam = |sw: &Switch| {
             if ours {
@@ -148,34 +285,18 @@ impl Switch {
         Ok(a)
     }
 
-    fn assign(&self, handle: &HandleId, req: &PodAttach) -> Result<Vec<Ipv4Addr>> {
-        let selection = if req.pools.is_empty() {
-            PoolSelection::Any
-        } else {
-            PoolSelection::Named(req.pools.clone())
-        };
-        let mut attrs = Attributes::new();
-        if let Some(pod) = &req.pod {
-            attrs.insert("pod".into(), pod.clone());
-        }
-        if let Some(net) = &req.network {
-            attrs.insert(NETWORK_ATTR.into(), net.clone());
-        }
-        let got = self
-            .ipam
-            .assign(handle, &self.node, &selection, FamilyCount::V4, &attrs)?;
-        Ok(got
-            .addresses
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(v4) => Some(*v4),
-                IpAddr::V6(_) => None,
-            })
-            .collect())
-    }
-
     /// Undoes an attachment; nothing to undo is fine (CNI DEL is idempotent).
     pub fn detach(&mut self, container_id: &str, ifname: &str) -> Result<()> {
+        self.unwire(container_id, ifname)?;
+        // also frees what a crash between assign and attach left behind
+        if let Ok(handle) = HandleId::new(container_id, ifname) {
+            self.ipam.release(&handle)?;
+        }
+        Ok(())
+    }
+
+    /// The switch's part of a detach: the port and the attachment.
+    fn unwire(&mut self, container_id: &str, ifname: &str) -> Result<()> {
         let key = (container_id.to_owned(), ifname.to_owned());
         if let Some(a) = self.attachments.remove(&key) {
             if self.has_port(&a.port) {
@@ -188,10 +309,6 @@ impl Switch {
                 }
             }
             tracing::info!("detached {container_id}/{ifname}");
-        }
-        // also frees what a crash between assign and attach left behind
-        if let Ok(handle) = HandleId::new(container_id, ifname) {
-            self.ipam.release(&handle)?;
         }
         Ok(())
     }
@@ -223,8 +340,24 @@ impl Switch {
         network: Option<&str>,
         live: &[(String, String)],
     ) -> Result<Vec<(String, String)>> {
+        let mut out = self.gc_attachments(network, live)?;
+        for (c, i) in &out {
+            if let Ok(h) = HandleId::new(c, i) {
+                self.ipam.release(&h)?;
+            }
+        }
+        gc_addresses(&self.ipam, &self.node, network, live, &mut out)?;
+        Ok(out)
+    }
+
+    /// Unwires the attachments of `network` that are not in `live`.
+    fn gc_attachments(
+        &mut self,
+        network: Option<&str>,
+        live: &[(String, String)],
+    ) -> Result<Vec<(String, String)>> {
         let keep: HashSet<&(String, String)> = live.iter().collect();
-        let mut out: Vec<(String, String)> = self
+        let out: Vec<(String, String)> = self
             .attachments
             .iter()
             .filter(|(k, a)| {
@@ -233,32 +366,7 @@ impl Switch {
             .map(|(k, _)| k.clone())
             .collect();
         for (c, i) in &out {
-            self.detach(c, i)?;
-        }
-        let live_handles: HashSet<HandleId> = live
-            .iter()
-            .filter_map(|(c, i)| HandleId::new(c, i).ok())
-            .collect();
-        let snap = self.ipam.snapshot()?;
-        let mut stale: Vec<HandleId> = snap
-            .state
-            .allocations()
-            .filter(|(_, a)| a.node == self.node && !live_handles.contains(&a.handle))
-            .filter(|(_, a)| {
-                network.is_none() || a.attributes.get(NETWORK_ATTR).map(String::as_str) == network
-            })
-            .map(|(_, a)| a.handle.clone())
-            .collect();
-        stale.sort();
-        stale.dedup();
-        for h in stale {
-            self.ipam.release(&h)?;
-            if let (Some(c), Some(i)) = (h.container_id(), h.ifname()) {
-                let k = (c.to_owned(), i.to_owned());
-                if !out.contains(&k) {
-                    out.push(k);
-                }
-            }
+            self.unwire(c, i)?;
         }
         Ok(out)
     }
@@ -455,43 +563,88 @@ impl Switch {
     }
 
     pub fn pool_list(&self) -> Result<Vec<api::IpPool>> {
-        Ok(self
-            .ipam
-            .pools()?
-            .into_iter()
-            .map(|p| {
-                let mut out = self
-                    .pool_meta
-                    .get(p.name())
-                    .cloned()
-                    .unwrap_or_else(|| api::IpPool::new(p.name(), ""));
-                out.cidr = p.cidr().to_string();
-                out.block_size = Some(p.block_size());
-                out.disabled = p.disabled();
-                out
-            })
-            .collect())
+        pool_list(&self.ipam, &self.pool_meta)
     }
 
     pub fn block_list(&self) -> Result<Vec<BlockInfo>> {
-        let pools = self.ipam.pools()?;
-        Ok(self
-            .ipam
-            .blocks()?
-            .into_iter()
-            .map(|b| BlockInfo {
-                cidr: b.cidr().to_string(),
-                pool: pools
-                    .iter()
-                    .find(|p| p.block_of(b.cidr().network()).is_some())
-                    .map(|p| p.name().to_owned())
-                    .unwrap_or_default(),
-                node: b.affinity().map(str::to_owned),
-                allocated: b.allocated() as u64,
-                size: u64::from(b.size()),
-            })
-            .collect())
+        block_list(&self.ipam)
     }
+}
+
+/// Frees `network`'s addresses on `node` whose handles are not in `live`
+/// (a crash can leave them without an attachment), adding them to `out`.
+fn gc_addresses(
+    ipam: &SharedIpam,
+    node: &str,
+    network: Option<&str>,
+    live: &[(String, String)],
+    out: &mut Vec<(String, String)>,
+) -> Result<()> {
+    let live_handles: HashSet<HandleId> = live
+        .iter()
+        .filter_map(|(c, i)| HandleId::new(c, i).ok())
+        .collect();
+    let snap = ipam.snapshot()?;
+    let mut stale: Vec<HandleId> = snap
+        .state
+        .allocations()
+        .filter(|(_, a)| a.node == node && !live_handles.contains(&a.handle))
+        .filter(|(_, a)| {
+            network.is_none() || a.attributes.get(NETWORK_ATTR).map(String::as_str) == network
+        })
+        .map(|(_, a)| a.handle.clone())
+        .collect();
+    stale.sort();
+    stale.dedup();
+    for h in stale {
+        ipam.release(&h)?;
+        if let (Some(c), Some(i)) = (h.container_id(), h.ifname()) {
+            let k = (c.to_owned(), i.to_owned());
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pool_list(
+    ipam: &SharedIpam,
+    meta: &std::collections::BTreeMap<String, api::IpPool>,
+) -> Result<Vec<api::IpPool>> {
+    Ok(ipam
+        .pools()?
+        .into_iter()
+        .map(|p| {
+            let mut out = meta
+                .get(p.name())
+                .cloned()
+                .unwrap_or_else(|| api::IpPool::new(p.name(), ""));
+            out.cidr = p.cidr().to_string();
+            out.block_size = Some(p.block_size());
+            out.disabled = p.disabled();
+            out
+        })
+        .collect())
+}
+
+fn block_list(ipam: &SharedIpam) -> Result<Vec<BlockInfo>> {
+    let pools = ipam.pools()?;
+    Ok(ipam
+        .blocks()?
+        .into_iter()
+        .map(|b| BlockInfo {
+            cidr: b.cidr().to_string(),
+            pool: pools
+                .iter()
+                .find(|p| p.block_of(b.cidr().network()).is_some())
+                .map(|p| p.name().to_owned())
+                .unwrap_or_default(),
+            node: b.affinity().map(str::to_owned),
+            allocated: b.allocated() as u64,
+            size: u64::from(b.size()),
+        })
+        .collect())
 }
 
 #[cfg(test)]

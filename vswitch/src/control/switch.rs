@@ -73,7 +73,7 @@ pub struct Switch {
     aged_by_sweep: AtomicU64,
     /// The second of the last FDB sweep.
     last_sweep: AtomicU32,
-    pub(crate) ipam: Ipam<Box<dyn Store>>,
+    pub(crate) ipam: Arc<Ipam<Box<dyn Store>>>,
     /// The store reads pools from where it keeps blocks (the cluster's IPPools): applied pools
     /// are not written to it.
     pub(crate) pools_from_store: bool,
@@ -197,7 +197,6 @@ impl Switch {
             counters: (0..n).map(|_| WorkerCounters::new(MAX_PORTS)).collect(),
             tsc_hz: dpdk::eal::tsc_hz(),
             tsc_start: dpdk::eal::rdtsc(),
-            clock: AtomicU32::new(0),
             flow_log: (0..lcores.len())
                 .map(|_| crossbeam_queue::ArrayQueue::new(FLOW_LOG_QUEUE))
                 .collect(),
@@ -216,7 +215,7 @@ impl Switch {
             hugepages,
             aged_by_sweep: AtomicU64::new(0),
             last_sweep: AtomicU32::new(u32::MAX),
-            ipam,
+            ipam: Arc::new(ipam),
             pools_from_store: cfg.ipam_store == IpamStoreKind::Kube,
             node: cfg.node.clone(),
             pool_meta: BTreeMap::new(),
@@ -542,10 +541,9 @@ impl Switch {
         }
     }
 
-    /// Periodic chores: the FDB clock, link states, FDB aging.
+    /// Periodic chores: the flow log, link states, FDB aging.
     pub fn housekeeping(&mut self) {
         self.collect_flow_log();
-        self.shared.clock.store(self.now(), Relaxed);
         for p in self.ports.values() {
             let up = link_up(p.spec.kind, p.id);
             if p.entry.link.swap(up, Relaxed) != up {
@@ -766,11 +764,35 @@ impl Switch {
     }
 
     pub fn status(&self) -> api::Status {
+        self.status_source().status()
+    }
+
+    /// What answers `status` without the switch: the liveness probe must
+    /// answer while a push or an IPAM call holds the switch.
+    pub fn status_source(&self) -> StatusSource {
+        StatusSource {
+            hugepages: self.hugepages,
+            workers: self.lcores.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The switch's status, readable without its lock.
+#[derive(Clone)]
+pub struct StatusSource {
+    hugepages: bool,
+    workers: Vec<u32>,
+    shared: Arc<Shared>,
+}
+
+impl StatusSource {
+    pub fn status(&self) -> api::Status {
         api::Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             dpdk_version: dpdk::eal::version(),
             hugepages: self.hugepages,
-            workers: self.lcores.clone(),
+            workers: self.workers.clone(),
             generation: self.shared.generation.load(Relaxed),
         }
     }
