@@ -166,6 +166,8 @@ impl Switch {
             .args(["--lcores", "0@0,1@1"])
             .arg("--state-dir")
             .arg(self.state_dir())
+            .arg("--vhost-socket-root")
+            .arg(&self.dir)
             .args(&self.args)
             .env("VSWITCH_LOG", "info")
             .stdin(Stdio::null())

@@ -172,3 +172,69 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
         r => panic!("{r:?}"),
     }
 }
+
+/// A pod's vhost socket goes only under `--vhost-socket-root`, and a port
+/// never removes a socket that vswitchd did not make.
+#[test]
+fn vhost_sockets_stay_in_their_root_and_foreign_sockets_are_left_alone() {
+    let _g = serial();
+    must_be_root();
+    let sw = Switch::start(&[]);
+    sw.apply_pool("main", "10.217.0.0/24", 28);
+    let attach = |cid: &str, dir: &str| {
+        sw.client().call(&Request::PodAttach {
+            attach: api::PodAttach {
+                container_id: cid.into(),
+                ifname: "eth0".into(),
+                network: None,
+                kind: api::AttachKind::Vhost,
+                pod: None,
+                pools: vec![],
+                ips: None,
+                socket_dir: Some(dir.into()),
+            },
+        })
+    };
+    let outside = format!("/tmp/vsw-outside-{}", std::process::id());
+    let escape = format!("{}/pods/../../etc", sw.dir.display());
+    let link = sw.dir.join("out");
+    std::os::unix::fs::symlink("/tmp", &link).expect("symlink");
+    let through_link = format!("{}/x", link.display());
+    for (dir, why) in [
+        (outside.as_str(), "outside the vhost socket root"),
+        (escape.as_str(), "'..'"),
+        (through_link.as_str(), "outside the vhost socket root"),
+    ] {
+        match attach("evil", dir) {
+            Err(api::ClientError::Refused { message, .. }) => {
+                assert!(message.contains(why), "{dir}: {message}")
+            }
+            r => panic!("{dir}: attached: {r:?}"),
+        }
+    }
+    assert!(!std::path::Path::new(&outside).exists(), "nothing made outside");
+    assert!(sw.port_names().is_empty());
+    assert_eq!(sw.allocated(), 0, "the refused attaches hold no address");
+    // inside the root it works
+    let ok = format!("{}/pods/good", sw.dir.display());
+    assert!(matches!(attach("good", &ok), Ok(Reply::Attachment(_))));
+
+    // a socket someone else listens on (or left) at a port's path
+    let foreign = sw.dir.join("foreign.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&foreign).expect("bind");
+    let r = sw.client().call(&Request::PortAdd {
+        port: api::PortSpec {
+            name: "f".into(),
+            kind: api::PortKind::VhostServer,
+            path: Some(foreign.to_string_lossy().into_owned()),
+            iface: None,
+        },
+    });
+    match r {
+        Err(api::ClientError::Refused { message, .. }) => {
+            assert!(message.contains("did not make"), "{message}")
+        }
+        r => panic!("port over a foreign socket: {r:?}"),
+    }
+    assert!(foreign.exists(), "the foreign socket is still there");
+}

@@ -78,6 +78,10 @@ struct Args {
     /// Where durable state (IPAM claims with --ipam-store file) is kept.
     #[arg(long, default_value = "/var/lib/vswitch")]
     state_dir: PathBuf,
+    /// The only directory under which pods' vhost-user sockets are made
+    /// (the CNI plugin's `vhostSocketDir` and `socketDir` must lie inside it).
+    #[arg(long, default_value = "/var/run/vswitch")]
+    vhost_socket_root: PathBuf,
     /// Where IPAM claims are kept: "file" (STATE_DIR/ipam.json, a standalone node) or "kube"
     /// (IPAMBlock and BlockAffinity objects in the API server named by $KUBECONFIG or the
     /// in-cluster service account; pools are the cluster's IPPools).
@@ -240,6 +244,7 @@ fn run(args: Args) -> Result<(), String> {
         aging_secs: args.aging,
         mbufs: args.mbufs,
         state_dir: args.state_dir.clone(),
+        vhost_socket_root: args.vhost_socket_root.clone(),
         node: args.node.clone().unwrap_or_else(host_name),
         ipam_store: match args.ipam_store {
             StoreArg::File => IpamStoreKind::File,

@@ -14,6 +14,8 @@ pub struct SwitchConfig {
     pub ring_size: u16,
     /// Where durable state (IPAM claims) lives.
     pub state_dir: PathBuf,
+    /// The only directory pods' vhost-user sockets may be made in.
+    pub vhost_socket_root: PathBuf,
     /// This node's name, as block affinities record it.
     pub node: String,
     /// Connections tracked at most, all workers together.
@@ -45,6 +47,7 @@ impl Default for SwitchConfig {
             mbufs: 32768,
             ring_size: 1024,
             state_dir: PathBuf::from("/var/lib/vswitch"),
+            vhost_socket_root: PathBuf::from("/var/run/vswitch"),
             node: "localhost".into(),
             ct_max: crate::pipeline::DEFAULT_CT_CAPACITY,
             flow_log_file: None,

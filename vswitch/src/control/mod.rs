@@ -7,5 +7,6 @@ pub mod pods;
 pub mod policies;
 pub mod policy_state;
 pub mod socket;
+mod sockets;
 pub mod switch;
 pub mod uplink;

@@ -1,6 +1,7 @@
 //! Pods: attaching a pod's interface (address, port, route) as one step that
 //! either happens whole or leaves nothing behind, and the pools it draws from.
 
+use crate::control::sockets::{confined, still_confined};
 use crate::control::switch::{invalid, not_found, Result, Switch, SwitchError};
 use ::ipam::{Attributes, FamilyCount, HandleId, Pool, PoolSelection, PoolSpec};
 use api::{
@@ -14,9 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The IPAM attribute that records which CNI network an address serves.
 const NETWORK_ATTR: &str = "network";
-
-/// Where vhost-user sockets go when the pod names no directory.
-const DEFAULT_SOCKET_DIR: &str = "/var/run/vswitch/pods";
 
 /// FNV-1a: a stable name for an attachment, the same in every run.
 fn fnv(parts: &[&str]) -> u64 {
@@ -218,19 +216,28 @@ impl Switch {
                 iface: Some(iface.clone()),
             },
             AttachKind::Vhost => {
-                let dir = req
-                    .socket_dir
-                    .clone()
-                    .unwrap_or_else(|| format!("{DEFAULT_SOCKET_DIR}/{}", req.container_id));
-                if !dir.starts_with('/') {
+                let dir = req.socket_dir.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}/pods/{}",
+                        self.vhost_socket_root.display(),
+                        req.container_id
+                    )
+                });
+                // a CNI config (or a pod's runtime config) names the
+                // directory: vswitchd, root, makes and removes files there
+                if let Err(e) = confined(&dir, &self.vhost_socket_root) {
                     undo_ipam(self);
-                    return invalid(format!("socket directory {dir}: must be absolute"));
+                    return invalid(e);
                 }
                 if let Err(e) = std::fs::create_dir_all(&dir) {
                     undo_ipam(self);
                     return Err(SwitchError::Internal(format!(
                         "socket directory {dir}: {e}"
                     )));
+                }
+                if let Err(e) = still_confined(Path::new(&dir), &self.vhost_socket_root) {
+                    undo_ipam(self);
+                    return invalid(e);
                 }
                 PortSpec {
                     name: port.clone(),

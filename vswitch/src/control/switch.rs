@@ -96,6 +96,10 @@ pub struct Switch {
     pub(crate) policy: crate::control::policy_state::PolicyState,
     /// The snapshot before the newest one.
     retired: std::sync::Mutex<Option<Arc<Snapshot>>>,
+    /// The vhost-user sockets this switch made (only those are removed).
+    made_sockets: crate::control::sockets::MadeSockets,
+    /// Where pods' vhost-user sockets may be made.
+    pub(crate) vhost_socket_root: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +231,8 @@ impl Switch {
             uplink: cfg.uplink.clone(),
             zones: BTreeMap::new(),
             next_zone: 0,
+            made_sockets: crate::control::sockets::MadeSockets::open(&cfg.state_dir),
+            vhost_socket_root: cfg.vhost_socket_root.clone(),
         })
     }
 
@@ -289,6 +295,12 @@ impl Switch {
                                 "bad socket path {path}: a file that is not a socket is there"
                             ));
                         }
+                        Ok(_) if !self.made_sockets.made(path) => {
+                            return invalid(format!(
+                                "bad socket path {path}: a socket vswitchd did not make is there \
+                                 (remove it if it is stale)"
+                            ));
+                        }
                         _ => {}
                     }
                 }
@@ -336,8 +348,9 @@ impl Switch {
             PortKind::VhostServer | PortKind::VhostClient => {
                 let path = spec.path.as_deref().unwrap_or_default();
                 if spec.kind == PortKind::VhostServer {
-                    // a stale socket from an earlier run would make the bind fail
-                    let _ = std::fs::remove_file(path);
+                    // a stale socket from an earlier run would make the bind
+                    // fail; check_new refused any socket that is not ours
+                    self.made_sockets.remove(path);
                 }
                 let client = u8::from(spec.kind == PortKind::VhostClient);
                 (
@@ -358,6 +371,9 @@ impl Switch {
             ),
         };
         let id = dpdk::ethdev::vdev_create(&devname, &args)?;
+        if let (PortKind::VhostServer, Some(path)) = (spec.kind, spec.path.as_deref()) {
+            self.made_sockets.add(path);
+        }
         if usize::from(id) >= MAX_PORTS {
             dpdk::ethdev::vdev_remove(&devname);
             return invalid(format!("port id {id} out of range"));
@@ -425,7 +441,7 @@ impl Switch {
         self.shared.fdb.flush(Some(port.id));
         if port.spec.kind == PortKind::VhostServer {
             if let Some(p) = &port.spec.path {
-                let _ = std::fs::remove_file(p);
+                self.made_sockets.remove(p);
             }
         }
         tracing::info!("port {name} removed");

@@ -123,7 +123,7 @@ impl Switch {
             })
             .max()
             .unwrap_or(0);
-        self.uplink_mtu().saturating_sub(worst)
+        pod_mtu(self.uplink_mtu(), worst)
     }
 
     fn uplink_mtu(&self) -> u16 {
@@ -146,5 +146,27 @@ mod tests {
         assert_eq!(prefix("10.65.3.7/26"), Some((0x0a41_0300, 26)));
         assert_eq!(prefix("0.0.0.0/0"), Some((0, 0)));
         assert_eq!(prefix("10.65.3.7/33"), None);
+    }
+}
+
+/// The pods' MTU: what the uplink carries after the largest encapsulation,
+/// and never more than one buffer holds with its Ethernet header (a jumbo
+/// uplink must not let pods send frames the switch cannot take whole).
+fn pod_mtu(uplink_mtu: u16, overhead: u16) -> u16 {
+    uplink_mtu
+        .saturating_sub(overhead)
+        .min(crate::dpdk::mbuf::FRAME_ROOM - 14)
+}
+
+#[cfg(test)]
+mod mtu_tests {
+    use super::pod_mtu;
+
+    #[test]
+    fn the_pod_mtu_fits_the_uplink_and_a_buffer() {
+        assert_eq!(pod_mtu(1500, 50), 1450, "VXLAN on a standard uplink");
+        assert_eq!(pod_mtu(1500, 0), 1500);
+        assert_eq!(pod_mtu(9000, 50), 2034, "a jumbo uplink: one 2 KiB buffer");
+        assert_eq!(pod_mtu(40, 50), 0);
     }
 }

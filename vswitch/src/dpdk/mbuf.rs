@@ -16,6 +16,10 @@ unsafe impl Send for Mempool {}
 // SAFETY: as above.
 unsafe impl Sync for Mempool {}
 
+/// Bytes of frame one buffer of the switch's pools holds (one segment:
+/// a larger frame cannot be received or built).
+pub const FRAME_ROOM: u16 = sys::RTE_MBUF_DEFAULT_DATAROOM as u16;
+
 impl Mempool {
     pub fn pktmbuf(name: &str, n: u32, cache: u32) -> Result<Mempool, Error> {
         let cname = cstring("mempool name", name)?;
