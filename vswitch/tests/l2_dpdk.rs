@@ -447,7 +447,7 @@ fn the_control_socket_refuses_bad_requests_and_keeps_serving() {
         refused(&mut c, line, want);
     }
 
-    // not UTF-8, and a line over the 1 MiB limit, on a raw connection
+    // not UTF-8, and a line over the 128 MiB limit, on a raw connection
     let mut raw = UnixStream::connect(&sw.sock).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut rd = BufReader::new(raw.try_clone().unwrap());
@@ -461,7 +461,7 @@ fn the_control_socket_refuses_bad_requests_and_keeps_serving() {
     let v = ask(b"{\"op\":\"st\xff\xfets\"}");
     assert_eq!(v["status"], "error", "{v}");
     assert!(v["error"].as_str().unwrap().contains("UTF-8"), "{v}");
-    let v = ask(&vec![b'x'; (1 << 20) + 10]);
+    let v = ask(&vec![b'x'; (128 << 20) + 10]);
     assert_eq!(v["status"], "error", "{v}");
     assert!(v["error"].as_str().unwrap().contains("longer than"), "{v}");
     let v = ask(br#"{"op":"status"}"#);
