@@ -777,7 +777,7 @@ fn native_pod_sources_are_taken_only_from_their_node() {
     apply(
         &[&a],
         &pool(EncapMode::Never, EncapMode::Never, false),
-        &[owner.clone()],
+        std::slice::from_ref(&owner),
     );
     let ping_from = |h: &Host| {
         h.run(&[
