@@ -215,6 +215,15 @@ spec:
 ---
 apiVersion: crd.projectcalico.org/v1
 kind: NetworkPolicy
+metadata: {name: allow-l7, namespace: shop}
+spec:
+  selector: app == 'web'
+  ingress:
+    - action: Allow
+      http: {methods: [GET]}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: NetworkPolicy
 metadata: {name: bad-selector, namespace: shop}
 spec:
   selector: app == 'web' &&
@@ -378,7 +387,9 @@ fn agent_follows_the_cluster_through_restarts() {
                 == [
                     "GlobalNetworkPolicy:g1",
                     "NetworkPolicy (networking.k8s.io/v1):shop/deny-all",
+                    "NetworkPolicy (projectcalico.org/v3):shop/allow-l7",
                     "NetworkPolicy (projectcalico.org/v3):shop/allow-web",
+                    "NetworkPolicy (projectcalico.org/v3):shop/bad-selector",
                 ]
             && s.pods.len() == 2
             && s.pods["shop/web-0"] == (vec!["10.65.0.1".into()], labels(&[("app", "web")]), true)
@@ -409,14 +420,39 @@ fn agent_follows_the_cluster_through_restarts() {
     let (_, status) = http_get(health, "/status").expect("/status");
     let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
     assert_eq!(status["endpoint_source"], "slice-v1beta1", "{status}");
+    // policies the agent cannot use isolate what they select in their
+    // place, and /status says which and why
     assert_eq!(
-        status["skipped_by_kind"]["NetworkPolicy (projectcalico.org/v3)"], 1,
+        status["skipped_by_kind"]["NetworkPolicy (projectcalico.org/v3)"], 2,
+        "{status}"
+    );
+    assert_eq!(status["skipped"][0]["name"], "shop/allow-l7", "{status}");
+    assert!(
+        status["skipped"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("http")),
         "{status}"
     );
     assert_eq!(
-        status["skipped"][0]["name"], "shop/bad-selector",
+        status["skipped"][1]["name"], "shop/bad-selector",
         "{status}"
     );
+    for s in [&status["skipped"][0], &status["skipped"][1]] {
+        assert_eq!(s["isolated"], serde_json::json!(["ingress"]), "{status}");
+    }
+    let in_force = match Client::connect(&sock).and_then(|mut c| c.call(&Request::PolicyList {})) {
+        Ok(Reply::Policies(p)) => p.policies,
+        r => panic!("policy-list: {r:?}"),
+    };
+    let l7 = in_force
+        .iter()
+        .find_map(|p| match p {
+            api::policy::Policy::Calico(c) if c.metadata.name == "allow-l7" => Some(c),
+            _ => None,
+        })
+        .expect("the stand-in for allow-l7");
+    assert!(l7.spec.ingress.is_empty() && l7.spec.egress.is_empty());
+    assert_eq!(l7.spec.selector.as_deref(), Some("app == 'web'"));
     assert!(first < CONVERGE);
 
     // changes follow: a label, an address, a delete, a ready endpoint
@@ -442,7 +478,7 @@ fn agent_follows_the_cluster_through_restarts() {
         "g1",
     ]);
     converge(&sock, "policy delete", &agent, |s| {
-        !s.policies.iter().any(|p| p.contains("g1")) && s.policies.len() == 2
+        !s.policies.iter().any(|p| p.contains("g1")) && s.policies.len() == 4
     });
     server.kubectl_ok(&[
         "-n",
@@ -504,7 +540,7 @@ fn agent_follows_the_cluster_through_restarts() {
             && s.pools == [("pool1".to_string(), "10.65.0.0/16".to_string())]
             && s.nodes.keys().cloned().collect::<Vec<_>>() == ["n1"]
             && s.pods.keys().cloned().collect::<Vec<_>>() == ["shop/web-0", "shop/web-2"]
-            && s.policies.len() == 2
+            && s.policies.len() == 4
             && svc_all(s)
             && s.services["shop/web"] == ["80/TCP:30080 -> 10.65.0.1:8080,10.65.1.1:8080"]
     };

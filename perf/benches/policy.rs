@@ -149,6 +149,7 @@ impl Rig {
                     index: i as u32,
                     ingress: compiled.has_policy(i, policy::Direction::Ingress),
                     egress: compiled.has_policy(i, policy::Direction::Egress),
+                    programmed: true,
                 },
                 zone: (mac & 0xffff) as u16,
             }

@@ -85,7 +85,7 @@ impl Rig {
             endpoints[usize::from(port)] = Some(Endpoint {
                 mac: mac(ip),
                 ips: vec![ip].into(),
-                policy: EndpointPolicy::default(),
+                policy: EndpointPolicy::OPEN,
                 zone: port,
             });
             routes.insert(ip, Route { port, mac: mac(ip) });

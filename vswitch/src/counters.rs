@@ -81,10 +81,20 @@ pub enum DropReason {
     ServiceNoBackend,
     /// To a Service address on a port or protocol it does not serve: refused.
     ServiceUnknownPort,
+    /// To or from a pod whose labels and policy are not known yet (only ARP
+    /// passes), as Calico drops the traffic of workloads it has not programmed.
+    Unprogrammed,
+    /// Routed natively from the underlay with the source of a remote block,
+    /// from a MAC that is not its node's next hop (or of a pool block no
+    /// node claims).
+    RpfWrongNode,
+    /// Routed natively from the underlay with the source of a remote block
+    /// this node reaches only through a tunnel: such sources come in tunnels.
+    RpfNotTunneled,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 35] = [
+    pub const ALL: [DropReason; 38] = [
         DropReason::Runt,
         DropReason::BadLength,
         DropReason::BadSrcMac,
@@ -120,6 +130,9 @@ impl DropReason {
         DropReason::NotForUs,
         DropReason::ServiceNoBackend,
         DropReason::ServiceUnknownPort,
+        DropReason::Unprogrammed,
+        DropReason::RpfWrongNode,
+        DropReason::RpfNotTunneled,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -160,6 +173,9 @@ impl DropReason {
             DropReason::NotForUs => "not_for_us",
             DropReason::ServiceNoBackend => "service_no_backend",
             DropReason::ServiceUnknownPort => "service_unknown_port",
+            DropReason::Unprogrammed => "unprogrammed",
+            DropReason::RpfWrongNode => "rpf_wrong_node",
+            DropReason::RpfNotTunneled => "rpf_not_tunneled",
         }
     }
 }

@@ -530,3 +530,263 @@ fn a_syn_flood_past_the_conntrack_bound_leaves_others_forwarding() {
     drop(pods);
     drop(sw);
 }
+
+/// UDP probes for the fail-closed test, in a pod's namespace. `listen SECS
+/// PORT...` records what arrives on each port (time and sender);
+/// `blast SECS IP:PORT...` sends a datagram to each target every
+/// millisecond, from before the pod has an interface (those sends fail) to
+/// the end.
+const BLAST_PY: &str = r#"
+import socket, sys, time, json, select
+mode, secs = sys.argv[1], float(sys.argv[2])
+end = time.time() + secs
+if mode == 'listen':
+    socks = []
+    for p in sys.argv[3:]:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(('0.0.0.0', int(p)))
+        socks.append(s)
+    print('ready', flush=True)
+    got = {}
+    while time.time() < end:
+        r, _, _ = select.select(socks, [], [], 0.05)
+        for s in r:
+            d, a = s.recvfrom(64)
+            got.setdefault(str(s.getsockname()[1]), []).append([time.time(), a[0]])
+    print(json.dumps(got))
+else:
+    targets = [(t.split(':')[0], int(t.split(':')[1])) for t in sys.argv[3:]]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    print('ready', flush=True)
+    sent = errors = 0
+    while time.time() < end:
+        for t in targets:
+            try:
+                s.sendto(b'p', t)
+                sent += 1
+            except OSError:
+                errors += 1
+        time.sleep(0.001)
+    print(json.dumps({'sent': sent, 'errors': errors}))
+"#;
+
+/// Starts a BLAST_PY mode in `ns` and waits for it to be ready.
+fn blast(ns: &str, args: &[String]) -> Child {
+    let mut cmd = vec!["python3".to_owned(), "-c".into(), BLAST_PY.into()];
+    cmd.extend_from_slice(args);
+    let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let mut c = spawn_in(ns, &refs);
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(c.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    assert_eq!(line.trim(), "ready", "{args:?}");
+    c
+}
+
+fn wall() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The objects of the fail-closed test: namespace x isolates its pods both
+/// ways and lets y's clients reach its web pods on UDP 7777 only.
+fn isolated_ns_yaml(pods: &[(&str, &str, &str, Option<Ipv4Addr>)]) -> String {
+    let mut y = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {ns: x}}\n---\n\
+         apiVersion: v1\nkind: Namespace\nmetadata: {name: y, labels: {ns: y}}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {name: default-deny, namespace: x}\n\
+         spec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {name: web-from-clients, namespace: x}\n\
+         spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n\
+         \x20 - from: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {app: client}}}]\n\
+         \x20   ports: [{protocol: UDP, port: 7777}]\n---\n",
+    );
+    for (ns, name, app, ip) in pods {
+        let status = ip.map_or(String::new(), |ip| format!("status: {{podIP: {ip}}}\n"));
+        y += &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {app}}}}}\n\
+             spec: {{nodeName: here, containers: [{{name: c, image: i}}]}}\n{status}---\n"
+        );
+    }
+    y
+}
+
+/// What the node agent pushes for `yaml`: namespaces, policies and pods.
+fn push_as_agent(sw: &Switch, yaml: &str) {
+    let w = policy::load::load_yaml(yaml).expect("test YAML");
+    let pods = w
+        .endpoints
+        .into_iter()
+        .map(|mut e| {
+            e.local = true;
+            e
+        })
+        .collect();
+    let r = sw.call(&Request::Apply {
+        doc: api::Desired {
+            namespaces: Some(w.namespaces),
+            policies: Some(w.policies),
+            pods: Some(pods),
+            ..Default::default()
+        },
+    });
+    assert_eq!(r, Reply::Done, "the agent's push");
+}
+
+/// Attaches pod `x/{name}` at `ip` as CNI ADD does (delegated address, a
+/// TAP moved into the pod's existing namespace, Calico's addressing).
+fn cni_add(sw: &Switch, ns: &Netns, name: &str, addr: Ipv4Addr) {
+    let a = match sw.call(&Request::PodAttach {
+        attach: api::PodAttach {
+            container_id: format!("fc{name}{}", std::process::id()),
+            ifname: "eth0".into(),
+            network: None,
+            kind: api::AttachKind::Tap,
+            pod: Some(format!("x/{name}")),
+            pools: vec![],
+            ips: Some(vec![addr]),
+            socket_dir: None,
+        },
+    }) {
+        Reply::Attachment(a) => a,
+        r => panic!("pod-attach {name}: {r:?}"),
+    };
+    let iface = a.iface.expect("a TAP attachment names its interface");
+    ip(&["link", "set", &iface, "netns", &ns.name]);
+    ns.ip(&["link", "set", &iface, "name", "eth0"]);
+    ns.ip(&["link", "set", "eth0", "address", &a.mac.to_string()]);
+    ns.calico_pod_addressing(addr);
+}
+
+/// With policy from the agent, a pod attached while its namespace isolates
+/// its pods passes nothing the simulator denies, probed every millisecond
+/// from before CNI ADD: one pod the agent named before it had an address
+/// (the usual order: the agent sees a pod when it is scheduled), one it
+/// names only a while after ADD (its interface passes nothing but ARP until
+/// then, counted as `unprogrammed`).
+#[test]
+fn a_pod_attached_into_default_deny_never_passes_what_policy_denies() {
+    let _g = serial();
+    must_be_root();
+    let sw = Switch::start(&["--policy-source", "agent"]);
+    sw.apply_pool("fc", "10.215.0.0/16", 26);
+    let client = attach_tap(&sw, "fcclient");
+    let client_ip = client.ips[0];
+    let client_ns = Netns::wired(
+        &format!("{}ns", client.iface.clone().expect("iface")),
+        client.iface.as_deref().expect("iface"),
+        &client.mac.to_string(),
+        client_ip,
+    );
+    let (web1, web2) = (Ipv4Addr::new(10, 215, 9, 1), Ipv4Addr::new(10, 215, 9, 2));
+    let before_add = isolated_ns_yaml(&[
+        ("y", "fcclient", "client", Some(client_ip)),
+        ("x", "web1", "web", None),
+    ]);
+    // the client, programmed by hand: a namespace and labels of its own
+    let r = sw.call(&Request::EndpointSet {
+        endpoint: EndpointSpec {
+            port: client.port.clone(),
+            mac: client.mac,
+            ips: vec![client_ip],
+            pod: Some("y/fcclient".into()),
+            labels: [("app".to_owned(), "client".to_owned())].into(),
+            namespace: Some("y".into()),
+            service_account: None,
+            named_ports: Vec::new(),
+        },
+    });
+    assert_eq!(r, Reply::Done);
+    push_as_agent(&sw, &before_add);
+
+    let ns1 = Netns::quiet(&format!("vswfc1{}", std::process::id() % 100_000));
+    let ns2 = Netns::quiet(&format!("vswfc2{}", std::process::id() % 100_000));
+    let secs = "4".to_owned();
+    let listen = |ns: &Netns, ports: &[&str]| {
+        let mut a = vec!["listen".to_owned(), secs.clone()];
+        a.extend(ports.iter().map(|p| p.to_string()));
+        blast(&ns.name, &a)
+    };
+    let l1 = listen(&ns1, &["7777", "9999"]);
+    let l2 = listen(&ns2, &["7777", "9999"]);
+    let lc = listen(&client_ns, &["9999"]);
+    let mut send = vec!["blast".to_owned(), secs.clone()];
+    for w in [web1, web2] {
+        send.push(format!("{w}:7777"));
+        send.push(format!("{w}:9999"));
+    }
+    let bc = blast(&client_ns.name, &send);
+    let to_client = vec![
+        "blast".to_owned(),
+        secs.clone(),
+        format!("{client_ip}:9999"),
+    ];
+    let b1 = blast(&ns1.name, &to_client);
+    let b2 = blast(&ns2.name, &to_client);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let unprogrammed = drops(&sw, "unprogrammed");
+    let t_add = wall();
+    cni_add(&sw, &ns1, "web1", web1);
+    cni_add(&sw, &ns2, "web2", web2);
+    let add_took = wall() - t_add;
+    // the agent learns the addresses and names web2 a while later
+    std::thread::sleep(Duration::from_millis(300));
+    let after_add = isolated_ns_yaml(&[
+        ("y", "fcclient", "client", Some(client_ip)),
+        ("x", "web1", "web", Some(web1)),
+        ("x", "web2", "web", Some(web2)),
+    ]);
+    let t_push = wall();
+    push_as_agent(&sw, &after_add);
+
+    for c in [bc, b1, b2] {
+        let v = json_of(c);
+        assert!(v["sent"].as_u64().unwrap_or(0) > 100, "{v}");
+    }
+    let (g1, g2, gc) = (json_of(l1), json_of(l2), json_of(lc));
+    let first = |g: &serde_json::Value, port: &str| -> Option<f64> {
+        g[port].as_array()?.first()?.get(0)?.as_f64()
+    };
+    let count = |g: &serde_json::Value, port: &str| g[port].as_array().map_or(0, Vec::len);
+
+    // the simulator on the same objects
+    let world = policy::load::load_yaml(&after_add).expect("test YAML");
+    let sim = policy::simulate::simulate(&world, &["UDP/7777", "UDP/9999"]).expect("simulation");
+    let at = |k: &str| sim.pods.iter().position(|p| p == k).expect("pod in sim");
+    let allowed = |probe: &str, from: &str, to: &str| {
+        sim.matrices[probe].combined[at(from)].as_bytes()[at(to)] == b'A'
+    };
+    for (g, web) in [(&g1, "x/web1"), (&g2, "x/web2")] {
+        assert!(allowed("UDP/7777", "y/fcclient", web));
+        assert!(!allowed("UDP/9999", "y/fcclient", web));
+        assert!(!allowed("UDP/9999", web, "y/fcclient"));
+        assert_eq!(count(g, "9999"), 0, "{web} got what policy denies: {g}");
+        assert!(count(g, "7777") > 0, "{web} got nothing it may: {g}");
+    }
+    assert_eq!(
+        count(&gc, "9999"),
+        0,
+        "the client got what policy denies: {gc}"
+    );
+    assert!(
+        drops(&sw, "unprogrammed") > unprogrammed,
+        "web2 was attached before the agent named it"
+    );
+    let w1 = first(&g1, "7777").expect("web1's first allowed packet") - t_add;
+    let w2 = first(&g2, "7777").expect("web2's first allowed packet") - t_push;
+    eprintln!(
+        "fail closed: ADD of two pods {:.1} ms; ADD to web1's first allowed packet {:.1} ms; \
+         web2's named {:.0} ms after ADD, first allowed packet {:.1} ms after that",
+        add_took * 1e3,
+        w1 * 1e3,
+        (t_push - t_add) * 1e3,
+        w2 * 1e3
+    );
+    assert!(w1 < 2.0 && w2 < 2.0, "{w1} {w2}");
+}

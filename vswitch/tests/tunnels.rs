@@ -748,3 +748,83 @@ fn the_host_keeps_its_own_traffic_through_the_host_port() {
     assert!(ping(&host.name, ext.ip, 3), "host -> external host");
     tcp_transfer(ext.ns(), &host.name, a.ip, 5007, 1 << 20).expect("TCP to the host");
 }
+
+/// Reverse-path checks on natively routed pod traffic: a host on the
+/// underlay that claims a remote pod's address is not that pod's node, and
+/// its frames are dropped and counted; the same from the block's own node
+/// reach the pod; once the pool always encapsulates, even the right node's
+/// native frames are refused: its pods' packets come in the tunnel.
+#[test]
+fn native_pod_sources_are_taken_only_from_their_node() {
+    let _g = serial();
+    must_be_root();
+    let ul = Underlay::new("rp");
+    let a = vnode(&ul, "na", 1, 1, 1, 1);
+    let (a_ns, a_ip) = a.pod(0);
+    let remote_pod = "10.72.4.1";
+    // the block's node and an impostor, both speaking for the same pod
+    // address with a route to node a's block through node a
+    let right = ul.external_host("192.168.50.40/24", None);
+    let wrong = ul.external_host("192.168.50.41/24", None);
+    for h in [&right, &wrong] {
+        h.ip(&["addr", "add", &format!("{remote_pod}/32"), "dev", "lo"]);
+        h.ip(&["route", "add", &a.block, "via", &a.ip.to_string()]);
+    }
+    let owner = Node {
+        blocks: vec!["10.72.4.0/26".into()],
+        ..Node::new("owner", &["192.168.50.40/24"])
+    };
+    apply(
+        &[&a],
+        &pool(EncapMode::Never, EncapMode::Never, false),
+        std::slice::from_ref(&owner),
+    );
+    let ping_from = |h: &Host| {
+        h.run(&[
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "-I",
+            remote_pod,
+            &a_ip.to_string(),
+        ])
+        .status
+        .success()
+    };
+    // the right node: its first packet may only teach the switch its MAC
+    wait_for(
+        "the block's node reaches the pod natively",
+        Duration::from_secs(15),
+        || ping_from(&right).then_some(()),
+    );
+    let before = a.drops("rpf_wrong_node");
+    for _ in 0..3 {
+        assert!(ping_from(&right));
+    }
+    // the pod reaches the remote pod the same way back
+    assert!(ping(a_ns, remote_pod, 1));
+    assert_eq!(
+        a.drops("rpf_wrong_node"),
+        before,
+        "nothing of the right node's was refused"
+    );
+    for _ in 0..3 {
+        assert!(!ping_from(&wrong), "the impostor reached the pod");
+    }
+    let after = a.drops("rpf_wrong_node");
+    assert!(
+        after >= before + 3,
+        "the impostor's requests are counted: {before} -> {after}"
+    );
+
+    apply(
+        &[&a],
+        &pool(EncapMode::Always, EncapMode::Never, false),
+        &[owner],
+    );
+    let before = a.drops("rpf_not_tunneled");
+    assert!(!ping_from(&right), "native frames of an Always pool");
+    assert!(a.drops("rpf_not_tunneled") > before);
+}

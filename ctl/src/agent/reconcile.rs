@@ -3,7 +3,12 @@
 //!
 //! An object that cannot be used (a bad address, an unknown field in a
 //! policy, a selector that does not parse) is left out and reported in
-//! [`Reconciled::skipped`]; the rest of the document is unaffected.
+//! [`Reconciled::skipped`]; the rest of the document is unaffected. A policy
+//! is never just left out, though: that would lift the isolation it gives.
+//! In its place goes a stand-in with its name, selector and directions and
+//! no rules, which denies everything in those directions to the pods it
+//! selects (every pod of its namespace, or of the cluster for a global one,
+//! when even its selector cannot be used); the report says so.
 
 use api::policy::{
     CalicoNetworkPolicy, EndpointInfo, GlobalNetworkPolicy, K8sProtocol, NamespaceInfo,
@@ -57,6 +62,10 @@ pub struct Skipped {
     /// `namespace/name` or `name`.
     pub name: String,
     pub reason: String,
+    /// For a policy: the directions ("ingress", "egress") in which the
+    /// endpoints it selects are isolated in its place.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub isolated: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -104,9 +113,33 @@ impl Skips {
             kind: kind.to_owned(),
             name: full_name(o),
             reason: reason.into(),
+            isolated: Vec::new(),
         };
         tracing::warn!("{} {} left out: {}", s.kind, s.name, s.reason);
         self.0.push(s);
+    }
+
+    /// A policy that cannot be used, and the stand-in that isolates in its
+    /// place. Its first reason is kept: the stand-in's own troubles follow
+    /// from it.
+    fn isolate(&mut self, stand_in: &Policy, reason: String) {
+        let (kind, name) = (stand_in.kind(), stand_in.display_name());
+        let isolated = directions(stand_in);
+        match self.0.iter_mut().find(|s| s.kind == kind && s.name == name) {
+            Some(s) => s.isolated = isolated,
+            None => {
+                tracing::warn!(
+                    "{kind} {name} cannot be used ({reason}): the endpoints it selects are isolated ({})",
+                    isolated.join(", ")
+                );
+                self.0.push(Skipped {
+                    kind: kind.to_owned(),
+                    name,
+                    reason,
+                    isolated,
+                });
+            }
+        }
     }
 }
 
@@ -279,7 +312,10 @@ fn pods(objs: &[Arc<DynamicObject>], node: &str, skips: &mut Skips) -> Vec<Endpo
             .map_err(|e| e.to_string())
             .and_then(|p| p.endpoint(local));
         match ep {
-            Ok(ep) if ep.ips.is_empty() => {}
+            // a pod of this node is named before it has an address: vswitchd
+            // lets its interface pass nothing until its labels are known,
+            // and CNI ADD comes before the address is in the API
+            Ok(ep) if ep.ips.is_empty() && !local => {}
             Ok(ep) => out.push(ep),
             Err(e) => skips.add("Pod", o, e),
         }
@@ -290,6 +326,7 @@ fn pods(objs: &[Arc<DynamicObject>], node: &str, skips: &mut Skips) -> Vec<Endpo
 
 // --- policies --------------------------------------------------------------
 
+/// The policies of one kind that parse, and stand-ins for those that do not.
 fn typed<T: for<'de> Deserialize<'de>>(
     kind: &str,
     objs: &[Arc<DynamicObject>],
@@ -298,12 +335,149 @@ fn typed<T: for<'de> Deserialize<'de>>(
 ) -> Vec<Policy> {
     let mut out = Vec::new();
     for o in objs {
-        match serde_json::from_value::<T>(value(o)) {
+        let raw = value(o);
+        match serde_json::from_value::<T>(raw.clone()) {
             Ok(p) => out.push(wrap(p)),
-            Err(e) => skips.add(kind, o, e.to_string()),
+            Err(e) => match stand_in(kind, &raw, Scope::Selected)
+                .or_else(|| stand_in(kind, &raw, Scope::All))
+            {
+                Some(p) => {
+                    skips.isolate(&p, e.to_string());
+                    out.push(p);
+                }
+                None => skips.add(kind, o, e.to_string()),
+            },
         }
     }
     out
+}
+
+const K8S_POLICY: &str = "NetworkPolicy (networking.k8s.io/v1)";
+const CALICO_POLICY: &str = "NetworkPolicy (projectcalico.org/v3)";
+const GLOBAL_POLICY: &str = "GlobalNetworkPolicy";
+
+/// Whom a stand-in isolates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The endpoints the policy's own selectors select.
+    Selected,
+    /// Every endpoint of its namespace (of the cluster for a global policy).
+    All,
+}
+
+/// A policy with the name, tier, order, selectors and directions of `raw`
+/// (a policy of `kind` as the API server has it, or as serialized) and no
+/// rules: in Calico's and Kubernetes' semantics it isolates what it
+/// selects in those directions. `None` for a kind that is no policy.
+fn stand_in(kind: &str, raw: &Value, scope: Scope) -> Option<Policy> {
+    let spec = &raw["spec"];
+    let rules = |k: &str| spec[k].as_array().is_some_and(|a| !a.is_empty());
+    let mut meta = serde_json::Map::new();
+    for k in ["name", "namespace"] {
+        if let Some(v) = raw["metadata"].get(k).filter(|v| v.is_string()) {
+            meta.insert(k.into(), v.clone());
+        }
+    }
+    let listed = |k: &str| -> Option<Vec<String>> {
+        let t: Vec<String> = spec[k]
+            .as_array()?
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .filter(|t| t == "Ingress" || t == "Egress")
+            .collect();
+        (!t.is_empty()).then_some(t)
+    };
+    let mut out = serde_json::Map::new();
+    match kind {
+        K8S_POLICY => {
+            let types = listed("policyTypes").unwrap_or_else(|| {
+                let mut t = vec!["Ingress".to_owned()];
+                if rules("egress") {
+                    t.push("Egress".into());
+                }
+                t
+            });
+            let selector = match scope {
+                Scope::Selected => spec["podSelector"].clone(),
+                Scope::All => Value::Null,
+            };
+            if !selector.is_null() {
+                out.insert("podSelector".into(), selector);
+            }
+            out.insert("policyTypes".into(), types.into());
+        }
+        CALICO_POLICY | GLOBAL_POLICY => {
+            let types = listed("types").unwrap_or_else(|| {
+                let (i, e) = match (rules("ingress"), rules("egress")) {
+                    (_, false) => (true, false),
+                    (false, true) => (false, true),
+                    (true, true) => (true, true),
+                };
+                [(i, "Ingress"), (e, "Egress")]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, t)| (*t).to_owned())
+                    .collect()
+            });
+            let mut keep = vec!["order"];
+            if scope == Scope::Selected {
+                keep.extend([
+                    "tier",
+                    "selector",
+                    "namespaceSelector",
+                    "serviceAccountSelector",
+                ]);
+            }
+            if kind == CALICO_POLICY {
+                keep.retain(|k| *k != "namespaceSelector");
+            }
+            for k in keep {
+                if let Some(v) = spec.get(k).filter(|v| !v.is_null()) {
+                    out.insert(k.into(), v.clone());
+                }
+            }
+            out.insert("types".into(), types.into());
+        }
+        _ => return None,
+    }
+    let v = serde_json::json!({"metadata": meta, "spec": out});
+    match kind {
+        K8S_POLICY => serde_json::from_value(v).ok().map(Policy::K8s),
+        CALICO_POLICY => serde_json::from_value(v).ok().map(Policy::Calico),
+        _ => serde_json::from_value(v).ok().map(Policy::Global),
+    }
+}
+
+/// The stand-in for a typed policy that cannot be used: its selectors
+/// while they can be, else everything in its reach.
+fn stand_in_for(p: &Policy, scope: Scope) -> Option<Policy> {
+    let raw = match p {
+        Policy::K8s(x) => serde_json::to_value(x),
+        Policy::Calico(x) => serde_json::to_value(x),
+        Policy::Global(x) => serde_json::to_value(x),
+        Policy::Tier(_) => return None,
+    }
+    .ok()?;
+    stand_in(p.kind(), &raw, scope)
+}
+
+/// The directions a stand-in isolates, for the report.
+fn directions(p: &Policy) -> Vec<String> {
+    let (i, e) = match p {
+        Policy::K8s(x) => x.spec.effective_types(),
+        Policy::Calico(x) => {
+            api::policy::effective_types(&x.spec.types, &x.spec.ingress, &x.spec.egress)
+        }
+        Policy::Global(x) => {
+            api::policy::effective_types(&x.spec.types, &x.spec.ingress, &x.spec.egress)
+        }
+        Policy::Tier(_) => (false, false),
+    };
+    [(i, "ingress"), (e, "egress")]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, d)| (*d).to_owned())
+        .collect()
 }
 
 fn policy_key(p: &Policy) -> (u8, String) {
@@ -322,23 +496,21 @@ fn policies(
     pods: &[EndpointInfo],
     skips: &mut Skips,
 ) -> Vec<Policy> {
-    let k8s = "NetworkPolicy (networking.k8s.io/v1)";
-    let cal = "NetworkPolicy (projectcalico.org/v3)";
     let mut all = typed::<Tier>("Tier", &inputs.tiers, skips, Policy::Tier);
     all.extend(typed::<NetworkPolicy>(
-        k8s,
+        K8S_POLICY,
         &inputs.k8s_policies,
         skips,
         Policy::K8s,
     ));
     all.extend(typed::<CalicoNetworkPolicy>(
-        cal,
+        CALICO_POLICY,
         &inputs.calico_policies,
         skips,
         Policy::Calico,
     ));
     all.extend(typed::<GlobalNetworkPolicy>(
-        "GlobalNetworkPolicy",
+        GLOBAL_POLICY,
         &inputs.global_policies,
         skips,
         Policy::Global,
@@ -351,19 +523,33 @@ fn policies(
             ok.push(p);
             continue;
         }
-        match lowerer.lower(&p) {
-            Ok(_) => ok.push(p),
-            Err(e) => skip_policy(skips, &p, e.to_string()),
+        let Err(e) = lowerer.lower(&p) else {
+            ok.push(p);
+            continue;
+        };
+        let usable = [Scope::Selected, Scope::All]
+            .into_iter()
+            .filter_map(|scope| stand_in_for(&p, scope))
+            .find(|s| lowerer.lower(s).is_ok());
+        match usable {
+            Some(s) => {
+                skips.isolate(&s, e.to_string());
+                ok.push(s);
+            }
+            None => skip_policy(skips, &p, e.to_string()),
         }
     }
     ok.sort_by_key(policy_key);
     // then together (tiers, names, what the set needs): what vswitchd
-    // would refuse, left out one object at a time
+    // would refuse, replaced by its stand-in (its selectors, then everything
+    // in its reach, in the default tier), or left out as a last resort, one
+    // object at a time
     let mut world = policy::World {
         namespaces: namespaces.to_vec(),
         endpoints: pods.to_vec(),
         policies: ok,
     };
+    let mut tries: BTreeMap<String, Scope> = BTreeMap::new();
     while !world.policies.is_empty() {
         let Err(e) = policy::Compiled::compile(&world) else {
             break;
@@ -372,26 +558,39 @@ fn policies(
             .policies
             .iter()
             .position(|p| format!("{} {}", p.kind(), p.display_name()) == e.object);
-        match culprit {
-            Some(i) => {
-                let p = world.policies.remove(i);
-                skip_policy(skips, &p, e.message.clone());
+        let Some(i) = culprit else {
+            // not one policy's fault (e.g. a pod): vswitchd will say
+            tracing::warn!("policy set does not compile: {e}");
+            break;
+        };
+        let p = world.policies.remove(i);
+        let key = e.object.clone();
+        let next = match tries.get(&key) {
+            None => Some(Scope::Selected),
+            Some(Scope::Selected) => Some(Scope::All),
+            Some(Scope::All) => None,
+        };
+        match next.and_then(|scope| Some((scope, stand_in_for(&p, scope)?))) {
+            Some((scope, s)) => {
+                tries.insert(key, scope);
+                skips.isolate(&s, e.message.clone());
+                world.policies.insert(i, s);
             }
-            None => {
-                // not one policy's fault (e.g. a pod): vswitchd will say
-                tracing::warn!("policy set does not compile: {e}");
-                break;
-            }
+            None => skip_policy(skips, &p, e.message.clone()),
         }
     }
     world.policies
 }
 
 fn skip_policy(skips: &mut Skips, p: &Policy, reason: String) {
+    skips
+        .0
+        .retain(|s| !(s.kind == p.kind() && s.name == p.display_name()));
     let s = Skipped {
         kind: p.kind().to_owned(),
         name: p.display_name(),
         reason,
+        isolated: Vec::new(),
     };
     tracing::warn!("{} {} left out: {}", s.kind, s.name, s.reason);
     skips.0.push(s);

@@ -10,7 +10,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use vswitch::control::config::{IpamStoreKind, SwitchConfig, UplinkConfig};
+use vswitch::control::config::{IpamStoreKind, PolicySource, SwitchConfig, UplinkConfig};
 use vswitch::control::{socket, switch::Switch};
 use vswitch::dpdk;
 
@@ -87,6 +87,12 @@ struct Args {
     /// in-cluster service account; pools are the cluster's IPPools).
     #[arg(long, value_enum, default_value_t = StoreArg::File)]
     ipam_store: StoreArg,
+    /// Where pods' labels and policy come from: "local" (`vsctl apply` on
+    /// this node; a pod attached through CNI is programmed at once) or
+    /// "agent" (the node agent; a pod attached through CNI passes nothing but
+    /// ARP until the agent's document names it).
+    #[arg(long, value_enum, default_value_t = SourceArg::Local)]
+    policy_source: SourceArg,
     /// This node's name in block affinities (default: the host name).
     #[arg(long)]
     node: Option<String>,
@@ -103,6 +109,12 @@ struct Args {
 enum StoreArg {
     File,
     Kube,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SourceArg {
+    Local,
+    Agent,
 }
 
 fn parse_port(s: &str) -> Result<PortSpec, String> {
@@ -249,6 +261,10 @@ fn run(args: Args) -> Result<(), String> {
         ipam_store: match args.ipam_store {
             StoreArg::File => IpamStoreKind::File,
             StoreArg::Kube => IpamStoreKind::Kube,
+        },
+        policy_source: match args.policy_source {
+            SourceArg::Local => PolicySource::Local,
+            SourceArg::Agent => PolicySource::Agent,
         },
         ..SwitchConfig::default()
     };

@@ -26,6 +26,22 @@ pub struct SwitchConfig {
     pub uplink: UplinkConfig,
     /// Where IPAM claims are kept.
     pub ipam_store: IpamStoreKind,
+    /// Who tells the switch the labels of the pods attached through CNI.
+    pub policy_source: PolicySource,
+}
+
+/// Who knows a pod's labels and the policy that selects it, and so when a
+/// pod attached through CNI may pass traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PolicySource {
+    /// `vsctl apply` on this node (a standalone node, the demo): an endpoint
+    /// is programmed when it is attached or set, with what was applied.
+    #[default]
+    Local,
+    /// The node agent: a pod attached through CNI passes nothing but ARP
+    /// until the agent's document names it (by namespace/name), unless its
+    /// endpoint was given a namespace or labels of its own.
+    Agent,
 }
 
 /// Where the IPAM keeps its claims.
@@ -53,6 +69,7 @@ impl Default for SwitchConfig {
             flow_log_file: None,
             uplink: Default::default(),
             ipam_store: IpamStoreKind::File,
+            policy_source: PolicySource::Local,
         }
     }
 }

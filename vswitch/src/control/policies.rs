@@ -3,6 +3,7 @@
 //! programs that snapshots carry; the flow log that Log rules feed, drained
 //! from the workers' queues.
 
+use crate::control::config::PolicySource;
 use crate::control::policy_state::{FLOW_LOG_KEEP, HISTORY};
 use crate::control::switch::{invalid, Result, Switch, SwitchError};
 use crate::pipeline::firewall::LogRecord;
@@ -94,6 +95,25 @@ fn world_endpoints(
         });
     }
     out
+}
+
+/// Whether an endpoint's labels, and so the policy that selects it, are
+/// known: with policy from `vsctl apply` always (what applies to it is what
+/// was applied); with policy from the node agent once the agent's document
+/// lists its pod (by namespace/name, with or without an address yet), or
+/// once the endpoint was given a namespace or labels of its own.
+pub(crate) fn programmed(source: PolicySource, ep: &EndpointSpec, pods: &[EndpointInfo]) -> bool {
+    match source {
+        PolicySource::Local => true,
+        PolicySource::Agent => {
+            ep.namespace.is_some()
+                || !ep.labels.is_empty()
+                || ep
+                    .pod
+                    .as_deref()
+                    .is_some_and(|n| pods.iter().any(|p| p.name == n))
+        }
+    }
 }
 
 /// How an endpoint is named to the compiler and in flow logs: its pod, else
@@ -198,12 +218,15 @@ impl Switch {
     /// Where an endpoint's programs are, for the snapshot.
     pub(crate) fn endpoint_policy(&self, ep: &EndpointSpec) -> EndpointPolicy {
         let c = &self.policy.compiled;
+        let programmed = programmed(self.policy_source, ep, &self.policy.pods);
         match c.endpoint_index(&ep.port) {
             Some(i) => EndpointPolicy {
                 index: i as u32,
                 ingress: c.has_policy(i, Direction::Ingress),
                 egress: c.has_policy(i, Direction::Egress),
+                programmed,
             },
+            // not compiled (a broken invariant): nothing to judge it by
             None => EndpointPolicy::default(),
         }
     }
@@ -334,6 +357,24 @@ mod tests {
             named_ports: Vec::new(),
             local: true,
         }
+    }
+
+    #[test]
+    fn with_an_agent_an_attached_pod_waits_for_the_agent_to_name_it() {
+        let attached = ep("pod-a", Some("shop/web-0"), [10, 0, 0, 1]);
+        assert!(programmed(PolicySource::Local, &attached, &[]));
+        assert!(!programmed(PolicySource::Agent, &attached, &[]));
+        let others = [pod("shop/web-1", "web", [10, 0, 0, 2])];
+        assert!(!programmed(PolicySource::Agent, &attached, &others));
+        // named before it had an address: enough, its labels are known
+        let mut named = pod("shop/web-0", "web", [10, 0, 0, 1]);
+        named.ips.clear();
+        assert!(programmed(PolicySource::Agent, &attached, &[named]));
+        // an endpoint set with a namespace or labels of its own is known
+        let mut own = ep("pod-b", None, [10, 0, 0, 3]);
+        assert!(!programmed(PolicySource::Agent, &own, &[]));
+        own.namespace = Some("shop".into());
+        assert!(programmed(PolicySource::Agent, &own, &[]));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! port waits until every worker runs a snapshot without it before the device
 //! is torn down, so no worker ever polls or sends to a port that is gone.
 
-use crate::control::config::{IpamStoreKind, SwitchConfig, UplinkConfig};
+use crate::control::config::{IpamStoreKind, PolicySource, SwitchConfig, UplinkConfig};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::{self, mbuf::Mempool, ring::MbufRing};
 use crate::pipeline::MAX_PORTS;
@@ -94,6 +94,8 @@ pub struct Switch {
     next_zone: u16,
     /// Namespaces, policy objects, their compiled form, the flow log.
     pub(crate) policy: crate::control::policy_state::PolicyState,
+    /// Who programs the endpoints attached through CNI.
+    pub(crate) policy_source: PolicySource,
     /// The snapshot before the newest one.
     retired: std::sync::Mutex<Option<Arc<Snapshot>>>,
     /// The vhost-user sockets this switch made (only those are removed).
@@ -233,6 +235,7 @@ impl Switch {
             next_zone: 0,
             made_sockets: crate::control::sockets::MadeSockets::open(&cfg.state_dir),
             vhost_socket_root: cfg.vhost_socket_root.clone(),
+            policy_source: cfg.policy_source,
         })
     }
 

@@ -105,6 +105,11 @@ pub fn check(
     log: &mut FlowLog<'_>,
     ctr: &WorkerCounters,
 ) -> Result<(), DropReason> {
+    if !ep.policy.programmed {
+        // before conntrack: nothing is let in or out, and nothing recorded
+        // that would outlive the policy it gets
+        return Err(DropReason::Unprogrammed);
+    }
     let policed = ep.policy.ingress || ep.policy.egress;
     let zone = ep.zone;
     match ct.track(zone, flow, now) {

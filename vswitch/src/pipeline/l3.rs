@@ -142,7 +142,7 @@ mod tests {
         Endpoint {
             mac: u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]),
             ips: vec![u32::from_be_bytes(ip)].into(),
-            policy: EndpointPolicy::default(),
+            policy: EndpointPolicy::OPEN,
             zone: 1,
         }
     }

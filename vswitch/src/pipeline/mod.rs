@@ -504,6 +504,7 @@ mod tests {
                         index: i as u32,
                         ingress: c.has_policy(i, Direction::Ingress),
                         egress: c.has_policy(i, Direction::Egress),
+                        programmed: true,
                     },
                     zone: (mac & 0xffff) as u16,
                 }
@@ -604,6 +605,94 @@ mod tests {
                 c1.drops_of(DropReason::PolicyIngress) + c2.drops_of(DropReason::PolicyEgress),
                 0
             );
+        }
+
+        /// An ARP request from `mac`/`ip` for the gateway.
+        fn arp_for_gateway(mac: u64, ip: [u8; 4]) -> Vec<u8> {
+            let m = &mac.to_be_bytes()[2..];
+            let mut f = vec![0xff; 6];
+            f.extend_from_slice(m);
+            f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+            f.extend_from_slice(m);
+            f.extend_from_slice(&ip);
+            f.extend_from_slice(&[0; 6]);
+            f.extend_from_slice(&[169, 254, 1, 1]);
+            f.resize(60, 0);
+            f
+        }
+
+        #[test]
+        fn a_pod_not_programmed_passes_nothing_but_arp() {
+            let c = compiled();
+            let mut endpoints = vec![None; MAX_PORTS];
+            endpoints[1] = Some(Endpoint {
+                mac: MAC_A,
+                ips: vec![u32::from_be_bytes(A)].into(),
+                policy: EndpointPolicy::OPEN,
+                zone: 1,
+            });
+            // B's labels are not known yet: whatever its namespace says
+            // about it is not known either
+            endpoints[2] = Some(Endpoint {
+                mac: MAC_B,
+                ips: vec![u32::from_be_bytes(B)].into(),
+                policy: EndpointPolicy::default(),
+                zone: 2,
+            });
+            let mut routes = Routes::default();
+            for (ip, port, mac) in [(A, 1, MAC_A), (B, 2, MAC_B)] {
+                routes.insert(u32::from_be_bytes(ip), Route { port, mac });
+            }
+            let fdb = Fdb::new(64, 300);
+            let log = ArrayQueue::new(16);
+            let neigh = crate::tables::neigh::Neighbors::new(16);
+            let services = crate::tables::services::Services::default();
+            let cx = Context {
+                fdb: &fdb,
+                domain: &[],
+                endpoints: &endpoints,
+                routes: &routes,
+                now: 1,
+                local: u64::MAX,
+                policy: PolicyView {
+                    compiled: &c,
+                    generation: 1,
+                },
+                log: &log,
+                underlay: None,
+                neigh: &neigh,
+                services: &services,
+            };
+            let mut w: Pipeline<Vec<u8>> = Pipeline::new(1024, Default::default());
+            let ctr = WorkerCounters::new(MAX_PORTS);
+            let mut sink = Recorder::default();
+            let mut b: Burst<Vec<u8>> = [udp((A, MAC_A), B, 5000, 53)].into_iter().collect();
+            w.process(&cx, 1, &mut b, &mut sink, &ctr);
+            let mut b: Burst<Vec<u8>> = [
+                udp((B, MAC_B), A, 53, 5000),
+                udp((B, MAC_B), A, 7000, 80),
+                arp_for_gateway(MAC_B, B),
+            ]
+            .into_iter()
+            .collect();
+            w.process(&cx, 2, &mut b, &mut sink, &ctr);
+            assert_eq!(sink.count(1), 0, "nothing from B reaches A");
+            assert_eq!(
+                sink.count(2),
+                1,
+                "B hears the answer to its ARP, and only that"
+            );
+            assert_eq!(sink.got[&2][0][12..14], [0x08, 0x06]);
+            assert_eq!(ctr.drops_of(DropReason::Unprogrammed), 3);
+            // a packet handed over by another worker meets the same gate
+            let mut handed: Burst<Vec<u8>> = [udp((A, MAC_A), B, 5001, 53)].into_iter().collect();
+            w.deliver(&cx, 2, &mut handed, &ctr);
+            assert!(handed.is_empty());
+            assert_eq!(ctr.drops_of(DropReason::Unprogrammed), 4);
+            // and B's zone remembers nothing that would outlive the gate
+            let f = udp((A, MAC_A), B, 5000, 53);
+            let flow = crate::tables::conntrack::Flow::parse(&f[14..]);
+            assert_eq!(w.ct.state_of(2, &flow, 1), None);
         }
     }
 }

@@ -9,8 +9,13 @@ use crate::pipeline::services::FromPod;
 use crate::pipeline::{slot, Context, Pipeline, TxSink};
 use crate::tables::conntrack::Flow;
 use crate::tables::endpoints::Endpoint;
-use crate::wire::eth::{ETHERTYPE_IPV4, ETH_HLEN};
+use crate::wire::eth::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HLEN};
 use policy::Direction;
+
+#[inline(always)]
+fn is_arp(frame: &[u8]) -> bool {
+    frame.len() >= ETH_HLEN && u16::from_be_bytes([frame[12], frame[13]]) == ETHERTYPE_ARP
+}
 
 impl<P: PacketBuf> Pipeline<P> {
     /// A burst from a routed pod: answered, routed to another pod, or dropped.
@@ -25,6 +30,13 @@ impl<P: PacketBuf> Pipeline<P> {
     ) {
         let mut rx_drops = 0u64;
         for mut pkt in pkts.drain(..) {
+            // a pod not programmed yet may resolve its gateway, and that is
+            // all: not even a Service's refusal answers it
+            if !ep.policy.programmed && !is_arp(pkt.data()) {
+                ctr.drop(DropReason::Unprogrammed, 1);
+                rx_drops += 1;
+                continue;
+            }
             // Services first: policy and routing see the backend
             let judge = match self.service_from_pod(cx, ep, &mut pkt) {
                 FromPod::Pass => None,

@@ -332,7 +332,7 @@ mod tests {
                 endpoints[usize::from(port)] = Some(Endpoint {
                     mac: mac(ip),
                     ips: vec![ip].into(),
-                    policy: EndpointPolicy::default(),
+                    policy: EndpointPolicy::OPEN,
                     zone: port,
                 });
                 routes.insert(ip, Route { port, mac: mac(ip) });

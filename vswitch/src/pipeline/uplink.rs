@@ -40,6 +40,28 @@ fn set_macs(frame: &mut [u8], dst: u64, src: u64) {
     frame[6..12].copy_from_slice(&mac_bytes(src));
 }
 
+/// The reverse-path check of a natively routed packet from the underlay
+/// with source `src`: `Some(next hop)` when only the MAC of that underlay
+/// address may have sent it. Pool addresses are pods', and a pod's packet
+/// comes from its node: a source in a remote block only through that
+/// block's node (or the gateway in front of it), and only if this node
+/// would send to that block natively too, so that pools which always
+/// encapsulate take their sources only from the tunnel; a pool address in
+/// no remote block (this node's own blocks, unclaimed ones) never.
+/// Addresses outside every pool are the outside world's: policy judges them.
+#[inline]
+fn native_source(u: &Underlay, src: u32) -> Result<Option<u32>, DropReason> {
+    match u.remote.lookup(src) {
+        Some(rr) if rr.encap != Encap::None => Err(DropReason::RpfNotTunneled),
+        Some(rr) => match u.nodes.get(usize::from(rr.node)).map(|n| n.next_hop) {
+            Some(nh) if nh != 0 => Ok(Some(nh)),
+            _ => Err(DropReason::RpfWrongNode),
+        },
+        None if u.pools.lookup(src).is_some() => Err(DropReason::RpfWrongNode),
+        None => Ok(None),
+    }
+}
+
 impl<P: PacketBuf> Pipeline<P> {
     /// A pod packet for an address no local pod owns (TTL already
     /// decremented): to a remote node, to the outside world, or nowhere.
@@ -438,7 +460,23 @@ impl<P: PacketBuf> Pipeline<P> {
                 // routed natively: by a node whose pool says Never (or
                 // CrossSubnet within the subnet), or by a router that knows
                 // the pod routes; the pods' policy judges it like any traffic
+                // once its source passed the reverse-path check
                 if cx.routes.contains_key(&dst) {
+                    let src = u32::from_be_bytes([d[26], d[27], d[28], d[29]]);
+                    // a local pod's source is deliver_pod's to refuse
+                    if !cx.routes.contains_key(&src) {
+                        if let Some(nh) = native_source(u, src)? {
+                            let from =
+                                u64::from_be_bytes([0, 0, d[6], d[7], d[8], d[9], d[10], d[11]]);
+                            // a node that only sends may have let its entry
+                            // expire: ask again, as for traffic towards it
+                            match self.next_hop_mac(cx, u, nh, sink, ctr) {
+                                Some(mac) if mac == from => {}
+                                Some(_) => return Err(DropReason::RpfWrongNode),
+                                None => return self.resolve(cx, u, nh, pkt, sink, ctr),
+                            }
+                        }
+                    }
                     return self.deliver_pod(cx, pkt, sink, ctr);
                 }
                 self.punt_host(u, pkt, sink, ctr, DropReason::NotForUs)
@@ -704,7 +742,7 @@ mod tests {
         endpoints[1] = Some(Endpoint {
             mac: POD_MAC,
             ips: vec![POD].into(),
-            policy: EndpointPolicy::default(),
+            policy: EndpointPolicy::OPEN,
             zone: 1,
         });
         let routes = Routes::default();
@@ -789,7 +827,7 @@ mod tests {
             endpoints[port] = Some(Endpoint {
                 mac: POD_MAC + port as u64,
                 ips: vec![ip].into(),
-                policy: EndpointPolicy::default(),
+                policy: EndpointPolicy::OPEN,
                 zone: port as u16,
             });
         }
@@ -846,6 +884,114 @@ mod tests {
         assert_eq!(sink.got[0].0, 2);
         assert_eq!(ctr.drops_of(DropReason::SpoofedIp), 1);
         assert_eq!(ctr.drops_of(DropReason::NotForUs), 1);
+    }
+
+    #[test]
+    fn natively_routed_pod_sources_come_from_their_node_only() {
+        const NODE_B: u32 = 0xc0a8_3202;
+        const NODE_C: u32 = 0xc0a8_3203;
+        const MAC_B: u64 = 0x0200_0000_000b;
+        const MAC_C: u64 = 0x0200_0000_000c;
+        let mut u = underlay();
+        let _ = u.pools.insert(0x0a48_0000, 16, false);
+        for (name, ip) in [("b", NODE_B), ("c", NODE_C)] {
+            u.nodes.push(crate::tables::underlay::RemoteNode {
+                name: name.into(),
+                ip,
+                next_hop: ip,
+                vtep_mac: 0,
+            });
+        }
+        // node b's block is reached natively, node c's (an Always pool) by VXLAN
+        let _ = u.remote.insert(
+            0x0a48_0200,
+            26,
+            RemoteRoute {
+                node: 0,
+                encap: Encap::None,
+            },
+        );
+        let _ = u.remote.insert(
+            0x0a48_0300,
+            26,
+            RemoteRoute {
+                node: 1,
+                encap: Encap::Vxlan,
+            },
+        );
+        let neigh = Neighbors::new(16);
+        assert!(neigh.learn(NODE_B, MAC_B, 1));
+        assert!(neigh.learn(NODE_C, MAC_C, 1));
+        let mut endpoints = vec![None; MAX_PORTS];
+        endpoints[1] = Some(Endpoint {
+            mac: POD_MAC,
+            ips: vec![POD].into(),
+            policy: EndpointPolicy::OPEN,
+            zone: 1,
+        });
+        let mut routes = Routes::default();
+        routes.insert(
+            POD,
+            crate::tables::endpoints::Route {
+                port: 1,
+                mac: POD_MAC,
+            },
+        );
+        let fdb = Fdb::new(64, 300);
+        let log = ArrayQueue::new(4);
+        let compiled = policy::compile::Compiled::empty();
+        let services = crate::tables::services::Services::default();
+        let cx = Context {
+            fdb: &fdb,
+            domain: &[],
+            endpoints: &endpoints,
+            routes: &routes,
+            now: 2,
+            local: u64::MAX,
+            policy: PolicyView {
+                compiled: &compiled,
+                generation: 0,
+            },
+            log: &log,
+            underlay: Some(&u),
+            neigh: &neigh,
+            services: &services,
+        };
+        let from = |mac: u64, src: u32| {
+            let mut f = from_underlay(u.mac, src, POD);
+            f[6..12].copy_from_slice(&mac.to_be_bytes()[2..]);
+            f
+        };
+        let ctr = WorkerCounters::new(MAX_PORTS);
+        let mut pipe: Pipeline<Vec<u8>> = Pipeline::new(1024, Timeouts::default());
+        let mut sink = Sink::default();
+        let mut b: Burst<Vec<u8>> = [
+            // node b's pod, from node b: routed
+            from(MAC_B, 0x0a48_0205),
+            // node b's pod from any other host: refused
+            from(EXT_MAC, 0x0a48_0205),
+            from(MAC_C, 0x0a48_0205),
+            // node c's pods come in VXLAN, never natively, even from node c
+            from(MAC_C, 0x0a48_0305),
+            // a pool address no node claims
+            from(MAC_B, 0x0a48_0905),
+            // the outside world: policy's to judge
+            from(EXT_MAC, 0x0808_0808),
+        ]
+        .into_iter()
+        .collect();
+        pipe.process(&cx, UPLINK, &mut b, &mut sink, &ctr);
+        let srcs: Vec<u32> = sink
+            .got
+            .iter()
+            .map(|(port, f)| {
+                assert_eq!(*port, 1);
+                u32::from_be_bytes([f[26], f[27], f[28], f[29]])
+            })
+            .collect();
+        assert_eq!(srcs, vec![0x0a48_0205, 0x0808_0808]);
+        assert_eq!(ctr.drops_of(DropReason::RpfWrongNode), 3);
+        assert_eq!(ctr.drops_of(DropReason::RpfNotTunneled), 1);
     }
 
     /// A TCP segment as an IPv4 packet (no Ethernet), checksums valid.

@@ -17,7 +17,8 @@ pub struct Endpoint {
 }
 
 /// Where an endpoint's programs are in the compiled policy, and whether it
-/// has any.
+/// has any. The default is an endpoint not programmed yet: it passes
+/// nothing but ARP, so that forgetting to program one fails closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EndpointPolicy {
     /// Its index in the compiled policy.
@@ -25,6 +26,19 @@ pub struct EndpointPolicy {
     /// Some policy of that direction selects it.
     pub ingress: bool,
     pub egress: bool,
+    /// Its labels and the policy that selects it are known. Until they are,
+    /// the pod may be one that its namespace's policy isolates.
+    pub programmed: bool,
+}
+
+impl EndpointPolicy {
+    /// Programmed, and no policy selects it: everything passes.
+    pub const OPEN: EndpointPolicy = EndpointPolicy {
+        index: 0,
+        ingress: false,
+        egress: false,
+        programmed: true,
+    };
 }
 
 impl Endpoint {

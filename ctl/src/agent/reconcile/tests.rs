@@ -40,7 +40,8 @@ fn pods_local_remote_and_skipped() {
     i.pods = vec![
         pod("x", "b", "n2", Some("10.0.1.2"), json!({"app": "b"})),
         pod("x", "a", "n1", Some("10.0.0.1"), json!({"app": "a"})),
-        pod("x", "pending", "n1", None, json!({})),
+        pod("x", "pending", "n1", None, json!({"app": "p"})),
+        pod("x", "far", "n2", None, json!({})),
         pod("x", "bad", "n1", Some("nope"), json!({})),
         done,
         host,
@@ -48,8 +49,12 @@ fn pods_local_remote_and_skipped() {
     let r = reconcile(&i);
     let pods = r.doc.pods.unwrap();
     let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["x/a", "x/b"]);
+    // this node's pods are named before they have an address (their
+    // interfaces wait for it), other nodes' are of no use without one
+    assert_eq!(names, ["x/a", "x/b", "x/pending"]);
     assert!(pods[0].local && !pods[1].local);
+    assert!(pods[2].local && pods[2].ips.is_empty());
+    assert_eq!(pods[2].labels["app"], "p");
     assert_eq!(pods[0].ips, [Ipv4Addr::new(10, 0, 0, 1)]);
     assert_eq!(pods[0].service_account.as_deref(), Some("sa"));
     assert_eq!(pods[0].named_ports[0].port, 8080);
@@ -147,7 +152,7 @@ fn pools_from_calico_fields() {
 }
 
 #[test]
-fn namespaces_and_policies_with_a_bad_one_left_out() {
+fn namespaces_and_policies_with_bad_ones_isolating_in_their_place() {
     let mut i = base();
     i.namespaces = vec![
         obj(json!({"metadata": {"name": "x", "labels": {"team": "a"}}})),
@@ -181,7 +186,12 @@ fn namespaces_and_policies_with_a_bad_one_left_out() {
     assert_eq!(ns[1].labels["team"], "a");
     let pols = r.doc.policies.unwrap();
     let names: Vec<String> = pols.iter().map(|p| p.display_name()).collect();
-    assert_eq!(names, ["t1", "x/deny", "x/good", "g"], "{:?}", r.skipped);
+    assert_eq!(
+        names,
+        ["t1", "x/deny", "x/badsel", "x/good", "x/notier", "x/typo", "g"],
+        "{:?}",
+        r.skipped
+    );
     let skipped: Vec<&str> = r.skipped.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         skipped,
@@ -189,6 +199,19 @@ fn namespaces_and_policies_with_a_bad_one_left_out() {
         "{:?}",
         r.skipped
     );
+    assert!(r.skipped.iter().all(|s| s.isolated == ["ingress"]));
+    assert!(r.skipped[1].reason.contains("missing"), "{:?}", r.skipped);
+    // the stand-ins have no rules; a selector that does not parse isolates
+    // the whole namespace, a missing tier puts it in the default one
+    let calico = |name: &str| match pols.iter().find(|p| p.display_name() == name) {
+        Some(Policy::Calico(c)) => c.spec.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    let badsel = calico("x/badsel");
+    assert!(badsel.ingress.is_empty() && badsel.selector.is_none());
+    assert_eq!(calico("x/notier").tier, None);
+    assert_eq!(calico("x/notier").selector.as_deref(), None);
+    assert!(calico("x/typo").ingress.is_empty());
     // what is left compiles, as vswitchd will
     let world = policy::World {
         namespaces: ns,
@@ -196,6 +219,38 @@ fn namespaces_and_policies_with_a_bad_one_left_out() {
         policies: pols,
     };
     policy::Compiled::compile(&world).unwrap();
+}
+
+/// A rule the switch cannot carry out (an L7 `http` match) leaves the pods
+/// the policy selects isolated in its directions, and only those.
+#[test]
+fn a_policy_with_an_http_rule_isolates_what_it_selects() {
+    let mut i = base();
+    i.namespaces = vec![obj(json!({"metadata": {"name": "x"}}))];
+    i.pods = vec![
+        pod("x", "web", "n1", Some("10.0.0.1"), json!({"app": "web"})),
+        pod("x", "db", "n1", Some("10.0.0.2"), json!({"app": "db"})),
+    ];
+    i.calico_policies = vec![obj(json!({"metadata": {"name": "l7", "namespace": "x"},
+        "spec": {"selector": "app == 'web'", "types": ["Ingress", "Egress"],
+                 "ingress": [{"action": "Allow", "http": {"methods": ["GET"]}}],
+                 "egress": [{"action": "Allow"}]}}))];
+    let r = reconcile(&i);
+    assert_eq!(r.skipped.len(), 1, "{:?}", r.skipped);
+    assert_eq!(r.skipped[0].name, "x/l7");
+    assert!(r.skipped[0].reason.contains("http"), "{:?}", r.skipped);
+    assert_eq!(r.skipped[0].isolated, ["ingress", "egress"]);
+    let world = policy::World {
+        namespaces: r.doc.namespaces.unwrap(),
+        endpoints: r.doc.pods.unwrap(),
+        policies: r.doc.policies.unwrap(),
+    };
+    let sim = policy::simulate::Simulator::new(&world).unwrap();
+    let m = sim.matrices(&policy::simulate::ProtoPort::tcp(80));
+    // pods sorted: x/db, x/web. web talks to nobody and nobody to web; db
+    // (not selected) keeps talking to itself
+    assert_eq!(sim.pods(), ["x/db", "x/web"]);
+    assert_eq!(m.combined, ["AB", "BB"]);
 }
 
 fn service(name: &str, spec: Value) -> Arc<DynamicObject> {
