@@ -202,6 +202,7 @@ impl Switch {
                 .map(|_| crossbeam_queue::ArrayQueue::new(FLOW_LOG_QUEUE))
                 .collect(),
             ct_capacity: (cfg.ct_max / lcores.len().max(1)).max(1),
+            ct_zone_share: cfg.ct_zone_share,
             neigh: crate::tables::neigh::Neighbors::new(NEIGHBORS),
             pool: pool.clone(),
         });

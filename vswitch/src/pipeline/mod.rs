@@ -91,6 +91,10 @@ pub struct Pipeline<P> {
 
 /// Connections a worker tracks unless told otherwise.
 pub const DEFAULT_CT_CAPACITY: usize = 1 << 20;
+/// What one idle pass sweeps: a full conntrack table of 2^20 entries
+/// (2^17 buckets) in about 2,000 passes.
+const IDLE_SWEEP_BUCKETS: usize = 64;
+const IDLE_SWEEP_ENTRIES: usize = 256;
 /// Flow-log records a worker may write per second (and in one burst).
 pub const LOG_PER_SECOND: u32 = 100;
 
@@ -141,6 +145,14 @@ impl<P: PacketBuf> Pipeline<P> {
             },
         }
         self.flush(sink, ctr);
+    }
+
+    /// Work for a pass that found no packets: reclaims expired
+    /// connections and natOutgoing ports a little at a time, so that
+    /// pods' shares of the table and the free ports follow the clock.
+    pub fn idle(&mut self, now: u32) {
+        self.ct.sweep(now, IDLE_SWEEP_BUCKETS);
+        self.snat.sweep(now, IDLE_SWEEP_ENTRIES);
     }
 
     #[inline(always)]

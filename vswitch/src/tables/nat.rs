@@ -900,21 +900,21 @@ mod tests {
         assert_eq!(
             n.outbound(&b, NODE, 151),
             Err(NatDrop::Exhausted),
-            "replied: 180 s"
+            "replied: 120 s"
         );
-        assert_eq!(n.inbound(&reply(&a, 40000), 330), Some((POD_A, 5000)));
-        assert_eq!(n.outbound(&b, NODE, 510), Err(NatDrop::Exhausted));
+        assert_eq!(n.inbound(&reply(&a, 40000), 270), Some((POD_A, 5000)));
+        assert_eq!(n.outbound(&b, NODE, 390), Err(NatDrop::Exhausted));
         assert_eq!(
-            n.outbound(&b, NODE, 511),
+            n.outbound(&b, NODE, 391),
             Ok(40000),
             "reclaimed on allocation"
         );
         assert_eq!(
-            n.inbound(&reply(&a, 40000), 511),
+            n.inbound(&reply(&a, 40000), 391),
             None,
             "the old flow is gone"
         );
-        assert_eq!(n.inbound(&reply(&b, 40000), 511), Some((POD_B, 5000)));
+        assert_eq!(n.inbound(&reply(&b, 40000), 391), Some((POD_B, 5000)));
         assert_eq!(n.stats.expired, 1);
         assert_eq!(n.len(), 1);
     }
