@@ -26,7 +26,7 @@ impl<P: PacketBuf> Pipeline<P> {
         let mut rx_drops = 0u64;
         for mut pkt in pkts.drain(..) {
             // Services first: policy and routing see the backend
-            let judge = match self.service_from_pod(cx, ep, &mut pkt) {
+            let judge = match self.service_from_pod(cx, ep, &mut pkt, ctr) {
                 FromPod::Pass => None,
                 FromPod::Judge(f) => Some(f),
                 FromPod::Refused(why) => {

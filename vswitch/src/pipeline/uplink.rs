@@ -192,7 +192,7 @@ impl<P: PacketBuf> Pipeline<P> {
         if u32::from(total) + u32::from(rr.encap.overhead()) > u32::from(u.mtu) {
             if let (true, Some(port)) = (df, in_port) {
                 let from = (u64::from_be_bytes(GATEWAY_MAC), u32::from(api::GATEWAY_IP));
-                self.frag_needed(u, rr.encap, pkt, port, from, sink, ctr);
+                self.frag_needed(cx, u, rr.encap, pkt, port, from, sink, ctr);
             }
             return Err(DropReason::TooBig);
         }
@@ -225,6 +225,7 @@ impl<P: PacketBuf> Pipeline<P> {
     #[allow(clippy::too_many_arguments)]
     fn frag_needed<S: TxSink<P>>(
         &mut self,
+        cx: &Context<'_>,
         u: &Underlay,
         encap: Encap,
         mut pkt: P,
@@ -233,6 +234,9 @@ impl<P: PacketBuf> Pipeline<P> {
         sink: &mut S,
         ctr: &WorkerCounters,
     ) {
+        if !self.answer_allowed(cx.now, ctr) {
+            return;
+        }
         let d = pkt.data();
         let pod_mac = u64::from_be_bytes([0, 0, d[6], d[7], d[8], d[9], d[10], d[11]]);
         let mut quoted = [0u8; 60 + 8];
@@ -419,7 +423,7 @@ impl<P: PacketBuf> Pipeline<P> {
                     if back {
                         return self.deliver_pod(cx, pkt, sink, ctr);
                     }
-                    match self.service_node_port(cx, u, &flow, &mut pkt) {
+                    match self.service_node_port(cx, u, &flow, &mut pkt, ctr) {
                         FromPod::Pass => {}
                         FromPod::Judge(f) if cx.routes.contains_key(&f.dst) => {
                             return self.deliver_pod(cx, pkt, sink, ctr)
@@ -496,7 +500,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 // the client learns the tunnel's MTU from this node, about
                 // the packet it sent (its destination the NodePort again)
                 nat::dnat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], orig.dst, orig.dport);
-                self.frag_needed(u, rr.encap, pkt, u.uplink, (u.mac, u.ip), sink, ctr);
+                self.frag_needed(cx, u, rr.encap, pkt, u.uplink, (u.mac, u.ip), sink, ctr);
             }
             return Err(DropReason::TooBig);
         }
