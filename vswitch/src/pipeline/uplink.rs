@@ -298,6 +298,10 @@ impl<P: PacketBuf> Pipeline<P> {
         if !cx.neigh.mark_pending(nh, cx.now) {
             return Err(DropReason::NeighPending);
         }
+        if !cx.neigh.request_allowed(cx.now) {
+            ctr.arp_suppressed.add(1);
+            return Err(DropReason::NeighPending);
+        }
         let req = match sink.alloc(60) {
             Some(r) => Some(r),
             None if pkt.data().len() >= 60 && pkt.truncate(60) => Some(pkt),
