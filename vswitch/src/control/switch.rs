@@ -660,6 +660,9 @@ impl Switch {
                 created: sum(|w| w.ct_created.get()),
                 evicted: sum(|w| w.ct_evicted.get()),
                 log_suppressed: sum(|w| w.log_suppressed.get()),
+                refused: sum(|w| w.ct_refused.get()),
+                answers_suppressed: sum(|w| w.refusals_suppressed.get()),
+                arp_suppressed: sum(|w| w.arp_suppressed.get()),
             },
         }
     }
