@@ -795,10 +795,20 @@ pub struct ConntrackStats {
     /// Connections tracked at most, all workers together.
     pub capacity: u64,
     pub created: u64,
-    /// Live connections evicted to make room for new ones.
+    /// Closed, closing or unanswered connections dropped early to make room.
     pub evicted: u64,
     /// Flow-log records refused by the rate limit.
     pub log_suppressed: u64,
+    /// New connections refused: no room but established connections', or
+    /// their pod at its share of the table (dropped as `ct_full`).
+    #[serde(default)]
+    pub refused: u64,
+    /// TCP RSTs and ICMP errors of the switch's own not sent: over the rate.
+    #[serde(default)]
+    pub answers_suppressed: u64,
+    /// ARP requests for unresolved addresses not sent: over the rate.
+    #[serde(default)]
+    pub arp_suppressed: u64,
 }
 
 /// One flow-log line: a packet that matched a rule with action Log.

@@ -707,6 +707,7 @@ mod tests {
                 created: 5,
                 evicted: 1,
                 log_suppressed: 0,
+                ..Default::default()
             },
         };
         assert_eq!(

@@ -41,6 +41,10 @@ pub enum DropReason {
     /// Not acceptable in its connection's state, or a TCP segment other
     /// than a SYN that belongs to no connection, at a pod with policy.
     CtInvalid,
+    /// A new connection with no room in the connection table: every slot
+    /// it could take holds an established connection, or its pod holds
+    /// its share of the table.
+    CtFull,
     /// Denied by the receiving pod's ingress policy.
     PolicyIngress,
     /// Denied by the sending pod's egress policy.
@@ -94,7 +98,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 38] = [
+    pub const ALL: [DropReason; 39] = [
         DropReason::Runt,
         DropReason::BadLength,
         DropReason::BadSrcMac,
@@ -110,6 +114,7 @@ impl DropReason {
         DropReason::NotIpv4,
         DropReason::ArpIgnored,
         DropReason::CtInvalid,
+        DropReason::CtFull,
         DropReason::PolicyIngress,
         DropReason::PolicyEgress,
         DropReason::TunnelTruncated,
@@ -153,6 +158,7 @@ impl DropReason {
             DropReason::NotIpv4 => "not_ipv4",
             DropReason::ArpIgnored => "arp_ignored",
             DropReason::CtInvalid => "ct_invalid",
+            DropReason::CtFull => "ct_full",
             DropReason::PolicyIngress => "policy_ingress",
             DropReason::PolicyEgress => "policy_egress",
             DropReason::TunnelTruncated => "tunnel_truncated",
@@ -215,9 +221,17 @@ pub struct WorkerCounters {
     pub moved: Counter,
     pub aged: Counter,
     pub evicted: Counter,
-    /// Connections recorded, and live ones evicted to make room.
+    /// Connections recorded; unreplied or closing ones dropped early to
+    /// make room; new ones refused (no room that an established connection
+    /// would have to give up, or their pod over its share of the table).
     pub ct_created: Counter,
     pub ct_evicted: Counter,
+    pub ct_refused: Counter,
+    /// TCP RSTs and ICMP errors of the switch's own not sent: over the
+    /// worker's rate.
+    pub refusals_suppressed: Counter,
+    /// ARP requests not sent: over the switch-wide rate.
+    pub arp_suppressed: Counter,
     /// Flow-log records refused by the rate limit or a full queue.
     pub log_suppressed: Counter,
     pub packets: Counter,
@@ -237,6 +251,9 @@ impl WorkerCounters {
             evicted: Counter::default(),
             ct_created: Counter::default(),
             ct_evicted: Counter::default(),
+            ct_refused: Counter::default(),
+            refusals_suppressed: Counter::default(),
+            arp_suppressed: Counter::default(),
             log_suppressed: Counter::default(),
             packets: Counter::default(),
             busy_cycles: Counter::default(),

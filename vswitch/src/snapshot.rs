@@ -103,6 +103,8 @@ pub struct Shared {
     pub flow_log: Vec<ArrayQueue<LogRecord>>,
     /// Connections each worker tracks at most.
     pub ct_capacity: usize,
+    /// Percent of a worker's connection table one pod (zone) may hold.
+    pub ct_zone_share: u32,
     /// Next hops on the underlay, learned from ARP on the uplink.
     pub neigh: crate::tables::neigh::Neighbors,
     /// Where workers take buffers for frames the switch makes itself.

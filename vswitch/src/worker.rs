@@ -74,6 +74,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
     let hz = shared.tsc_hz.max(1);
     let spin_cycles = hz * SPIN_MICROS / 1_000_000;
     let mut pipe: Pipeline<Mbuf> = Pipeline::new(shared.ct_capacity, Timeouts::default());
+    pipe.ct.set_share(shared.ct_zone_share);
     let mut snap = shared.snapshot.load_full();
     let mut gen = snap.generation;
     let mut local = local_ports(&snap, me);
@@ -146,6 +147,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             continue;
         }
         ctr.idle_polls.add(1);
+        pipe.idle(cx.now);
         if idle_since == 0 {
             idle_since = t0;
         }

@@ -51,9 +51,14 @@ struct Args {
     #[arg(long, default_value_t = 1 << 20)]
     fdb_max: usize,
     /// Most connections tracked, all workers together; beyond, a new
-    /// connection evicts a closed or the most idle one.
+    /// connection takes the place of a closed, closing or unanswered one,
+    /// never an established one's, or is dropped (`ct_full`).
     #[arg(long, default_value_t = 1 << 20)]
     ct_max: usize,
+    /// Percent of a worker's connection table one pod may hold (1-100).
+    #[arg(long, default_value_t = vswitch::tables::conntrack::DEFAULT_ZONE_SHARE,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    ct_zone_share: u32,
     /// The port that attaches the switch to the node's network (add it with
     /// --port, e.g. `up=af-packet:eth1`); this node's underlay address is
     /// the first address of its Node in the desired state.
@@ -246,6 +251,7 @@ fn run(args: Args) -> Result<(), String> {
     let cfg = SwitchConfig {
         fdb_max: args.fdb_max,
         ct_max: args.ct_max,
+        ct_zone_share: args.ct_zone_share,
         flow_log_file: args.flow_log_file.clone(),
         uplink: UplinkConfig {
             port: args.uplink.clone(),

@@ -20,6 +20,8 @@ pub struct SwitchConfig {
     pub node: String,
     /// Connections tracked at most, all workers together.
     pub ct_max: usize,
+    /// Percent of a worker's connection table one pod may hold.
+    pub ct_zone_share: u32,
     /// Where flow-log records are appended as JSON lines, if anywhere.
     pub flow_log_file: Option<PathBuf>,
     /// The uplink, the host port and the underlay gateway.
@@ -66,6 +68,7 @@ impl Default for SwitchConfig {
             vhost_socket_root: PathBuf::from("/var/run/vswitch"),
             node: "localhost".into(),
             ct_max: crate::pipeline::DEFAULT_CT_CAPACITY,
+            ct_zone_share: crate::tables::conntrack::DEFAULT_ZONE_SHARE,
             flow_log_file: None,
             uplink: Default::default(),
             ipam_store: IpamStoreKind::File,

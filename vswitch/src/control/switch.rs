@@ -207,6 +207,7 @@ impl Switch {
                 .map(|_| crossbeam_queue::ArrayQueue::new(FLOW_LOG_QUEUE))
                 .collect(),
             ct_capacity: (cfg.ct_max / lcores.len().max(1)).max(1),
+            ct_zone_share: cfg.ct_zone_share,
             neigh: crate::tables::neigh::Neighbors::new(NEIGHBORS),
             pool: pool.clone(),
         });
@@ -676,6 +677,9 @@ impl Switch {
                 created: sum(|w| w.ct_created.get()),
                 evicted: sum(|w| w.ct_evicted.get()),
                 log_suppressed: sum(|w| w.log_suppressed.get()),
+                refused: sum(|w| w.ct_refused.get()),
+                answers_suppressed: sum(|w| w.refusals_suppressed.get()),
+                arp_suppressed: sum(|w| w.arp_suppressed.get()),
             },
         }
     }

@@ -10,7 +10,7 @@
 //! chains do.
 
 use crate::counters::{DropReason, WorkerCounters};
-use crate::tables::conntrack::{Conntrack, Flow, Track, PROTO_TCP};
+use crate::tables::conntrack::{Conntrack, Created, Flow, Track, PROTO_TCP};
 use crate::tables::endpoints::Endpoint;
 use crossbeam_queue::ArrayQueue;
 use policy::{Decision, Direction, Reason};
@@ -144,9 +144,17 @@ pub fn check(
     // errors about unknown flows, and ICMP other than echo, are judged,
     // not remembered
     if Conntrack::opens(flow) {
-        ctr.ct_created.add(1);
-        if ct.create(zone, flow, now) {
-            ctr.ct_evicted.add(1);
+        match ct.create(zone, flow, now) {
+            Created::Fresh => ctr.ct_created.add(1),
+            Created::Evicted => {
+                ctr.ct_created.add(1);
+                ctr.ct_evicted.add(1);
+            }
+            // as Linux does when early drop finds no room: the packet goes
+            Created::Refused => {
+                ctr.ct_refused.add(1);
+                return Err(DropReason::CtFull);
+            }
         }
     }
     Ok(())

@@ -82,6 +82,10 @@ pub struct Pipeline<P> {
     pending: u64,
     pub ct: Conntrack,
     limiter: RateLimit,
+    /// The TCP RSTs and ICMP errors this worker may send: a flood of
+    /// packets that earn one gets few, and the uplink is not turned into
+    /// a reflector.
+    answers: RateLimit,
     /// natOutgoing translations (used by the worker owning the uplink).
     pub(crate) snat: Snat,
     pub(crate) templates: Templates,
@@ -91,6 +95,13 @@ pub struct Pipeline<P> {
 
 /// Connections a worker tracks unless told otherwise.
 pub const DEFAULT_CT_CAPACITY: usize = 1 << 20;
+/// What one idle pass sweeps: a full conntrack table of 2^20 entries
+/// (2^17 buckets) in about 2,000 passes.
+const IDLE_SWEEP_BUCKETS: usize = 64;
+const IDLE_SWEEP_ENTRIES: usize = 256;
+/// RSTs and ICMP errors a worker may send per second, Linux's
+/// `icmp_msgs_per_sec`.
+pub const ANSWERS_PER_SECOND: u32 = 1000;
 /// Flow-log records a worker may write per second (and in one burst).
 pub const LOG_PER_SECOND: u32 = 100;
 
@@ -116,6 +127,7 @@ impl<P: PacketBuf> Pipeline<P> {
             pending: 0,
             ct: Conntrack::new(ct_capacity, timeouts),
             limiter: RateLimit::new(LOG_PER_SECOND, LOG_PER_SECOND),
+            answers: RateLimit::new(ANSWERS_PER_SECOND, ANSWERS_PER_SECOND),
             snat: Snat::new(nat_capacity(ct_capacity), DEFAULT_PORTS, timeouts),
             templates: Templates::default(),
             // two entries a connection, at most as many connections as natOutgoing
@@ -141,6 +153,25 @@ impl<P: PacketBuf> Pipeline<P> {
             },
         }
         self.flush(sink, ctr);
+    }
+
+    /// Work for a pass that found no packets: reclaims expired
+    /// connections and natOutgoing ports a little at a time, so that
+    /// pods' shares of the table and the free ports follow the clock.
+    pub fn idle(&mut self, now: u32) {
+        self.ct.sweep(now, IDLE_SWEEP_BUCKETS);
+        self.snat.sweep(now, IDLE_SWEEP_ENTRIES);
+    }
+
+    /// Whether the worker may send one more answer of its own (a RST, an
+    /// unreachable, a fragmentation-needed) now; what it may not is counted.
+    #[inline]
+    pub(crate) fn answer_allowed(&mut self, now: u32, ctr: &WorkerCounters) -> bool {
+        if self.answers.take(now) {
+            return true;
+        }
+        ctr.refusals_suppressed.add(1);
+        false
     }
 
     #[inline(always)]

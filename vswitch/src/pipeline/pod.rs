@@ -38,7 +38,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 continue;
             }
             // Services first: policy and routing see the backend
-            let judge = match self.service_from_pod(cx, ep, &mut pkt) {
+            let judge = match self.service_from_pod(cx, ep, &mut pkt, ctr) {
                 FromPod::Pass => None,
                 FromPod::Judge(f) => Some(f),
                 FromPod::Refused(why) => {

@@ -8,7 +8,7 @@
 //! unreachable from the Service address ([`super::refuse`]), sent back out
 //! of the client's port and counted as a drop by reason.
 
-use crate::counters::DropReason;
+use crate::counters::{DropReason, WorkerCounters};
 use crate::packet::PacketBuf;
 use crate::pipeline::refuse::{refusal, reshape};
 use crate::pipeline::{Context, Pipeline};
@@ -54,6 +54,7 @@ impl<P: PacketBuf> Pipeline<P> {
         cx: &Context<'_>,
         ep: &Endpoint,
         pkt: &mut P,
+        ctr: &WorkerCounters,
     ) -> FromPod {
         let d = pkt.data();
         // plain traffic pays for one set lookup
@@ -91,7 +92,14 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         if f.proto != PROTO_TCP && f.proto != PROTO_UDP || f.quoted.is_some() {
             // ICMP to a Service address (and its errors, and SCTP): refused
-            return self.refuse(pkt, ep.mac, GATEWAY, DropReason::ServiceUnknownPort);
+            return self.refuse(
+                cx,
+                ctr,
+                pkt,
+                ep.mac,
+                GATEWAY,
+                DropReason::ServiceUnknownPort,
+            );
         }
         let sp = match cx.services.lookup(dst, f.proto, f.dport) {
             Lookup::Port(i) => cx.services.port(i),
@@ -108,12 +116,24 @@ impl<P: PacketBuf> Pipeline<P> {
                     ..f
                 })
             }
-            Err(why) => self.refuse(pkt, ep.mac, GATEWAY, why),
+            Err(why) => self.refuse(cx, ctr, pkt, ep.mac, GATEWAY, why),
         }
     }
 
-    /// Turns the packet into its refusal, from MAC `from` to `to`.
-    fn refuse(&mut self, pkt: &mut P, to: u64, from: u64, why: DropReason) -> FromPod {
+    /// Turns the packet into its refusal, from MAC `from` to `to`, within
+    /// the worker's rate of refusals; past it the packet is only dropped.
+    fn refuse(
+        &mut self,
+        cx: &Context<'_>,
+        ctr: &WorkerCounters,
+        pkt: &mut P,
+        to: u64,
+        from: u64,
+        why: DropReason,
+    ) -> FromPod {
+        if !self.answer_allowed(cx.now, ctr) {
+            return FromPod::Drop(why);
+        }
         let mut out = [0u8; crate::wire::icmp::MAX_ERROR_LEN];
         let n = refusal(&pkt.data()[ETH_HLEN..], &mut out);
         if n == 0 {
@@ -163,6 +183,7 @@ impl<P: PacketBuf> Pipeline<P> {
         u: &crate::tables::underlay::Underlay,
         flow: &Flow,
         pkt: &mut P,
+        ctr: &WorkerCounters,
     ) -> FromPod {
         if flow.proto != PROTO_TCP && flow.proto != PROTO_UDP || flow.quoted.is_some() {
             return FromPod::Pass;
@@ -187,7 +208,7 @@ impl<P: PacketBuf> Pipeline<P> {
             Err(why) => {
                 let d = pkt.data();
                 let peer = u64::from_be_bytes([0, 0, d[6], d[7], d[8], d[9], d[10], d[11]]);
-                self.refuse(pkt, peer, u.mac, why)
+                self.refuse(cx, ctr, pkt, peer, u.mac, why)
             }
         }
     }
@@ -298,6 +319,7 @@ mod tests {
         services: Services,
         pipe: Pipeline<Vec<u8>>,
         ctr: WorkerCounters,
+        now: u32,
     }
 
     fn service(backends: &[u32], affinity: Option<u32>) -> Vec<api::Service> {
@@ -344,6 +366,7 @@ mod tests {
                 routes,
                 pipe: Pipeline::new(1 << 14, Timeouts::default()),
                 ctr: WorkerCounters::new(MAX_PORTS),
+                now: 1,
             }
         }
 
@@ -357,7 +380,7 @@ mod tests {
                 domain: &[],
                 endpoints: &self.endpoints,
                 routes: &self.routes,
-                now: 1,
+                now: self.now,
                 local: u64::MAX,
                 policy: PolicyView {
                     compiled: &compiled,
@@ -442,6 +465,37 @@ mod tests {
         assert_eq!(addr(f, 12), (VIP, 80));
         assert_eq!(addr(f, 16), (CLIENT, 40000));
         assert!(checksums_hold(f));
+    }
+
+    #[test]
+    fn refusals_are_rate_limited_per_worker_and_counted() {
+        use crate::pipeline::ANSWERS_PER_SECOND;
+        let mut r = Rig::new(&[B1]);
+        let flood = |r: &mut Rig, n: u16| -> usize {
+            let mut sent = 0;
+            for sport in 0..n {
+                let out = r.rx(
+                    1,
+                    vec![
+                        tcp((CLIENT, 10_000 + sport), (EMPTY, 80), TCP_SYN),
+                        udp((CLIENT, 10_000 + sport), (EMPTY, 53)),
+                    ],
+                );
+                sent += out.got.values().map(Vec::len).sum::<usize>();
+            }
+            sent
+        };
+        let per = ANSWERS_PER_SECOND as usize;
+        assert_eq!(
+            flood(&mut r, 1000),
+            per,
+            "RSTs and unreachables share the rate"
+        );
+        assert_eq!(r.ctr.refusals_suppressed.get(), 2000 - per as u64);
+        assert_eq!(r.ctr.drops_of(DropReason::ServiceNoBackend), 2000);
+        // a second later there are answers again
+        r.now += 1;
+        assert_eq!(flood(&mut r, 10), 20);
     }
 
     #[test]

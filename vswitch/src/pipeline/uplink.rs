@@ -214,7 +214,7 @@ impl<P: PacketBuf> Pipeline<P> {
         if u32::from(total) + u32::from(rr.encap.overhead()) > u32::from(u.mtu) {
             if let (true, Some(port)) = (df, in_port) {
                 let from = (u64::from_be_bytes(GATEWAY_MAC), u32::from(api::GATEWAY_IP));
-                self.frag_needed(u, rr.encap, pkt, port, from, sink, ctr);
+                self.frag_needed(cx, u, rr.encap, pkt, port, from, sink, ctr);
             }
             return Err(DropReason::TooBig);
         }
@@ -247,6 +247,7 @@ impl<P: PacketBuf> Pipeline<P> {
     #[allow(clippy::too_many_arguments)]
     fn frag_needed<S: TxSink<P>>(
         &mut self,
+        cx: &Context<'_>,
         u: &Underlay,
         encap: Encap,
         mut pkt: P,
@@ -255,6 +256,9 @@ impl<P: PacketBuf> Pipeline<P> {
         sink: &mut S,
         ctr: &WorkerCounters,
     ) {
+        if !self.answer_allowed(cx.now, ctr) {
+            return;
+        }
         let d = pkt.data();
         let pod_mac = u64::from_be_bytes([0, 0, d[6], d[7], d[8], d[9], d[10], d[11]]);
         let mut quoted = [0u8; 60 + 8];
@@ -314,6 +318,10 @@ impl<P: PacketBuf> Pipeline<P> {
         ctr: &WorkerCounters,
     ) -> Result<(), DropReason> {
         if !cx.neigh.mark_pending(nh, cx.now) {
+            return Err(DropReason::NeighPending);
+        }
+        if !cx.neigh.request_allowed(cx.now) {
+            ctr.arp_suppressed.add(1);
             return Err(DropReason::NeighPending);
         }
         let req = match sink.alloc(60) {
@@ -441,7 +449,7 @@ impl<P: PacketBuf> Pipeline<P> {
                     if back {
                         return self.deliver_pod(cx, pkt, sink, ctr);
                     }
-                    match self.service_node_port(cx, u, &flow, &mut pkt) {
+                    match self.service_node_port(cx, u, &flow, &mut pkt, ctr) {
                         FromPod::Pass => {}
                         FromPod::Judge(f) if cx.routes.contains_key(&f.dst) => {
                             return self.deliver_pod(cx, pkt, sink, ctr)
@@ -534,7 +542,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 // the client learns the tunnel's MTU from this node, about
                 // the packet it sent (its destination the NodePort again)
                 nat::dnat_rewrite(&mut pkt.data_mut()[ETH_HLEN..], orig.dst, orig.dport);
-                self.frag_needed(u, rr.encap, pkt, u.uplink, (u.mac, u.ip), sink, ctr);
+                self.frag_needed(cx, u, rr.encap, pkt, u.uplink, (u.mac, u.ip), sink, ctr);
             }
             return Err(DropReason::TooBig);
         }

@@ -12,9 +12,21 @@
 //!
 //! The table is a fixed array of 8-way buckets under a seeded hash: its size
 //! is its bound. When a bucket is full, a new connection takes the slot of
-//! an expired, then a closed, then the longest idle entry of that bucket,
-//! and the eviction is counted. Expired entries are reused in place, so no
-//! sweep is needed.
+//! an expired entry, else drops one early as Linux does (`early_drop`):
+//! a closed connection, else one that is closing or was never answered,
+//! the pod's own before another pod's, the longest idle first. An
+//! established connection (a TCP handshake done, UDP answered) is never
+//! given up: with nothing else in the bucket the new connection is refused
+//! and its packet dropped. So a flood of new flows, however large, costs
+//! other pods at most their own unanswered attempts.
+//!
+//! Each zone may hold at most a share of the table ([`Conntrack::set_share`]):
+//! past it, a new connection of that zone may only take the place of one of
+//! its own (expired, closing or unanswered), or is refused. A pod cannot
+//! fill the table with connections it completes itself. The share counts
+//! entries until their slot is reclaimed, by reuse or by
+//! [`Conntrack::sweep`]; each new connection sweeps one bucket, and the
+//! worker sweeps more when idle.
 
 use crate::wire::ipv4::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use std::hash::{BuildHasher, Hasher};
@@ -204,6 +216,15 @@ impl State {
     fn closed(self) -> bool {
         matches!(self, State::TimeWait | State::Close)
     }
+
+    /// What may be dropped early to make room: never answered, or closing
+    /// (Linux's `tcp_can_early_drop` also gives up FIN_WAIT).
+    fn expendable(self) -> bool {
+        matches!(
+            self,
+            State::SynSent | State::SynRecv | State::Unreplied | State::FinWait
+        )
+    }
 }
 
 /// Seconds a connection lives without traffic, per state.
@@ -229,7 +250,7 @@ impl Default for Timeouts {
             tcp_fin: 120,
             tcp_close: 10,
             udp_unreplied: 30,
-            udp_replied: 180,
+            udp_replied: 120,
             icmp: 30,
             other: 600,
         }
@@ -358,10 +379,33 @@ pub enum Track {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CtStats {
     pub created: u64,
+    /// Closed, closing or unanswered connections dropped early for room.
     pub evicted: u64,
-    /// Reused after their timeout.
+    /// Reused or swept after their timeout.
     pub expired: u64,
+    /// New connections refused: no room but established connections'.
+    pub refused_full: u64,
+    /// New connections refused: their zone holds its share.
+    pub refused_share: u64,
 }
+
+/// What [`Conntrack::create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// Recorded in room that was free (or its own earlier entry's).
+    Fresh,
+    /// Recorded in place of a connection dropped early.
+    Evicted,
+    /// Not recorded: its packet must be dropped.
+    Refused,
+}
+
+/// Zones are 16-bit: a count for each, so that the share is exact.
+const ZONES: usize = 1 << 16;
+
+/// The share of the table one zone may hold unless told otherwise, in
+/// percent.
+pub const DEFAULT_ZONE_SHARE: u32 = 50;
 
 /// One worker's connections.
 pub struct Conntrack {
@@ -372,6 +416,11 @@ pub struct Conntrack {
     pub stats: CtStats,
     /// The slot of the last lookup that found or made an entry.
     last: (usize, usize),
+    /// Slots each zone holds, expired ones not yet reclaimed included.
+    held: Box<[u32]>,
+    /// The most slots one zone may hold.
+    share: u32,
+    sweep_cursor: usize,
 }
 
 impl Conntrack {
@@ -388,18 +437,40 @@ impl Conntrack {
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
-        Conntrack {
+        let mut ct = Conntrack {
             buckets: vec![Bucket::default(); buckets].into_boxed_slice(),
             mask: buckets - 1,
             seed: seed | 1,
             timeouts,
             stats: CtStats::default(),
             last: (0, 0),
-        }
+            held: vec![0; ZONES].into_boxed_slice(),
+            share: 0,
+            sweep_cursor: 0,
+        };
+        ct.set_share(DEFAULT_ZONE_SHARE);
+        ct
     }
 
     pub fn capacity(&self) -> usize {
         self.buckets.len() * WAYS
+    }
+
+    /// Lets one zone hold at most `percent` of the table (1 to 100).
+    pub fn set_share(&mut self, percent: u32) {
+        let cap = self.capacity() as u64;
+        let n = cap * u64::from(percent.clamp(1, 100)) / 100;
+        self.share = n.clamp(1, cap) as u32;
+    }
+
+    /// The most connections one zone may hold.
+    pub fn share(&self) -> usize {
+        self.share as usize
+    }
+
+    /// Slots `zone` holds (expired ones not yet reclaimed included).
+    pub fn held(&self, zone: u16) -> usize {
+        self.held[usize::from(zone)] as usize
     }
 
     #[inline(always)]
@@ -409,7 +480,11 @@ impl Conntrack {
             | u64::from(k.hi_port) << 16
             | u64::from(k.zone)
             | u64::from(k.proto) << 48;
-        let h = (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        let x = a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b;
+        // the ports sit in the high half: fold them down before the
+        // multiply, or the bucket bits would see few of them and a flood
+        // from one address on many ports would fill few buckets
+        let h = (x ^ x >> 32).wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^ h >> 29
     }
 
@@ -482,9 +557,10 @@ impl Conntrack {
         flow.quoted.is_none() && (flow.proto != PROTO_ICMP || flow.icmp_type == ICMP_ECHO)
     }
 
-    /// Records a new connection that policy allowed, `flow` its first packet.
-    /// Says whether a live connection was evicted to make room.
-    pub fn create(&mut self, zone: u16, flow: &Flow, now: u32) -> bool {
+    /// Records a new connection that policy allowed, `flow` its first
+    /// packet, in the room the module documentation describes; a
+    /// [`Created::Refused`] connection is not recorded.
+    pub fn create(&mut self, zone: u16, flow: &Flow, now: u32) -> Created {
         let state = match flow.proto {
             PROTO_TCP if flow.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => {
                 State::SynSent
@@ -493,37 +569,63 @@ impl Conntrack {
             PROTO_TCP => State::Established,
             _ => State::Unreplied,
         };
+        // pays for the reclaiming of slots that expired unseen
+        self.sweep(now, 1);
         let k = Key::new(zone, flow.proto, flow.src, flow.sport, flow.dst, flow.dport);
         let h = self.hash(&k);
         let bi = (h as usize) & self.mask;
         let tag = (h >> 32) as u32 | 1;
-        let b = &mut self.buckets[bi];
-        // the same connection (a reopened port), a free or expired slot, a
-        // closed connection, else the longest idle
-        let mut victim = 0usize;
+        let over = self.held[usize::from(zone)] >= self.share;
+        let b = &self.buckets[bi];
+        // ranks: the same connection (a reopened port), a free or expired
+        // slot, a closed connection, one of this zone's that is closing or
+        // unanswered, another zone's such; the longest idle of a rank first
+        let mut victim = None;
         let mut rank = (u8::MAX, u32::MAX);
         for i in 0..WAYS {
             let e = &b.entries[i];
-            let r = if b.tags[i] == tag && e.same(&k) {
+            let free = b.tags[i] == 0;
+            let own = !free && e.zone == zone;
+            let r = if !free && b.tags[i] == tag && e.same(&k) {
                 (0, 0)
-            } else if b.tags[i] == 0 || now > e.deadline {
+            } else if free || now > e.deadline {
                 (1, 0)
             } else if e.state.closed() {
                 (2, e.last)
+            } else if e.state.expendable() {
+                (if own { 3 } else { 4 }, e.last)
             } else {
-                (3, e.last)
+                continue;
             };
+            // over its share, a zone only takes its own room
+            if over && !own {
+                continue;
+            }
             if r < rank {
                 rank = r;
-                victim = i;
+                victim = Some(i);
             }
         }
+        let Some(victim) = victim else {
+            if over {
+                self.stats.refused_share += 1;
+            } else {
+                self.stats.refused_full += 1;
+            }
+            return Created::Refused;
+        };
+        let b = &mut self.buckets[bi];
         let evicted = rank.0 >= 2;
-        if evicted {
-            self.stats.evicted += 1;
-        } else if rank.0 == 1 && b.tags[victim] != 0 {
-            self.stats.expired += 1;
+        if b.tags[victim] != 0 {
+            let old = usize::from(b.entries[victim].zone);
+            self.held[old] = self.held[old].saturating_sub(1);
+            if evicted {
+                self.stats.evicted += 1;
+            } else if rank.0 == 1 {
+                self.stats.expired += 1;
+            }
         }
+        self.held[usize::from(zone)] += 1;
         b.tags[victim] = tag;
         b.entries[victim] = Entry {
             lo_ip: k.lo_ip,
@@ -540,7 +642,32 @@ impl Conntrack {
         };
         self.last = (bi, victim);
         self.stats.created += 1;
-        evicted
+        if evicted {
+            Created::Evicted
+        } else {
+            Created::Fresh
+        }
+    }
+
+    /// Frees the expired entries of the next `buckets` buckets, so that
+    /// their zones' shares count live connections; returns how many.
+    pub fn sweep(&mut self, now: u32, buckets: usize) -> usize {
+        let mut freed = 0;
+        for _ in 0..buckets.min(self.buckets.len()) {
+            let bi = self.sweep_cursor;
+            self.sweep_cursor = (bi + 1) & self.mask;
+            let b = &mut self.buckets[bi];
+            for i in 0..WAYS {
+                if b.tags[i] != 0 && now > b.entries[i].deadline {
+                    b.tags[i] = 0;
+                    let z = usize::from(b.entries[i].zone);
+                    self.held[z] = self.held[z].saturating_sub(1);
+                    freed += 1;
+                }
+            }
+        }
+        self.stats.expired += freed as u64;
+        freed
     }
 
     /// Live connections (a full scan, for the control thread's reports).
@@ -565,6 +692,7 @@ impl Conntrack {
     /// Forgets every connection.
     pub fn flush(&mut self) {
         self.buckets.fill(Bucket::default());
+        self.held.fill(0);
     }
 }
 
@@ -807,9 +935,9 @@ mod tests {
         assert_eq!(ct.track(1, &f, 161), Track::New, "30 s unreplied");
         ct.create(1, &f, 200);
         ct.track(1, &udp(B, 53, A, 5000), 200);
-        assert_eq!(ct.track(1, &f, 379), Track::Known { reply: false });
-        assert_eq!(ct.live(379), 1);
-        assert_eq!(ct.live(379 + 181), 0);
+        assert_eq!(ct.track(1, &f, 319), Track::Known { reply: false });
+        assert_eq!(ct.live(319), 1);
+        assert_eq!(ct.live(319 + 121), 0, "120 s once answered, as Linux");
     }
 
     #[test]
@@ -840,18 +968,36 @@ mod tests {
         assert_eq!(ct.track(1, &stray, 0), Track::New);
     }
 
-    #[test]
-    fn a_full_bucket_evicts_closed_then_idle_and_counts_it() {
-        // one bucket: every key lands in it
+    /// A one-bucket table: every key lands in the same bucket.
+    fn one_bucket(share: u32) -> Conntrack {
         let mut ct = Conntrack::new(WAYS, Timeouts::default());
+        ct.set_share(share);
+        ct
+    }
+
+    fn establish(ct: &mut Conntrack, zone: u16, sport: u16, now: u32) {
+        let syn = tcp(A, sport, B, 80, TCP_SYN);
+        assert_ne!(ct.create(zone, &syn, now), Created::Refused);
+        ct.track(zone, &tcp(B, 80, A, sport, TCP_SYN | TCP_ACK), now);
+        ct.track(zone, &tcp(A, sport, B, 80, TCP_ACK), now);
+        assert_eq!(
+            ct.state_of(zone, &syn, now),
+            Some(State::Established),
+            "port {sport}"
+        );
+    }
+
+    #[test]
+    fn a_full_bucket_drops_closed_then_unanswered_and_counts_it() {
+        let mut ct = one_bucket(100);
         for p in 0..WAYS as u16 {
             let f = tcp(A, 1000 + p, B, 80, TCP_SYN);
-            ct.create(1, &f, u32::from(p));
+            assert_eq!(ct.create(1, &f, u32::from(p)), Created::Fresh);
         }
         // close one of them
         ct.track(1, &tcp(B, 80, A, 1005, TCP_RST), 10);
         let newcomer = tcp(A, 2000, B, 80, TCP_SYN);
-        assert!(ct.create(1, &newcomer, 11));
+        assert_eq!(ct.create(1, &newcomer, 11), Created::Evicted);
         assert_eq!(ct.stats.evicted, 1);
         assert_eq!(
             ct.state_of(1, &tcp(A, 1005, B, 80, 0), 11),
@@ -862,7 +1008,7 @@ mod tests {
             ct.state_of(1, &tcp(A, 1000, B, 80, 0), 11),
             Some(State::SynSent)
         );
-        // next: the longest idle (port 1000, last seen at 0)
+        // next: the longest idle unanswered one (port 1000, last seen at 0)
         ct.create(1, &tcp(A, 2001, B, 80, TCP_SYN), 12);
         assert_eq!(ct.state_of(1, &tcp(A, 1000, B, 80, 0), 12), None);
         assert_eq!(
@@ -871,6 +1017,152 @@ mod tests {
         );
         assert_eq!(ct.stats.evicted, 2);
         assert_eq!(ct.live(12), WAYS);
+    }
+
+    #[test]
+    fn a_flood_never_drops_another_zones_established_connections() {
+        let mut ct = one_bucket(100);
+        // zone 2 holds established connections, and one it is opening
+        for p in 0..4 {
+            establish(&mut ct, 2, 3000 + p, 0);
+        }
+        ct.create(2, &tcp(A, 3999, B, 80, TCP_SYN), 0);
+        // zone 1 floods SYNs: it may take the free room, its own unanswered
+        // entries, and zone 2's unanswered one, nothing else
+        let mut refused = 0;
+        for p in 0..1000u16 {
+            if ct.create(1, &tcp(A, 10_000 + p, B, 80, TCP_SYN), 1) == Created::Refused {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 0, "zone 1's own unanswered SYNs make room");
+        for p in 0..4 {
+            assert_eq!(
+                ct.state_of(2, &tcp(A, 3000 + p, B, 80, 0), 1),
+                Some(State::Established)
+            );
+        }
+        assert_eq!(
+            ct.state_of(2, &tcp(A, 3999, B, 80, 0), 1),
+            Some(State::SynSent),
+            "the flooder's own attempts go first"
+        );
+        // with none of its own, another zone's unanswered attempt may go,
+        // as with Linux's early drop
+        let mut ct = one_bucket(100);
+        for p in 0..WAYS as u16 - 1 {
+            establish(&mut ct, 2, 3000 + p, 0);
+        }
+        ct.create(2, &tcp(A, 3999, B, 80, TCP_SYN), 0);
+        assert_eq!(
+            ct.create(1, &tcp(A, 10_000, B, 80, TCP_SYN), 1),
+            Created::Evicted
+        );
+        assert_eq!(ct.state_of(2, &tcp(A, 3999, B, 80, 0), 1), None);
+        assert_eq!((ct.held(1), ct.held(2)), (1, WAYS - 1));
+        // once the bucket holds only established connections, new ones are refused
+        let mut ct = one_bucket(100);
+        for p in 0..WAYS as u16 {
+            establish(&mut ct, 2, 3000 + p, 0);
+        }
+        assert_eq!(
+            ct.create(1, &tcp(A, 10_000, B, 80, TCP_SYN), 1),
+            Created::Refused
+        );
+        assert_eq!(ct.stats.refused_full, 1);
+        assert_eq!(ct.live(1), WAYS);
+        // an answered UDP flow counts as established, an unanswered one not
+        let mut ct = one_bucket(100);
+        for p in 0..WAYS as u16 {
+            let f = udp(A, 5000 + p, B, 53);
+            ct.create(2, &f, 0);
+            if p % 2 == 0 {
+                ct.track(2, &udp(B, 53, A, 5000 + p), 0);
+            }
+        }
+        for p in 0..WAYS as u16 {
+            assert_ne!(
+                ct.create(1, &tcp(A, 10_000 + p, B, 80, TCP_SYN), 1),
+                Created::Refused
+            );
+        }
+        let mut gone = 0;
+        for p in 0..WAYS as u16 {
+            let f = udp(A, 5000 + p, B, 53);
+            match ct.state_of(2, &f, 1) {
+                Some(st) => assert!(p % 2 == 1 || st == State::Replied),
+                None => {
+                    assert_eq!(p % 2, 1, "an answered flow went: port {p}");
+                    gone += 1;
+                }
+            }
+        }
+        // one made room, then zone 1 took its own attempts' places
+        assert_eq!(gone, 1);
+    }
+
+    #[test]
+    fn a_zone_over_its_share_takes_only_its_own_room() {
+        // a bucket of 8, a zone may hold half of it
+        let mut ct = one_bucket(50);
+        assert_eq!(ct.share(), WAYS / 2);
+        for p in 0..4 {
+            establish(&mut ct, 1, 1000 + p, 0);
+        }
+        assert_eq!(ct.held(1), 4);
+        // zone 1 is at its share: free room is not for it
+        let syn = tcp(A, 2000, B, 80, TCP_SYN);
+        assert_eq!(ct.create(1, &syn, 1), Created::Refused);
+        assert_eq!(ct.stats.refused_share, 1);
+        // others still get the rest
+        assert_eq!(
+            ct.create(2, &tcp(A, 3000, B, 80, TCP_SYN), 1),
+            Created::Fresh
+        );
+        // when one of its connections closes, zone 1 may take its place
+        ct.track(1, &tcp(B, 80, A, 1002, TCP_RST), 2);
+        assert_eq!(ct.create(1, &syn, 3), Created::Evicted);
+        assert_eq!(ct.held(1), 4);
+        assert_eq!(ct.state_of(1, &tcp(A, 1002, B, 80, 0), 3), None);
+        // past their timeout, its connections stop counting
+        let t = Timeouts::default().tcp_syn;
+        let late = 3 + t + 1;
+        ct.sweep(late, 1);
+        assert_eq!(ct.held(1), 3, "the unanswered SYN expired");
+        assert_eq!(ct.held(2), 0);
+        assert_eq!(
+            ct.create(1, &tcp(A, 2001, B, 80, TCP_SYN), late),
+            Created::Fresh
+        );
+    }
+
+    #[test]
+    fn one_zone_cannot_fill_a_large_table() {
+        let mut ct = Conntrack::new(4096, Timeouts::default());
+        ct.set_share(25);
+        let mut refused = 0;
+        // zone 1 completes every connection it opens
+        for p in 0..4096u32 {
+            let sport = (p % 60_000) as u16;
+            let dst = B + (p / 60_000);
+            let syn = tcp(A, sport, dst, 80, TCP_SYN);
+            if ct.create(1, &syn, 0) == Created::Refused {
+                refused += 1;
+                continue;
+            }
+            ct.track(1, &tcp(dst, 80, A, sport, TCP_SYN | TCP_ACK), 0);
+            ct.track(1, &tcp(A, sport, dst, 80, TCP_ACK), 0);
+        }
+        assert_eq!(ct.held(1), 1024);
+        assert_eq!(refused, 4096 - 1024);
+        // another zone still gets its connections in
+        let mut ok = 0;
+        for p in 0..1000u16 {
+            if ct.create(2, &udp(B, 1000 + p, A, 53), 0) != Created::Refused {
+                ok += 1;
+            }
+        }
+        assert!(ok >= 990, "{ok}");
     }
 
     #[test]

@@ -12,9 +12,14 @@
 //! matching at once and are reused by inserts; the control thread's
 //! [`Fdb::sweep`] clears the rest so that the count and `fdb show` are true.
 //!
+//! MACs are hashed with a seed and a multiplier drawn when the table is
+//! made, so that nobody who picks source MACs can aim them at one bucket
+//! and push out the entries there.
+//!
 //! Several workers may learn the same new MAC at the same moment and leave
 //! two entries for it; lookups take the first, and the other ages out.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Slots per bucket: 8 words of 8 bytes fill a 64-byte cache line.
@@ -41,6 +46,9 @@ struct Bucket {
 pub struct Fdb {
     buckets: Box<[Bucket]>,
     mask: usize,
+    /// Hash key: XORed in, then the multiplier.
+    seed: u64,
+    mult: u64,
     max_entries: u64,
     entries: AtomicU64,
     aging: AtomicU32,
@@ -86,9 +94,16 @@ impl Fdb {
                 seen: Default::default(),
             })
             .collect();
+        let random = || {
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        };
         Fdb {
             buckets,
             mask: nbuckets - 1,
+            seed: random(),
+            mult: random() | 1,
             max_entries: max_entries as u64,
             entries: AtomicU64::new(0),
             aging: AtomicU32::new(aging_secs.max(1)),
@@ -117,8 +132,12 @@ impl Fdb {
 
     #[inline(always)]
     fn bucket_of(&self, mac: u64) -> usize {
-        // Fibonacci hashing: the high bits of the product mix every MAC bit
-        (mac.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & self.mask
+        // a folded multiply (both halves of the 128-bit product) by a
+        // random multiplier: every MAC bit reaches the bucket bits, in a way
+        // no sender can predict, for one multiply
+        let p = u128::from(mac ^ self.seed) * u128::from(self.mult);
+        let h = (p as u64) ^ (p >> 64) as u64;
+        (h ^ h >> 32) as usize & self.mask
     }
 
     #[inline(always)]
@@ -307,6 +326,25 @@ mod tests {
     const B: u64 = 0x0200_0000_00a1;
 
     #[test]
+    fn the_hash_is_seeded_per_table() {
+        // MACs that all land in one bucket of one table: what someone who
+        // knew the hash would send to flood that bucket
+        let a = Fdb::new(4096, 300);
+        let target = a.bucket_of(A);
+        let aimed: Vec<u64> = (0..1_000_000u64)
+            .map(|i| 0x0200_0000_0000 | i)
+            .filter(|&m| a.bucket_of(m) == target)
+            .take(32)
+            .collect();
+        assert_eq!(aimed.len(), 32);
+        // another table spreads them
+        let b = Fdb::new(4096, 300);
+        let spread: std::collections::HashSet<usize> =
+            aimed.iter().map(|&m| b.bucket_of(m)).collect();
+        assert!(spread.len() > 16, "{} buckets", spread.len());
+    }
+
+    #[test]
     fn learns_and_looks_up() {
         let f = Fdb::new(16, 300);
         let mut c = FdbCounters::default();
@@ -422,7 +460,9 @@ mod tests {
 
     #[test]
     fn shared_between_threads() {
-        let f = std::sync::Arc::new(Fdb::new(10_000, 300));
+        // room to spare: with a random hash some buckets of a table sized
+        // to the bound fill and evict, which is not what this is about
+        let f = std::sync::Arc::new(Fdb::new(40_000, 300));
         let hs: Vec<_> = (0..2u16)
             .map(|t| {
                 let f = f.clone();

@@ -7,26 +7,30 @@
 //! and no atomic. Everything is allocated at construction:
 //!
 //! - a slab of `capacity` entries, one per translated flow;
-//! - a hash index from the pod's 5-tuple to its entry (open addressing,
-//!   linear probing, at most half full, under a per-table seed);
-//! - per protocol (TCP, UDP, ICMP echo), an array over the port range from
-//!   translated port to entry, so a reply finds its flow with one read, and
-//!   a list of the free ports.
+//! - two hash indexes (open addressing, linear probing, at most half full,
+//!   under a per-table seed): from the pod's 5-tuple to its entry, and from
+//!   the reply's (protocol, node address, remote address and port,
+//!   translated port) to its entry.
 //!
-//! A port is never held by two flows of one protocol at once, whatever
-//! their destinations (stricter than Linux, which may reuse a port towards
-//! another destination; it keeps the reverse lookup to one read). A new
-//! flow takes a free port at random, as Calico asks of iptables with
-//! `MASQUERADE --random-fully`: a predictable port would undo the source
-//! port randomisation of the pods' DNS resolvers.
+//! As with Linux, a translated port is unique per (protocol, remote address,
+//! remote port), not per protocol: the same port may carry flows to
+//! different destinations at once, so each destination has the whole range
+//! (28,232 ports by default) and a node is not limited to that many flows
+//! in all. A new flow takes a port at random, as Calico asks of iptables
+//! with `MASQUERADE --random-fully` (a predictable port would undo the
+//! source port randomisation of the pods' DNS resolvers): up to
+//! [`PORT_TRIES`] random candidates, each checked in the reply index; a
+//! range that small is scanned whole.
 //!
 //! Flows expire by the same per-state timeouts as the connection tracker
-//! ([`Timeouts`]); TCP FIN and RST are followed, so a closed connection
+//! ([`Timeouts`]), with Linux's UDP rule: 30 s unanswered, and answered
+//! too unless the flow is still going two seconds after it began (a
+//! stream: 120 s). TCP FIN and RST are followed, so a closed connection
 //! frees its port after the FIN (time-wait) or close timeout. An expired
 //! flow keeps its port until it is reclaimed: by its own next packet (the
-//! same flow again gets the same port), by an allocation that finds no free
-//! port or entry (a bounded scan), or by [`Snat::sweep`], which the worker
-//! calls when idle.
+//! same flow again gets the same port), by an allocation that meets it as a
+//! candidate or finds no free entry (a bounded scan), or by
+//! [`Snat::sweep`], which the worker calls when idle.
 //!
 //! The packet rewrites patch every checksum incrementally (RFC 1624,
 //! eqn. 3), the TCP and UDP ones for the pseudo-header's address too.
@@ -47,6 +51,11 @@ pub const DEFAULT_PORTS: RangeInclusive<u16> = 32768..=60999;
 /// Slots an allocation looks at for an expired flow to reclaim when it
 /// finds nothing free: bounds the cost of a new flow when the table is full.
 const RECLAIM_SCAN: usize = 32;
+/// Random ports a new flow tries before it gives up (Linux tries up to 128
+/// too): a destination is full for it only when nearly all its ports are.
+pub const PORT_TRIES: usize = 128;
+/// Seconds an answered UDP flow must have lasted to count as a stream.
+const UDP_STREAM_AFTER: u32 = 2;
 
 const NONE: u32 = u32::MAX;
 const EMPTY: u64 = u64::MAX;
@@ -186,9 +195,11 @@ struct Entry {
     state: State,
     /// FIN seen from the pod (bit 0) and from the remote end (bit 1).
     fins: u8,
-    /// Its key's hash: where its index slot is.
+    /// Its keys' hashes: where its index slots are.
     hash: u32,
-    /// The last second it is live.
+    rhash: u32,
+    /// The second it began, and the last second it is live.
+    born: u32,
     deadline: u32,
 }
 
@@ -213,23 +224,85 @@ impl Entry {
         };
         self.state = state;
         self.fins = fins;
-        self.deadline = now.saturating_add(t.of(self.proto, state));
+        let timeout = if self.proto == PROTO_UDP
+            && state == State::Replied
+            && now.wrapping_sub(self.born) < UDP_STREAM_AFTER
+        {
+            // a query and its answer: Linux keeps only a stream longer
+            t.udp_unreplied
+        } else {
+            t.of(self.proto, state)
+        };
+        self.deadline = now.saturating_add(timeout);
     }
+
+    /// Whether this entry holds `port` towards `remote`:`rport` from
+    /// `node` in port space `class`.
+    #[inline(always)]
+    fn holds(&self, class: usize, node: u32, remote: u32, rport: u16, port: u16) -> bool {
+        self.proto != 0
+            && class_of_proto(self.proto) == Some(class)
+            && self.nat_port == port
+            && self.remote_ip == remote
+            && self.node_ip == node
+            && (class == ICMP || self.remote_port == rport)
+    }
+}
+
+/// Removes the slot of entry `i` (home `hash`) from an index, by
+/// backward-shift deletion: no tombstones to slow later probes.
+fn unlink(index: &mut [u64], hash: u32, i: usize) {
+    let m = index.len() - 1;
+    let mut hole = hash as usize & m;
+    while index[hole] != EMPTY && (index[hole] as u32) as usize != i {
+        hole = (hole + 1) & m;
+    }
+    if index[hole] == EMPTY {
+        return;
+    }
+    index[hole] = EMPTY;
+    let mut j = hole;
+    loop {
+        j = (j + 1) & m;
+        let s = index[j];
+        if s == EMPTY {
+            break;
+        }
+        let home = (s >> 32) as usize & m;
+        let stays = if hole <= j {
+            hole < home && home <= j
+        } else {
+            hole < home || home <= j
+        };
+        if !stays {
+            index[hole] = s;
+            index[j] = EMPTY;
+            hole = j;
+        }
+    }
+}
+
+/// Puts entry `i` (home `hash`) into an index that has an empty slot.
+fn link(index: &mut [u64], hash: u32, i: u32) {
+    let m = index.len() - 1;
+    let mut s = hash as usize & m;
+    while index[s] != EMPTY {
+        s = (s + 1) & m;
+    }
+    index[s] = u64::from(hash) << 32 | u64::from(i);
 }
 
 /// One worker's source NAT; see the module documentation.
 pub struct Snat {
     entries: Box<[Entry]>,
     free_entries: Vec<u32>,
-    /// (hash << 32 | entry), or [`EMPTY`].
+    /// (hash << 32 | entry), or [`EMPTY`]: by the pod's 5-tuple, and by
+    /// the reply's.
     index: Box<[u64]>,
+    rindex: Box<[u64]>,
     seed: u64,
     port_lo: u16,
     nports: usize,
-    /// Per protocol, `nports` slots: the entry holding each port, or [`NONE`].
-    ports: Box<[u32]>,
-    free_ports: [Vec<u16>; 3],
-    port_cursor: [usize; 3],
     sweep_cursor: usize,
     rng: u64,
     pub timeouts: Timeouts,
@@ -247,7 +320,6 @@ impl Snat {
         } else {
             0
         };
-        let all: Vec<u16> = (lo..=hi).collect();
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
@@ -256,12 +328,10 @@ impl Snat {
             // popped from the end: hand out low entries first
             free_entries: (0..capacity as u32).rev().collect(),
             index: vec![EMPTY; (capacity * 2).next_power_of_two().max(8)].into_boxed_slice(),
+            rindex: vec![EMPTY; (capacity * 2).next_power_of_two().max(8)].into_boxed_slice(),
             seed,
             port_lo: lo,
             nports,
-            ports: vec![NONE; 3 * nports].into_boxed_slice(),
-            free_ports: [all.clone(), all.clone(), all],
-            port_cursor: [0; 3],
             sweep_cursor: 0,
             rng: seed.rotate_left(17) | 1,
             timeouts,
@@ -332,17 +402,37 @@ impl Snat {
         }
     }
 
+    /// The hash of a reply's key; an echo reply has no remote port.
     #[inline(always)]
-    fn port_slot(&self, class: usize, port: u16) -> Option<usize> {
-        let off = usize::from(port.wrapping_sub(self.port_lo));
-        (off < self.nports).then_some(class * self.nports + off)
+    fn rhash(&self, class: usize, node: u32, remote: u32, rport: u16, port: u16) -> u32 {
+        let rport = if class == ICMP { 0 } else { rport };
+        let a = (u64::from(node) << 32 | u64::from(remote)) ^ self.seed.rotate_left(32);
+        let b = u64::from(rport) << 32 | u64::from(port) << 16 | class as u64;
+        let x = a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b;
+        let h = (x ^ x >> 32).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        (h >> 32) as u32
     }
 
-    /// The entry holding `port` in port space `class`.
+    /// The entry holding `port` towards `remote`:`rport` from `node`, live
+    /// or not.
     #[inline(always)]
-    fn holder(&self, class: usize, port: u16) -> Option<usize> {
-        let e = self.ports[self.port_slot(class, port)?];
-        (e != NONE).then_some(e as usize)
+    fn holder(&self, class: usize, node: u32, remote: u32, rport: u16, port: u16) -> Option<usize> {
+        let h = self.rhash(class, node, remote, rport, port);
+        let m = self.rindex.len() - 1;
+        let mut i = h as usize & m;
+        loop {
+            let s = self.rindex[i];
+            if s == EMPTY {
+                return None;
+            }
+            if (s >> 32) as u32 == h {
+                let e = (s as u32) as usize;
+                if self.entries[e].holds(class, node, remote, rport, port) {
+                    return Some(e);
+                }
+            }
+            i = (i + 1) & m;
+        }
     }
 
     #[inline(always)]
@@ -385,25 +475,36 @@ impl Snat {
         self.create(class, h, flow, node_ip, now)
     }
 
-    #[cold]
-    #[inline(never)]
-    fn reclaim(&mut self, class: usize, now: u32) {
-        if self.free_entries.is_empty() {
-            // every entry is in use: any of them may be expired
-            self.sweep(now, RECLAIM_SCAN);
+    /// A port towards `flow`'s destination that no live flow holds, the
+    /// expired holder of the one it takes released.
+    fn pick_port(&mut self, class: usize, flow: &Flow, node_ip: u32, now: u32) -> Option<u16> {
+        let n = self.nports;
+        if n == 0 {
+            return None;
         }
-        if self.free_ports[class].is_empty() {
-            // every port of this protocol is held: look at the next few holders
-            for _ in 0..RECLAIM_SCAN.min(self.nports) {
-                let off = self.port_cursor[class];
-                self.port_cursor[class] = (off + 1) % self.nports;
-                let e = self.ports[class * self.nports + off];
-                if e != NONE && now > self.entries[e as usize].deadline {
-                    self.release(e as usize);
+        // a small range is scanned whole, from a random start
+        let (tries, mut off) = if n <= PORT_TRIES {
+            (n, self.random(n))
+        } else {
+            (PORT_TRIES, 0)
+        };
+        for _ in 0..tries {
+            if n > PORT_TRIES {
+                off = self.random(n);
+            }
+            let port = self.port_lo.wrapping_add(off as u16);
+            off = if off + 1 == n { 0 } else { off + 1 };
+            match self.holder(class, node_ip, flow.dst, flow.dport, port) {
+                None => return Some(port),
+                Some(e) if now > self.entries[e].deadline => {
+                    self.release(e);
                     self.stats.expired += 1;
+                    return Some(port);
                 }
+                Some(_) => {}
             }
         }
+        None
     }
 
     fn create(
@@ -414,19 +515,21 @@ impl Snat {
         node_ip: u32,
         now: u32,
     ) -> Result<u16, NatDrop> {
-        if self.free_entries.is_empty() || self.free_ports[class].is_empty() {
-            self.reclaim(class, now);
+        if self.free_entries.is_empty() {
+            // every entry is in use: any of them may be expired
+            self.sweep(now, RECLAIM_SCAN);
         }
-        let n = self.free_ports[class].len();
-        if n == 0 {
+        if self.free_entries.is_empty() {
             return Err(NatDrop::Exhausted);
         }
+        let port = self
+            .pick_port(class, flow, node_ip, now)
+            .ok_or(NatDrop::Exhausted)?;
         let Some(i) = self.free_entries.pop() else {
             return Err(NatDrop::Exhausted);
         };
-        let pick = self.random(n);
-        let port = self.free_ports[class].swap_remove(pick);
         let (state, fins) = first_state(flow);
+        let rh = self.rhash(class, node_ip, flow.dst, flow.dport, port);
         self.entries[i as usize] = Entry {
             pod_ip: flow.src,
             remote_ip: flow.dst,
@@ -438,18 +541,13 @@ impl Snat {
             state,
             fins,
             hash: h,
+            rhash: rh,
+            born: now,
             deadline: now.saturating_add(self.timeouts.of(flow.proto, state)),
         };
-        if let Some(slot) = self.port_slot(class, port) {
-            self.ports[slot] = i;
-        }
-        let m = self.index_mask();
-        let mut s = h as usize & m;
         // never more than half full: there is an empty slot
-        while self.index[s] != EMPTY {
-            s = (s + 1) & m;
-        }
-        self.index[s] = u64::from(h) << 32 | u64::from(i);
+        link(&mut self.index, h, i);
+        link(&mut self.rindex, rh, i);
         self.stats.created += 1;
         Ok(port)
     }
@@ -457,42 +555,8 @@ impl Snat {
     /// Gives entry `i`'s port and slot back.
     fn release(&mut self, i: usize) {
         let e = self.entries[i];
-        let m = self.index_mask();
-        let mut hole = e.hash as usize & m;
-        while self.index[hole] != EMPTY && (self.index[hole] as u32) as usize != i {
-            hole = (hole + 1) & m;
-        }
-        if self.index[hole] != EMPTY {
-            self.index[hole] = EMPTY;
-            // backward-shift deletion: no tombstones to slow later probes
-            let mut j = hole;
-            loop {
-                j = (j + 1) & m;
-                let s = self.index[j];
-                if s == EMPTY {
-                    break;
-                }
-                let home = (s >> 32) as usize & m;
-                let stays = if hole <= j {
-                    hole < home && home <= j
-                } else {
-                    hole < home || home <= j
-                };
-                if !stays {
-                    self.index[hole] = s;
-                    self.index[j] = EMPTY;
-                    hole = j;
-                }
-            }
-        }
-        if let Some(class) = class_of_proto(e.proto) {
-            if let Some(slot) = self.port_slot(class, e.nat_port) {
-                if self.ports[slot] == i as u32 {
-                    self.ports[slot] = NONE;
-                    self.free_ports[class].push(e.nat_port);
-                }
-            }
-        }
+        unlink(&mut self.index, e.hash, i);
+        unlink(&mut self.rindex, e.rhash, i);
         self.entries[i].proto = 0;
         self.free_entries.push(i as u32);
     }
@@ -503,14 +567,10 @@ impl Snat {
     #[inline]
     pub fn inbound(&mut self, flow: &Flow, now: u32) -> Option<(u32, u16)> {
         let class = class_in(flow)?;
-        let i = self.holder(class, flow.dport)?;
+        let i = self.holder(class, flow.dst, flow.src, flow.sport, flow.dport)?;
         let t = self.timeouts;
         let e = &mut self.entries[i];
-        if now > e.deadline
-            || e.node_ip != flow.dst
-            || e.remote_ip != flow.src
-            || (class != ICMP && e.remote_port != flow.sport)
-        {
+        if now > e.deadline {
             return None;
         }
         e.advance(flow.tcp_flags, true, now, &t);
@@ -533,13 +593,11 @@ impl Snat {
             return None;
         }
         let class = class_of_proto(q.proto)?;
-        let e = &self.entries[self.holder(class, q.sport)?];
-        if now > e.deadline
-            || e.node_ip != flow.dst
-            || e.node_ip != q.src
-            || e.remote_ip != q.dst
-            || (class != ICMP && e.remote_port != q.dport)
-        {
+        if flow.dst != q.src {
+            return None;
+        }
+        let e = &self.entries[self.holder(class, q.src, q.dst, q.dport, q.sport)?];
+        if now > e.deadline {
             return None;
         }
         let to = (e.pod_ip, e.pod_port);
@@ -888,10 +946,10 @@ mod tests {
 
     #[test]
     fn udp_expires_and_its_port_is_reused() {
-        // one port: whoever has it, nobody else can
+        // one port: whoever has it towards DNS:53, nobody else can
         let mut n = Snat::new(64, 40000..=40000, Timeouts::default());
         let a = udp(POD_A, 5000, DNS, 53);
-        let b = udp(POD_B, 5000, WEB, 53);
+        let b = udp(POD_B, 6000, DNS, 53);
         assert_eq!(n.outbound(&a, NODE, 100), Ok(40000));
         assert_eq!(n.outbound(&b, NODE, 110), Err(NatDrop::Exhausted));
         // unreplied UDP lives 30 s after its last packet
@@ -900,23 +958,79 @@ mod tests {
         assert_eq!(
             n.outbound(&b, NODE, 151),
             Err(NatDrop::Exhausted),
-            "replied: 180 s"
+            "a stream: 120 s"
         );
-        assert_eq!(n.inbound(&reply(&a, 40000), 330), Some((POD_A, 5000)));
-        assert_eq!(n.outbound(&b, NODE, 510), Err(NatDrop::Exhausted));
+        assert_eq!(n.inbound(&reply(&a, 40000), 270), Some((POD_A, 5000)));
+        assert_eq!(n.outbound(&b, NODE, 390), Err(NatDrop::Exhausted));
         assert_eq!(
-            n.outbound(&b, NODE, 511),
+            n.outbound(&b, NODE, 391),
             Ok(40000),
             "reclaimed on allocation"
         );
-        assert_eq!(
-            n.inbound(&reply(&a, 40000), 511),
-            None,
-            "the old flow is gone"
-        );
-        assert_eq!(n.inbound(&reply(&b, 40000), 511), Some((POD_B, 5000)));
+        // the same reply now belongs to the new flow
+        assert_eq!(n.inbound(&reply(&a, 40000), 391), Some((POD_B, 6000)));
+        assert_eq!(n.outbound(&a, NODE, 392), Err(NatDrop::Exhausted));
         assert_eq!(n.stats.expired, 1);
         assert_eq!(n.len(), 1);
+    }
+
+    #[test]
+    fn a_query_and_its_answer_keep_the_port_30_s_only() {
+        let mut n = Snat::new(64, 40000..=40000, Timeouts::default());
+        let a = udp(POD_A, 5000, DNS, 53);
+        let b = udp(POD_B, 5000, DNS, 53);
+        assert_eq!(n.outbound(&a, NODE, 100), Ok(40000));
+        // answered within two seconds: not a stream
+        assert_eq!(n.inbound(&reply(&a, 40000), 101), Some((POD_A, 5000)));
+        assert_eq!(n.outbound(&b, NODE, 131), Err(NatDrop::Exhausted));
+        assert_eq!(n.outbound(&b, NODE, 132), Ok(40000));
+    }
+
+    #[test]
+    fn one_port_serves_many_destinations() {
+        // a single port, and flows to three destinations at once
+        let mut n = Snat::new(64, 40000..=40000, Timeouts::default());
+        let flows = [
+            udp(POD_A, 5000, DNS, 53),
+            udp(POD_B, 5000, DNS, 5353),
+            udp(POD_B, 6000, WEB, 53),
+            tcp(POD_A, 7000, DNS, 53, TCP_SYN),
+        ];
+        for f in &flows {
+            assert_eq!(n.outbound(f, NODE, 0), Ok(40000));
+        }
+        assert_eq!(
+            n.outbound(&udp(POD_B, 1, WEB, 53), NODE, 0),
+            Err(NatDrop::Exhausted),
+            "WEB:53 has it already"
+        );
+        // each reply finds its own flow
+        for f in &flows {
+            assert_eq!(n.inbound(&reply(f, 40000), 1), Some((f.src, f.sport)));
+        }
+        assert_eq!(n.len(), 4);
+    }
+
+    #[test]
+    fn twenty_thousand_flows_to_a_hundred_destinations_all_get_ports() {
+        let mut n = table();
+        let mut got = std::collections::HashMap::new();
+        for i in 0..20_000u32 {
+            let dst = 0x0b00_0000 + i % 100;
+            let f = udp(POD_A + i % 7, 10_000 + (i / 7) as u16, dst, 53);
+            // a thousand new flows a second
+            let now = i / 1000;
+            let p = n.outbound(&f, NODE, now).expect("a port");
+            assert!(got.insert((dst, p), f).is_none(), "{dst:x}:{p} twice");
+        }
+        for (&(dst, p), f) in &got {
+            assert_eq!(
+                n.inbound(&reply(f, p), 20),
+                Some((f.src, f.sport)),
+                "{dst:x}"
+            );
+        }
+        assert_eq!(n.len(), 20_000);
     }
 
     #[test]
@@ -1075,8 +1189,9 @@ mod tests {
         for i in 0..100 {
             n.outbound(&udp(POD_A, 1000 + i, DNS, 53), NODE, 0).unwrap();
         }
+        // elsewhere: no allocation meets POD_A's ports
         for i in 0..100 {
-            n.outbound(&udp(POD_B, 1000 + i, DNS, 53), NODE, 100)
+            n.outbound(&udp(POD_B, 1000 + i, WEB, 53), NODE, 100)
                 .unwrap();
         }
         assert_eq!(
@@ -1096,7 +1211,7 @@ mod tests {
         assert_eq!(n.stats.expired, 100);
         // the freed ports and entries are usable, and the index is intact
         for i in 0..100 {
-            let f = udp(POD_B, 1000 + i, DNS, 53);
+            let f = udp(POD_B, 1000 + i, WEB, 53);
             let p = n.outbound(&f, NODE, 101).unwrap();
             assert_eq!(n.inbound(&reply(&f, p), 101), Some((POD_B, 1000 + i)));
         }

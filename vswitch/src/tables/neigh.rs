@@ -11,6 +11,16 @@
 //! it on it is stale: still used, and a request goes out to confirm it
 //! (once a second at most), so traffic never stops while the answer comes.
 //!
+//! An address that is only asked for (incomplete) never takes the slot of
+//! an entry with a MAC, reachable or stale: a pod that sends to every
+//! address of the underlay's subnet makes the switch ask for each, and
+//! none of them may push out the gateway or a peer node. Requests for
+//! addresses without a MAC are also rate limited switch-wide
+//! ([`Neighbors::request_allowed`], a token bucket all workers share);
+//! requests that confirm a known neighbour are not, so that a scan cannot
+//! starve the gateway's confirmation (they are one a second per entry at
+//! most anyway).
+//!
 //! The table is set-associative like the FDB: an address hashes (with a
 //! per-table seed) to a bucket of eight slots. A slot is four fields: a key
 //! (the address in the high 32 bits, a version in the low 32), the MAC, and
@@ -55,6 +65,9 @@ pub const ASK_INTERVAL: u32 = 1;
 /// An unanswered address keeps its slot this long after the last request,
 /// so that its requests stay rate-limited; after that the slot is free.
 const INCOMPLETE_HOLD: u32 = 3;
+/// Requests for unresolved addresses the whole switch may send per second
+/// (and in one burst).
+pub const REQUESTS_PER_SECOND: u32 = 100;
 
 const WAYS: usize = 8;
 const FREE: u64 = 0;
@@ -177,6 +190,10 @@ pub struct Neighbors {
     mask: usize,
     seed: u64,
     reachable: AtomicU32,
+    /// The request token bucket: the second it was last filled (high 32
+    /// bits) and the tokens left (low 32).
+    requests: AtomicU64,
+    per_second: u32,
 }
 
 impl Neighbors {
@@ -201,7 +218,44 @@ impl Neighbors {
             mask: nbuckets - 1,
             seed,
             reachable: AtomicU32::new(DEFAULT_REACHABLE),
+            requests: AtomicU64::new(u64::from(REQUESTS_PER_SECOND)),
+            per_second: REQUESTS_PER_SECOND,
         }
+    }
+
+    /// Sets the switch-wide rate of requests for unresolved addresses.
+    pub fn set_request_rate(&mut self, per_second: u32) {
+        self.per_second = per_second.max(1);
+        self.requests = AtomicU64::new(u64::from(self.per_second));
+    }
+
+    /// Takes a token for a request about an address without a MAC at
+    /// second `now`; false when the switch has sent its share this second.
+    pub fn request_allowed(&self, now: u32) -> bool {
+        let cap = self.per_second;
+        for _ in 0..WRITE_TRIES {
+            let s = self.requests.load(Relaxed);
+            let (second, mut tokens) = ((s >> 32) as u32, s as u32);
+            let elapsed = age(second, now);
+            let second = if elapsed > 0 {
+                tokens = tokens.saturating_add(elapsed.saturating_mul(cap)).min(cap);
+                now
+            } else {
+                second
+            };
+            if tokens == 0 {
+                return false;
+            }
+            let next = u64::from(second) << 32 | u64::from(tokens - 1);
+            if self
+                .requests
+                .compare_exchange_weak(s, next, Relaxed, Relaxed)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// Slots in the table.
@@ -299,7 +353,9 @@ impl Neighbors {
 
     /// Where a new entry for `ip` goes: a free slot, else one that is of no
     /// use any more (expired, or incomplete and no longer asked for), else,
-    /// when `evict`, the entry confirmed longest ago.
+    /// when `evict`, the incomplete entry asked for longest ago (not in the
+    /// last [`ASK_INTERVAL`]). An entry with a MAC is never given up for
+    /// one without.
     fn victim(&self, b: &Bucket, ip: u32, now: u32, evict: bool) -> Victim {
         let reachable = self.reachable();
         let mut oldest: Option<(usize, u64, u32)> = None;
@@ -323,11 +379,9 @@ impl Neighbors {
                 return Victim::Slot(i, c.key);
             }
             // an address being asked for right now stays
-            if evict && c.mac != 0 {
-                let a = age(c.confirmed, now);
-                if oldest.is_none_or(|(_, _, o)| a > o) {
-                    oldest = Some((i, c.key, a));
-                }
+            let a = age(c.asked, now);
+            if evict && c.mac == 0 && a >= ASK_INTERVAL && oldest.is_none_or(|(_, _, o)| a > o) {
+                oldest = Some((i, c.key, a));
             }
         }
         match oldest {
@@ -429,9 +483,10 @@ impl Neighbors {
 
     /// Notes at second `now` that `ip` is wanted and unresolved or stale.
     /// True if the caller should send a request now: nobody asked for it in
-    /// the last [`ASK_INTERVAL`]. An unknown address takes a slot (the
-    /// entry confirmed longest ago if the bucket is full: next hops come
-    /// from the routes, not from the wire) to hold that time.
+    /// the last [`ASK_INTERVAL`]. An unknown address takes a free or
+    /// useless slot, or an older incomplete entry's, to hold that time;
+    /// when there is none (the bucket is full of neighbours with a MAC) it
+    /// is not asked for.
     pub fn mark_pending(&self, ip: u32, now: u32) -> bool {
         if ip == 0 {
             return false;
@@ -625,6 +680,7 @@ mod tests {
     const PEER_IP: u32 = 0xc0a8_0a02; // 192.168.10.2
     const PEER_MAC: u64 = 0x5254_0000_0002;
     const GW_IP: u32 = 0xc0a8_0afe;
+    const GW_MAC: u64 = 0x5254_0000_00fe;
 
     /// Request from 52:54:00:00:00:02 / 192.168.10.2 for 192.168.10.1.
     const REQUEST: [u8; 42] = [
@@ -850,7 +906,7 @@ mod tests {
     }
 
     #[test]
-    fn learning_does_not_evict_live_entries_but_marking_does() {
+    fn neither_learning_nor_asking_evicts_live_entries() {
         // one bucket of eight slots
         let n = Neighbors::new(4);
         assert_eq!(n.slots(), WAYS);
@@ -859,13 +915,69 @@ mod tests {
         }
         assert!(!n.learn(0x0a00_00ff, PEER_MAC, 10), "full of live entries");
         assert_eq!(n.lookup(0x0a00_0001, 10), Some(0x0200_0000_0000));
-        // a next hop we need takes the entry confirmed longest ago
-        assert!(n.mark_pending(GW_IP, 10));
-        assert_eq!(n.lookup(0x0a00_0001, 10), None);
-        assert_eq!(n.lookup(0x0a00_0002, 10), Some(0x0200_0000_0001));
+        // an unresolved address is not asked for at a live entry's cost,
+        // even a stale one's
+        assert!(!n.mark_pending(GW_IP, 250));
+        assert!(n.stale(0x0a00_0001, 250));
+        for i in 0..8u32 {
+            assert!(n.lookup(0x0a00_0001 + i, 250).is_some());
+        }
         // expired entries are reused by learning
         assert!(n.learn(0x0a00_00ff, PEER_MAC, 400));
         assert_eq!(n.lookup(0x0a00_00ff, 400), Some(PEER_MAC));
+    }
+
+    #[test]
+    fn a_scan_never_evicts_the_gateway() {
+        // a small table, so that every bucket fills
+        let n = Neighbors::new(16);
+        assert!(n.learn(GW_IP, GW_MAC, 0));
+        assert!(n.learn(PEER_IP, PEER_MAC, 0));
+        let mut asked = 0;
+        for now in 1..10u32 {
+            for host in 1..=254u32 {
+                if n.mark_pending(0x0a00_0000 | host << 8 | now, now) {
+                    asked += 1;
+                }
+            }
+            assert_eq!(n.lookup(GW_IP, now), Some(GW_MAC), "second {now}");
+            assert_eq!(n.lookup(PEER_IP, now), Some(PEER_MAC));
+        }
+        assert!(asked > 0);
+        // the gateway's confirmation still gets its slot's turn
+        let stale = n.reachable() * 4 / 5;
+        assert!(n.stale(GW_IP, stale));
+        assert!(n.mark_pending(GW_IP, stale));
+        // and incomplete entries give way to newer ones once asked for
+        let mut n = Neighbors::new(4);
+        n.set_request_rate(1000);
+        for i in 0..8u32 {
+            assert!(n.mark_pending(0x0a00_0100 + i, 0));
+        }
+        assert!(!n.mark_pending(0x0a00_0200, 0), "all asked this second");
+        assert!(n.mark_pending(0x0a00_0200, 1), "an older one gives way");
+    }
+
+    #[test]
+    fn requests_for_unresolved_addresses_share_one_rate() {
+        let mut n = Neighbors::new(16);
+        n.set_request_rate(10);
+        let n = std::sync::Arc::new(n);
+        let got: usize = (0..4)
+            .map(|_| {
+                let n = n.clone();
+                std::thread::spawn(move || (0..100).filter(|_| n.request_allowed(5)).count())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap_or(0))
+            .sum();
+        assert_eq!(got, 10, "the burst, across threads");
+        assert!(!n.request_allowed(5));
+        assert_eq!((0..100).filter(|_| n.request_allowed(6)).count(), 10);
+        // a reader whose clock is a second behind takes from the same second
+        assert!(!n.request_allowed(5));
+        assert_eq!((0..100).filter(|_| n.request_allowed(9)).count(), 10);
     }
 
     #[test]
