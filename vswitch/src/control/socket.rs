@@ -14,11 +14,18 @@ use tokio::net::{UnixListener, UnixStream};
 /// Longest request line accepted.
 const MAX_LINE: usize = 1 << 20;
 
+/// Decodes one request line, or the error reply to it. Apart from the
+/// switch, so that it is fuzzed without one.
+pub fn parse_request(line: &str) -> Result<Request, Response> {
+    serde_json::from_str(line)
+        .map_err(|e| Response::error(ErrorCode::Invalid, format!("bad request: {e}")))
+}
+
 /// Answers one request line.
 pub fn handle_line(sw: &Mutex<Switch>, line: &str) -> Response {
-    let req: Request = match serde_json::from_str(line) {
+    let req = match parse_request(line) {
         Ok(r) => r,
-        Err(e) => return Response::error(ErrorCode::Invalid, format!("bad request: {e}")),
+        Err(resp) => return resp,
     };
     let Ok(mut sw) = sw.lock() else {
         return Response::error(ErrorCode::Internal, "internal error: switch state poisoned");
