@@ -75,8 +75,11 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
   log=$(mktemp)
   s0=$SECONDS
-  # new inputs go to the first directory; the seeds stay as committed
-  "$BIN/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" "${limit[@]}" \
+  # new inputs go to the first directory; the seeds and the inputs of
+  # crashes fixed (fuzz/regressions/T) stay as committed
+  dirs=("fuzz/corpus/$t" "fuzz/seeds/$t")
+  [ -d "fuzz/regressions/$t" ] && dirs+=("fuzz/regressions/$t")
+  "$BIN/$t" "${dirs[@]}" "${limit[@]}" \
     -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1
   status=$?
