@@ -52,8 +52,9 @@ pub fn run(data: &[u8]) {
     };
     let req = match parse_request(line) {
         Ok(r) => r,
-        Err(resp) => {
+        Err(msg) => {
             // the error reply itself must encode
+            let resp = api::Response::error(api::ErrorCode::Invalid, msg);
             serde_json::to_string(&resp).expect("an error reply encodes");
             return;
         }

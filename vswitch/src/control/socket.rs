@@ -14,18 +14,17 @@ use tokio::net::{UnixListener, UnixStream};
 /// Longest request line accepted.
 const MAX_LINE: usize = 1 << 20;
 
-/// Decodes one request line, or the error reply to it. Apart from the
-/// switch, so that it is fuzzed without one.
-pub fn parse_request(line: &str) -> Result<Request, Response> {
-    serde_json::from_str(line)
-        .map_err(|e| Response::error(ErrorCode::Invalid, format!("bad request: {e}")))
+/// Decodes one request line, or says why it cannot. Apart from the switch,
+/// so that it is fuzzed without one.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))
 }
 
 /// Answers one request line.
 pub fn handle_line(sw: &Mutex<Switch>, line: &str) -> Response {
     let req = match parse_request(line) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(msg) => return Response::error(ErrorCode::Invalid, msg),
     };
     let Ok(mut sw) = sw.lock() else {
         return Response::error(ErrorCode::Internal, "internal error: switch state poisoned");
