@@ -6,8 +6,9 @@
 # Installs what it needs (Debian packages, hugepages), then runs: format and
 # lint checks, the manifests offline and against a real kube-apiserver, unit
 # tests, the DPDK integration tests (vswitchd with testpmd pods over
-# vhost-user), the criterion benches once each as tests, the demo, and a short
-# PVP harness run. Every step must pass; the last line counts them.
+# vhost-user), the criterion benches once each as tests, a short run of every
+# fuzz target, the demo, and a short PVP harness run. Every step must pass;
+# the last line counts them.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -99,6 +100,7 @@ step "house rules: module cycles, layering, unsafe" house_check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --release -- -D warnings
 step "cargo test (unit and DPDK integration)" cargo test --workspace --release
 step "criterion benches run once" cargo bench -p perf -- --test
+step "fuzz short run" scripts/fuzz.sh --short
 step "demo: kernel pods ping, testpmd pods show nonzero rates" demo_check
 step "PVP harness smoke run" pvp_smoke
 step "policy PVP harness smoke run" pvp_policy_smoke

@@ -40,11 +40,17 @@ fn poisoned() -> Response {
     Response::error(ErrorCode::Internal, "internal error: switch state poisoned")
 }
 
+/// Decodes one request line, or says why it cannot. Apart from the switch,
+/// so that it is fuzzed without one.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))
+}
+
 /// Answers one request line.
 pub fn handle_line(ctl: &Control, line: &str) -> Response {
-    let req: Request = match serde_json::from_str(line) {
+    let req = match parse_request(line) {
         Ok(r) => r,
-        Err(e) => return Response::error(ErrorCode::Invalid, format!("bad request: {e}")),
+        Err(msg) => return Response::error(ErrorCode::Invalid, msg),
     };
     // requests that wait on the IPAM store do so without the switch
     let result = match req {

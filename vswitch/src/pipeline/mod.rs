@@ -30,6 +30,7 @@ use crate::tables::underlay::Underlay;
 use crossbeam_queue::ArrayQueue;
 use firewall::{FlowLog, LogRecord, PolicyView, RateLimit};
 use policy::Direction;
+use std::ops::RangeInclusive;
 
 /// Port ids are DPDK ethdev ids, below `RTE_MAX_ETHPORTS`.
 pub const MAX_PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
@@ -122,13 +123,24 @@ const _: () = assert!(MAX_PORTS.is_power_of_two() && MAX_PORTS <= 64);
 impl<P: PacketBuf> Pipeline<P> {
     /// A pipeline that tracks up to `ct_capacity` connections.
     pub fn new(ct_capacity: usize, timeouts: Timeouts) -> Self {
+        Self::with_nat_ports(ct_capacity, timeouts, DEFAULT_PORTS)
+    }
+
+    /// The same with natOutgoing handing out only `nat_ports`: a small range
+    /// is cheap enough to set up for every fuzzing input (the default one
+    /// costs half a megabyte), and runs out, so exhaustion is reached too.
+    pub fn with_nat_ports(
+        ct_capacity: usize,
+        timeouts: Timeouts,
+        nat_ports: RangeInclusive<u16>,
+    ) -> Self {
         Pipeline {
             queues: Box::new(std::array::from_fn(|_| Burst::new())),
             pending: 0,
             ct: Conntrack::new(ct_capacity, timeouts),
             limiter: RateLimit::new(LOG_PER_SECOND, LOG_PER_SECOND),
             answers: RateLimit::new(ANSWERS_PER_SECOND, ANSWERS_PER_SECOND),
-            snat: Snat::new(nat_capacity(ct_capacity), DEFAULT_PORTS, timeouts),
+            snat: Snat::new(nat_capacity(ct_capacity), nat_ports, timeouts),
             templates: Templates::default(),
             // two entries a connection, at most as many connections as natOutgoing
             svc: SvcNat::new(2 * nat_capacity(ct_capacity), timeouts),

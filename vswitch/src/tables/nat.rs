@@ -36,7 +36,7 @@
 //! eqn. 3), the TCP and UDP ones for the pseudo-header's address too.
 
 use crate::tables::conntrack::{Flow, State, Timeouts, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-use crate::wire::checksum::Delta;
+use crate::wire::checksum::{checksum, Delta};
 use crate::wire::ipv4::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use std::hash::{BuildHasher, Hasher};
 use std::ops::RangeInclusive;
@@ -694,7 +694,16 @@ fn rewrite(ip: &mut [u8], at: usize, new_addr: u32, port_at: usize, new_port: u1
             let mut d = Delta::default();
             d.word(rd16(ip, l4 + 4), new_port);
             wr16(ip, l4 + 4, new_port);
-            wr16(ip, l4 + 2, d.apply(rd16(ip, l4 + 2)));
+            let mut c = d.apply(rd16(ip, l4 + 2));
+            if c == 0 && end == usize::from(rd16(ip, 2)) {
+                // RFC 1624's update gives 0 for a message of zeros only
+                // (an echo reply of id 0, sequence 0, zero data), whose
+                // checksum is all ones: receivers refuse the 0. Rare
+                // enough to sum the whole message.
+                wr16(ip, l4 + 2, 0);
+                c = checksum(&ip[l4..end], 0);
+            }
+            wr16(ip, l4 + 2, c);
         }
         _ => {}
     }
@@ -1409,6 +1418,24 @@ mod tests {
             dnat_rewrite(&mut b, 1, 2);
             icmp_error_rewrite(&mut b, 1, 2);
         }
+    }
+
+    /// Found by fuzzing (pipeline_uplink): the reply to a ping of id 0,
+    /// sequence 0 and zero data, translated back to id 0, is a message of
+    /// zeros only, whose checksum is all ones; RFC 1624's update gives the
+    /// other zero, which receivers refuse.
+    #[test]
+    fn an_echo_reply_translated_to_zeros_only_keeps_a_valid_checksum() {
+        // from 1.0.0.2 to the node, id 32768 (its natOutgoing port), 5 bytes of zeros
+        let mut p: Vec<u8> = vec![
+            0x45, 0, 0, 33, 0x12, 0x74, 0x40, 0, 64, 1, 0, 0, 1, 0, 0, 2, 192, 168, 50, 1, //
+            0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        crate::testing::fill_checksums(&mut p);
+        assert!(crate::testing::checksums_hold(&p));
+        dnat_rewrite(&mut p, 0x0af4_0002, 0);
+        assert_eq!(p[20..], [0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(crate::testing::checksums_hold(&p));
     }
 
     /// An ICMP error from `from` to `to` quoting the first `quote` bytes

@@ -777,10 +777,17 @@ pub fn decap_ipip<U: Underlay + ?Sized>(
 /// Removes the outer headers that `info` (from decapsulating this very
 /// frame) found, leaving an Ethernet frame: the inner one for VXLAN; for
 /// IP-in-IP the inner packet behind the outer MAC addresses and an IPv4
-/// ethertype, for the router to rewrite. Outer padding stays at the end,
-/// outside the inner lengths. `false` if the frame is too short for `info`.
+/// ethertype, for the router to rewrite. Outer Ethernet padding is cut
+/// off: left behind the inner packet, it would pass for inner bytes that no
+/// tunnel carried when the inner length claims more than the tunnel's
+/// payload. `false` if the frame is too short for `info` (or its padding
+/// cannot be cut).
 #[inline]
 pub fn strip<P: PacketBuf>(pkt: &mut P, info: &DecapInfo) -> bool {
+    let end = info.inner_off + info.inner_len;
+    if pkt.data().len() > end && !pkt.truncate(end) {
+        return false;
+    }
     match info.tunnel {
         Tunnel::Vxlan { .. } => pkt.adj(info.inner_off),
         Tunnel::Ipip => {

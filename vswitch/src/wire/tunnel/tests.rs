@@ -725,6 +725,38 @@ fn ipip_encap_refuses_what_it_cannot_carry() {
     assert_eq!(usize::from(be16(&f, 16)), good.len() - ETH_HLEN + 20);
 }
 
+/// Found by fuzzing (pipeline_uplink): an inner packet whose length
+/// reached past the tunnel's payload into the outer frame's padding was
+/// delivered with those bytes as its own.
+#[test]
+fn strip_cuts_the_outer_padding_an_inner_packet_may_claim() {
+    let mut f = IPIP_FRAME.to_vec();
+    f.extend_from_slice(&[0xaa; 10]);
+    let info = ipip(&f).unwrap();
+    assert_eq!(info.inner_len, 28);
+    // the inner packet claims the padding too
+    let inner = info.inner_off;
+    set16(&mut f, inner + 2, 38);
+    assert!(strip(&mut f, &info));
+    assert_eq!(f.len(), ETH_HLEN + 28, "only what the tunnel carried");
+    assert!(
+        crate::wire::ipv4::ipv4_header(&f).is_none(),
+        "inner length past the end"
+    );
+
+    let mut f = VXLAN_FRAME.to_vec();
+    f.extend_from_slice(&[0xaa; 10]);
+    let info = vxlan(&f).unwrap();
+    assert!(strip(&mut f, &info));
+    assert_eq!(f, VXLAN_FRAME[info.inner_off..]);
+    let mut h = Headroom::new(64, &VXLAN_FRAME);
+    let mut padded = VXLAN_FRAME.to_vec();
+    padded.extend_from_slice(&[0; 10]);
+    let mut hp = Headroom::new(64, &padded);
+    assert!(strip(&mut h, &info) && strip(&mut hp, &info));
+    assert_eq!(h.data(), hp.data());
+}
+
 #[test]
 fn strip_refuses_a_frame_shorter_than_its_info() {
     let info = vxlan(&VXLAN_FRAME).unwrap();

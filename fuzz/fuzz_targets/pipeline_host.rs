@@ -1,0 +1,6 @@
+//! Frames arriving on host ports (see `vswitch_fuzz::pipeline`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    vswitch_fuzz::pipeline::run(vswitch_fuzz::pipeline::Kind::Host, data)
+});

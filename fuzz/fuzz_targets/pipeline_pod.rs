@@ -1,0 +1,6 @@
+//! Frames arriving on pod ports (see `vswitch_fuzz::pipeline`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    vswitch_fuzz::pipeline::run(vswitch_fuzz::pipeline::Kind::Pod, data)
+});
