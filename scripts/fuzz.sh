@@ -11,7 +11,7 @@
 # cargo-fuzz, kept in /var/cache/vswitch/cargo-fuzz. Prints one line per
 # target (inputs run, inputs a second, seconds); a crash fails the run and
 # leaves its input in fuzz/artifacts/T/. Replay one with
-#   fuzz/target/x86_64-unknown-linux-gnu/release/T fuzz/artifacts/T/crash-...
+#   /var/cache/vswitch/fuzz-target/x86_64-unknown-linux-gnu/release/T fuzz/artifacts/T/crash-...
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,12 +57,15 @@ t0=$SECONDS
 # vswitch's dpdk/, which no target reaches), so ASan would find nothing that
 # bounds checks and debug assertions (on in cargo fuzz builds) do not, at
 # half the speed.
-if ! cargo +nightly fuzz build --sanitizer none; then
+# built where later runs find it: a cold build of the targets (the whole
+# workspace's dependencies, with coverage instrumentation) takes minutes
+TARGET_DIR=${VSWITCH_CACHE:-/var/cache/vswitch}/fuzz-target
+if ! cargo +nightly fuzz build --sanitizer none --target-dir "$TARGET_DIR"; then
   echo "fuzz: build failed" >&2
   exit 1
 fi
 echo "fuzz: built in $((SECONDS - t0)) s"
-BIN=fuzz/target/x86_64-unknown-linux-gnu/release
+BIN=$TARGET_DIR/x86_64-unknown-linux-gnu/release
 
 rc=0
 for t in "${TARGETS[@]}"; do

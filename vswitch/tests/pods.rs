@@ -212,7 +212,10 @@ fn vhost_sockets_stay_in_their_root_and_foreign_sockets_are_left_alone() {
             r => panic!("{dir}: attached: {r:?}"),
         }
     }
-    assert!(!std::path::Path::new(&outside).exists(), "nothing made outside");
+    assert!(
+        !std::path::Path::new(&outside).exists(),
+        "nothing made outside"
+    );
     assert!(sw.port_names().is_empty());
     assert_eq!(sw.allocated(), 0, "the refused attaches hold no address");
     // inside the root it works
