@@ -734,7 +734,7 @@ pub struct PortInfo {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iface: Option<String>,
-    /// DPDK ethdev port id.
+    /// The switch's id of the port (not a DPDK ethdev id).
     pub port_id: u16,
     /// The worker lcore that polls it.
     pub lcore: u32,

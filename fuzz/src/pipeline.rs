@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use vswitch::counters::{DropReason, WorkerCounters};
 use vswitch::packet::{Burst, Headroom, PacketBuf, BURST};
 use vswitch::pipeline::firewall::{LogRecord, PolicyView};
-use vswitch::pipeline::{Context, Pipeline, TxSink, MAX_PORTS};
+use vswitch::pipeline::{Context, Pipeline, PortSet, TxSink, MAX_PORTS};
 use vswitch::tables::conntrack::Timeouts;
 use vswitch::tables::endpoints::{Endpoint, EndpointPolicy, Route, Routes};
 use vswitch::tables::fdb::Fdb;
@@ -506,8 +506,11 @@ fn run_with<P: Buf>(flags: Flags, bursts: &Bursts<'_>) {
         }
     }
     let log: ArrayQueue<LogRecord> = ArrayQueue::new(16);
-    let other = 1u64 << OTHER_WORKER_POD;
-    let cx = |local: u64, now: u32| Context {
+    let other: PortSet = [OTHER_WORKER_POD].into_iter().collect();
+    let rest: PortSet = (0..MAX_PORTS as u16)
+        .filter(|&p| p != OTHER_WORKER_POD)
+        .collect();
+    let cx = |local: &PortSet, now: u32| Context {
         fdb: &fdb,
         domain: &BRIDGE,
         endpoints: &t.endpoints,
@@ -552,7 +555,7 @@ fn run_with<P: Buf>(flags: Flags, bursts: &Bursts<'_>) {
             }
         }
         let worker = usize::from(*port == OTHER_WORKER_POD);
-        let local = if worker == 1 { other } else { !other };
+        let local = if worker == 1 { &other } else { &rest };
         let mut sink = Sink {
             got: Vec::new(),
             can_alloc: !flags.no_buffers(),

@@ -12,7 +12,7 @@ use std::hint::black_box;
 use vswitch::counters::{DropReason, WorkerCounters};
 use vswitch::packet::{Burst, BURST};
 use vswitch::pipeline::firewall::PolicyView;
-use vswitch::pipeline::{Context, Pipeline, TxSink, MAX_PORTS};
+use vswitch::pipeline::{Context, Pipeline, PortSet, TxSink, MAX_PORTS};
 use vswitch::tables::endpoints::Routes;
 use vswitch::tables::fdb::{Fdb, FdbCounters};
 
@@ -126,7 +126,7 @@ fn bench_l2(c: &mut Criterion) {
                     endpoints: &[],
                     routes: &routes,
                     now: 1,
-                    local: u64::MAX,
+                    local: &PortSet::ALL,
                     policy: PolicyView {
                         compiled: &compiled,
                         generation: 0,

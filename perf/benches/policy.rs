@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use vswitch::counters::{DropReason, WorkerCounters};
 use vswitch::packet::{Burst, BURST};
 use vswitch::pipeline::firewall::PolicyView;
-use vswitch::pipeline::{Context, Pipeline, TxSink, MAX_PORTS};
+use vswitch::pipeline::{Context, Pipeline, PortSet, TxSink, MAX_PORTS};
 use vswitch::tables::conntrack::{Conntrack, Flow, Timeouts, PROTO_UDP};
 use vswitch::tables::endpoints::{Endpoint, EndpointPolicy, Route, Routes};
 use vswitch::tables::fdb::Fdb;
@@ -191,7 +191,7 @@ impl Rig {
             endpoints: &self.endpoints,
             routes: &self.routes,
             now: 1,
-            local: u64::MAX,
+            local: &PortSet::ALL,
             policy: PolicyView {
                 compiled: &self.compiled,
                 generation: 1,

@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 use vswitch::counters::{DropReason, WorkerCounters};
 use vswitch::packet::{Burst, BURST};
 use vswitch::pipeline::firewall::PolicyView;
-use vswitch::pipeline::{Context, Pipeline, TxSink, MAX_PORTS};
+use vswitch::pipeline::{Context, Pipeline, PortSet, TxSink, MAX_PORTS};
 use vswitch::tables::conntrack::Timeouts;
 use vswitch::tables::endpoints::{Endpoint, EndpointPolicy, Route, Routes};
 use vswitch::tables::fdb::Fdb;
@@ -122,7 +122,7 @@ impl Rig {
             endpoints: &self.endpoints,
             routes: &self.routes,
             now,
-            local: u64::MAX,
+            local: &PortSet::ALL,
             policy: PolicyView {
                 compiled: &self.compiled,
                 generation: 1,

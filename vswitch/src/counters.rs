@@ -202,9 +202,13 @@ impl Counter {
     }
 }
 
-/// What one worker dropped of one port's traffic (the PMD counts the rest).
+/// What one worker received from and sent to one port, and dropped of it.
 #[derive(Default, Debug)]
 pub struct PortCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
     /// Meant for the port, not sent.
     pub tx_drops: Counter,
     /// Received on the port, not switched.

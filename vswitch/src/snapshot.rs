@@ -7,7 +7,9 @@
 //! every swap.
 
 use crate::counters::{DropReason, WorkerCounters};
+use crate::dpdk::mbuf::{Mbuf, Mempool};
 use crate::dpdk::ring::MbufRing;
+use crate::packet::Burst;
 use crate::pipeline::firewall::LogRecord;
 use crate::pipeline::MAX_PORTS;
 use crate::tables::endpoints::{Endpoint, Routes};
@@ -18,9 +20,39 @@ use policy::compile::Compiled;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+/// How a port's frames come and go.
+pub enum PortIo {
+    /// A DPDK ethdev (the uplink, a NIC, an af_packet bridge port): its
+    /// owner receives and sends on queue 0.
+    Ethdev(u16),
+    /// A kernel pod's TAP, driven by the switch itself.
+    Tap(crate::dpdk::tap::Tap),
+}
+
+impl PortIo {
+    /// Receives up to the burst's free room; returns how many came.
+    #[inline(always)]
+    pub fn rx(&self, pool: &Mempool, b: &mut Burst<Mbuf>) -> usize {
+        match self {
+            PortIo::Ethdev(id) => crate::dpdk::ethdev::rx_burst(*id, 0, b),
+            PortIo::Tap(t) => t.rx_burst(pool, b),
+        }
+    }
+
+    /// Sends from the front of `b`, removing what went; returns how many.
+    #[inline(always)]
+    pub fn tx(&self, b: &mut Burst<Mbuf>) -> usize {
+        match self {
+            PortIo::Ethdev(id) => crate::dpdk::ethdev::tx_burst(*id, 0, b),
+            PortIo::Tap(t) => t.tx_burst(b),
+        }
+    }
+}
+
 /// What the dataplane knows of one port.
 pub struct PortEntry {
     pub id: u16,
+    pub io: PortIo,
     /// Index of the worker that polls it and transmits on it.
     pub owner: usize,
     /// Link state, refreshed by the control thread.

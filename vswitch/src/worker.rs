@@ -7,12 +7,12 @@
 //! finds nothing it spins a little, then sleeps with growing pauses, so that
 //! two pollers can share a small machine.
 
-use crate::counters::{DropReason, WorkerCounters};
+use crate::counters::{DropReason, PortCounters, WorkerCounters};
 use crate::dpdk::{self, mbuf::Mbuf};
-use crate::packet::Burst;
+use crate::packet::{Burst, PacketBuf};
 use crate::pipeline::firewall::PolicyView;
-use crate::pipeline::{transmit_counted, Context, Pipeline, TxSink};
-use crate::snapshot::{Shared, Snapshot};
+use crate::pipeline::{slot, transmit_counted, Context, Pipeline, PortSet, TxSink};
+use crate::snapshot::{PortEntry, Shared, Snapshot};
 use crate::tables::conntrack::Timeouts;
 use crate::tables::fdb::Fdb;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -26,12 +26,27 @@ const SPIN_MICROS: u64 = 1000;
 const MIN_SLEEP_US: u64 = 16;
 const MAX_SLEEP_US: u64 = 1000;
 
+fn bytes(b: &Burst<Mbuf>) -> u64 {
+    b.iter().map(|m| m.data().len() as u64).sum()
+}
+
+/// Sends on a port this worker owns and counts what went.
+#[inline]
+fn send_own(p: &PortEntry, pkts: &mut Burst<Mbuf>, c: &PortCounters) -> DropReason {
+    let all = bytes(pkts);
+    let n = p.io.tx(pkts);
+    c.tx_packets.add(n as u64);
+    c.tx_bytes.add(all - if pkts.is_empty() { 0 } else { bytes(pkts) });
+    p.refusal()
+}
+
 /// Sends to ports owned by this worker directly, and hands packets for ports
 /// owned by another worker to that worker's ring.
 struct PortSink<'a> {
     snap: &'a Snapshot,
     me: usize,
     pool: &'a dpdk::mbuf::Mempool,
+    ctr: &'a WorkerCounters,
 }
 
 impl TxSink<Mbuf> for PortSink<'_> {
@@ -41,8 +56,7 @@ impl TxSink<Mbuf> for PortSink<'_> {
             return DropReason::NoPort;
         };
         if p.owner == self.me {
-            dpdk::ethdev::tx_burst(port, 0, pkts);
-            p.refusal()
+            send_own(p, pkts, &self.ctr.ports[slot(port)])
         } else {
             match &p.handoff {
                 Some(r) => {
@@ -60,11 +74,9 @@ impl TxSink<Mbuf> for PortSink<'_> {
     }
 }
 
-/// The ports worker `me` owns, as a bit mask.
-fn local_ports(snap: &Snapshot, me: usize) -> u64 {
-    snap.polls[me].iter().fold(0u64, |m, &p| {
-        m | 1u64 << (usize::from(p) & (crate::pipeline::MAX_PORTS - 1))
-    })
+/// The ports worker `me` owns.
+fn local_ports(snap: &Snapshot, me: usize) -> Box<PortSet> {
+    Box::new(snap.polls[me].iter().copied().collect())
 }
 
 /// The body of worker `me`; returns when the switch stops.
@@ -100,7 +112,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             routes: &snap.routes,
             // one division per pass, shared by the whole burst
             now: (t0.saturating_sub(shared.tsc_start) / hz) as u32,
-            local,
+            local: &local,
             policy: PolicyView {
                 compiled: &snap.policy,
                 generation: snap.policy_generation,
@@ -121,20 +133,23 @@ pub fn run(shared: Arc<Shared>, me: usize) {
                     got += handed;
                     pipe.deliver(&cx, port, &mut burst, ctr);
                     transmit_counted(&mut burst, port, ctr, |b| {
-                        dpdk::ethdev::tx_burst(port, 0, b);
-                        p.refusal()
+                        send_own(p, b, &ctr.ports[slot(port)])
                     });
                 }
             }
-            let n = dpdk::ethdev::rx_burst(port, 0, &mut burst);
+            let n = p.io.rx(&shared.pool, &mut burst);
             if n == 0 {
                 continue;
             }
             got += n;
+            let pc = &ctr.ports[slot(port)];
+            pc.rx_packets.add(n as u64);
+            pc.rx_bytes.add(bytes(&burst));
             let mut sink = PortSink {
                 snap: &snap,
                 me,
                 pool: &shared.pool,
+                ctr,
             };
             pipe.process(&cx, port, &mut burst, &mut sink, ctr);
         }

@@ -8,7 +8,7 @@ use crate::control::config::{IpamStoreKind, PolicySource, SwitchConfig, UplinkCo
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::{self, mbuf::Mempool, ring::MbufRing};
 use crate::pipeline::MAX_PORTS;
-use crate::snapshot::{PortEntry, Shared, Snapshot};
+use crate::snapshot::{PortEntry, PortIo, Shared, Snapshot};
 use crate::tables::endpoints::{Endpoint, Route};
 use crate::tables::fdb::Fdb;
 use ::ipam::{FileStore, Ipam, IpamError, Store};
@@ -32,21 +32,35 @@ const NEIGHBORS: usize = 4096;
 /// Flow-log records a worker may have waiting for the control thread.
 const FLOW_LOG_QUEUE: usize = 1024;
 
-/// Descriptors of a TAP port's rings.
-const TAP_RING: u16 = 256;
-
-/// Whether a port's peer is there. The TAP PMD asks the kernel about its
-/// interface by name in the switch's own namespace, so it reports a TAP that
-/// was moved into a pod's namespace as down; the switch owns the TAP, and
-/// its kernel side lives as long as the port does.
-fn link_up(kind: PortKind, id: u16) -> bool {
-    kind == PortKind::Tap || dpdk::ethdev::link_up(id)
+/// Whether a port's peer is there. The switch owns a TAP, and its kernel
+/// side lives as long as the port does, in whichever namespace it was moved to.
+fn link_up(io: &PortIo) -> bool {
+    match io {
+        PortIo::Ethdev(id) => dpdk::ethdev::link_up(*id),
+        PortIo::Tap(_) => true,
+    }
 }
 
-/// Drop counts at the moment a port was added: a port id may be reused, and
-/// a new port starts from zero. (Its PMD's traffic counters start at zero.)
+/// The MAC a port shows: its ethdev's, or for an interface the switch drives
+/// itself (which has no address of its own on the wire) one made from its id.
+fn port_mac(io: &PortIo, id: u16) -> [u8; 6] {
+    match io {
+        PortIo::Ethdev(e) => dpdk::ethdev::mac_addr(*e),
+        PortIo::Tap(_) => {
+            let [hi, lo] = id.to_be_bytes();
+            [0x02, b'v', b's', 0, hi, lo]
+        }
+    }
+}
+
+/// Counts at the moment a port was added: a port id may be reused, and a
+/// new port starts from zero.
 #[derive(Default, Clone, Copy)]
 struct Baseline {
+    rx_packets: u64,
+    rx_bytes: u64,
+    tx_packets: u64,
+    tx_bytes: u64,
     tx_drops: u64,
     rx_drops: u64,
 }
@@ -54,7 +68,8 @@ struct Baseline {
 struct Port {
     spec: PortSpec,
     id: u16,
-    devname: String,
+    /// The DPDK virtual device behind the port, if it is an ethdev.
+    devname: Option<String>,
     entry: Arc<PortEntry>,
     base: Baseline,
 }
@@ -268,9 +283,7 @@ impl Switch {
             return invalid(format!("a port named '{}' exists already", spec.name));
         }
         if self.ports.len() >= MAX_PORTS {
-            return invalid(format!(
-                "the switch holds at most {MAX_PORTS} ports (RTE_MAX_ETHPORTS)"
-            ));
+            return invalid(format!("the switch holds at most {MAX_PORTS} ports"));
         }
         match spec.kind {
             PortKind::VhostServer | PortKind::VhostClient => {
@@ -344,11 +357,20 @@ impl Switch {
         Ok(())
     }
 
-    /// Adds a port and starts switching to and from it.
-    pub fn add_port(&mut self, spec: PortSpec) -> Result<PortInfo> {
-        self.check_new(&spec)?;
-        self.seq += 1;
+    /// The lowest port id no port has.
+    fn free_id(&self) -> Option<u16> {
+        let used: std::collections::BTreeSet<u16> = self.ports.values().map(|p| p.id).collect();
+        (0..MAX_PORTS as u16).find(|id| !used.contains(id))
+    }
+
+    /// Makes the device behind a port: a TAP of the switch's own, or a DPDK
+    /// virtual device (vhost-user, af_packet) started as an ethdev.
+    fn open_io(&mut self, spec: &PortSpec) -> Result<(PortIo, Option<String>)> {
         let (devname, args) = match spec.kind {
+            PortKind::Tap => {
+                let tap = dpdk::tap::Tap::create(spec.tap_iface())?;
+                return Ok((PortIo::Tap(tap), None));
+            }
             PortKind::VhostServer | PortKind::VhostClient => {
                 let path = spec.path.as_deref().unwrap_or_default();
                 if spec.kind == PortKind::VhostServer {
@@ -369,52 +391,47 @@ impl Switch {
                     spec.tap_iface()
                 ),
             ),
-            PortKind::Tap => (
-                format!("net_tap_vs{}", self.seq),
-                format!("iface={}", spec.tap_iface()),
-            ),
         };
-        let id = dpdk::ethdev::vdev_create(&devname, &args)?;
-        if let (PortKind::VhostServer, Some(path)) = (spec.kind, spec.path.as_deref()) {
-            self.made_sockets.add(path);
-        }
-        if usize::from(id) >= MAX_PORTS {
-            dpdk::ethdev::vdev_remove(&devname);
-            return invalid(format!("port id {id} out of range"));
-        }
-        // the TAP PMD fills its rx ring with buffers from the shared pool up
-        // front (the vhost PMD takes them per burst): keep TAP rings small so
-        // that a node full of kernel pods does not drain the pool
-        let ring = match spec.kind {
-            PortKind::Tap => self.ring_size.min(TAP_RING),
-            _ => self.ring_size,
-        };
-        if let Err(e) = dpdk::ethdev::port_start(id, &self.pool, 1, ring) {
+        let eth = dpdk::ethdev::vdev_create(&devname, &args)?;
+        if let Err(e) = dpdk::ethdev::port_start(eth, &self.pool, 1, self.ring_size) {
             dpdk::ethdev::vdev_remove(&devname);
             return Err(e.into());
         }
-        let owner = self.least_loaded_worker();
+        Ok((PortIo::Ethdev(eth), Some(devname)))
+    }
+
+    /// Adds a port and starts switching to and from it.
+    pub fn add_port(&mut self, spec: PortSpec) -> Result<PortInfo> {
+        self.check_new(&spec)?;
+        let Some(id) = self.free_id() else {
+            return invalid(format!("the switch holds at most {MAX_PORTS} ports"));
+        };
+        self.seq += 1;
         let handoff = if self.lcores.len() > 1 {
-            match MbufRing::new(&format!("vsw_h{}", self.seq), 1024) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    dpdk::ethdev::vdev_remove(&devname);
-                    return Err(e.into());
-                }
-            }
+            Some(MbufRing::new(&format!("vsw_h{}", self.seq), 1024)?)
         } else {
             None
         };
+        let (io, devname) = self.open_io(&spec)?;
+        if let (PortKind::VhostServer, Some(path)) = (spec.kind, spec.path.as_deref()) {
+            self.made_sockets.add(path);
+        }
+        let owner = self.least_loaded_worker();
         let entry = Arc::new(PortEntry {
             id,
             owner,
-            link: AtomicBool::new(link_up(spec.kind, id)),
+            link: AtomicBool::new(link_up(&io)),
+            io,
             handoff,
         });
         // a reused port id must not inherit MACs learned on its predecessor
         self.shared.fdb.flush(Some(id));
-        let base = self.port_drops(id);
+        let base = self.port_counts(id);
         let name = spec.name.clone();
+        let how = match &entry.io {
+            PortIo::Ethdev(e) => format!("ethdev {e}"),
+            PortIo::Tap(t) => format!("TAP {}", t.name()),
+        };
         self.ports.insert(
             name.clone(),
             Port {
@@ -427,7 +444,7 @@ impl Switch {
         );
         self.publish();
         tracing::info!(
-            "port {name} added as ethdev {id} on lcore {}",
+            "port {name} added as port {id} ({how}) on lcore {}",
             self.lcores[owner]
         );
         Ok(self.port_info(&self.ports[&name]))
@@ -441,13 +458,21 @@ impl Switch {
         self.endpoints.remove(name);
         self.publish();
         self.wait_quiescent();
-        dpdk::ethdev::vdev_remove(&port.devname);
+        if let Some(dev) = &port.devname {
+            dpdk::ethdev::vdev_remove(dev);
+        }
         self.shared.fdb.flush(Some(port.id));
         if port.spec.kind == PortKind::VhostServer {
             if let Some(p) = &port.spec.path {
                 self.made_sockets.remove(p);
             }
         }
+        // the snapshot before the newest may still hold the port: let it go,
+        // so the device (a TAP's descriptor) closes now
+        if let Ok(mut r) = self.retired.lock() {
+            *r = None;
+        }
+        drop(port);
         tracing::info!("port {name} removed");
         Ok(())
     }
@@ -565,7 +590,7 @@ impl Switch {
     pub fn housekeeping(&mut self) {
         self.collect_flow_log();
         for p in self.ports.values() {
-            let up = link_up(p.spec.kind, p.id);
+            let up = link_up(&p.entry.io);
             if p.entry.link.swap(up, Relaxed) != up {
                 tracing::info!(
                     "port {} link {}",
@@ -583,10 +608,14 @@ impl Switch {
         }
     }
 
-    fn port_drops(&self, id: u16) -> Baseline {
+    fn port_counts(&self, id: u16) -> Baseline {
         let mut b = Baseline::default();
         for w in &self.shared.counters {
             let c = &w.ports[usize::from(id)];
+            b.rx_packets += c.rx_packets.get();
+            b.rx_bytes += c.rx_bytes.get();
+            b.tx_packets += c.tx_packets.get();
+            b.tx_bytes += c.tx_bytes.get();
             b.tx_drops += c.tx_drops.get();
             b.rx_drops += c.rx_drops.get();
         }
@@ -603,7 +632,7 @@ impl Switch {
             port_id: p.id,
             lcore: self.lcores[p.entry.owner],
             link_up: p.entry.link.load(Relaxed),
-            mac: MacAddr(dpdk::ethdev::mac_addr(p.id)),
+            mac: MacAddr(port_mac(&p.entry.io, p.id)),
         }
     }
 
@@ -616,16 +645,16 @@ impl Switch {
             .ports
             .values()
             .map(|p| {
-                let drops = self.port_drops(p.id);
-                let (rx_packets, rx_bytes, tx_packets, tx_bytes) = dpdk::ethdev::port_traffic(p.id);
+                let c = self.port_counts(p.id);
+                let b = &p.base;
                 PortStats {
                     name: p.spec.name.clone(),
-                    rx_packets,
-                    rx_bytes,
-                    tx_packets,
-                    tx_bytes,
-                    tx_drops: drops.tx_drops.saturating_sub(p.base.tx_drops),
-                    rx_drops: drops.rx_drops.saturating_sub(p.base.rx_drops),
+                    rx_packets: c.rx_packets.saturating_sub(b.rx_packets),
+                    rx_bytes: c.rx_bytes.saturating_sub(b.rx_bytes),
+                    tx_packets: c.tx_packets.saturating_sub(b.tx_packets),
+                    tx_bytes: c.tx_bytes.saturating_sub(b.tx_bytes),
+                    tx_drops: c.tx_drops.saturating_sub(b.tx_drops),
+                    rx_drops: c.rx_drops.saturating_sub(b.rx_drops),
                 }
             })
             .collect();
@@ -682,6 +711,14 @@ impl Switch {
                 arp_suppressed: sum(|w| w.arp_suppressed.get()),
             },
         }
+    }
+
+    /// The MAC port `id` shows (zero for no such port).
+    pub(crate) fn port_mac(&self, id: u16) -> [u8; 6] {
+        self.ports
+            .values()
+            .find(|p| p.id == id)
+            .map_or([0; 6], |p| port_mac(&p.entry.io, p.id))
     }
 
     pub(crate) fn port_id(&self, name: &str) -> Option<u16> {

@@ -30,7 +30,7 @@ impl Switch {
             uplink,
             host,
             mac: u64::from_be_bytes({
-                let m = crate::dpdk::ethdev::mac_addr(uplink);
+                let m = self.port_mac(uplink);
                 [0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]
             }),
             ip: u32::from(ip),

@@ -23,6 +23,16 @@ impl Error {
         Error::new(what, last_error())
     }
 
+    /// An error with a reason of the caller's.
+    pub(crate) fn msg(what: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::new(what, reason)
+    }
+
+    /// An error carrying the last system call's `errno`.
+    pub(crate) fn os(what: impl Into<String>) -> Error {
+        Error::new(what, std::io::Error::last_os_error().to_string())
+    }
+
     /// An error from a negative errno return value.
     pub(crate) fn code(what: impl Into<String>, rc: i32) -> Error {
         Error::new(what, strerror(-rc))

@@ -88,6 +88,31 @@ impl Mbuf {
     }
 }
 
+impl Mbuf {
+    /// The first segment from the start of its data to the end of the
+    /// buffer: where a frame read from the kernel goes.
+    #[inline(always)]
+    pub(crate) fn tailroom_mut(&mut self) -> &mut [u8] {
+        let m = self.raw();
+        let room = usize::from(m.buf_len).saturating_sub(usize::from(m.data_off));
+        // SAFETY: buf_addr + data_off .. buf_addr + buf_len lies inside the
+        // buffer; &mut self (a fresh, unshared mbuf) means no other view.
+        unsafe {
+            std::slice::from_raw_parts_mut(m.buf_addr.cast::<u8>().add(usize::from(m.data_off)), room)
+        }
+    }
+
+    /// Makes the first `len` bytes of the tailroom the frame (one segment).
+    #[inline(always)]
+    pub(crate) fn set_len(&mut self, len: u16) {
+        debug_assert!(usize::from(len) <= self.tailroom_mut().len());
+        // SAFETY: we own the mbuf; callers pass no more than the tailroom.
+        let m = unsafe { self.0.as_mut() };
+        m.data_len = len;
+        m.pkt_len = u32::from(len);
+    }
+}
+
 impl PacketBuf for Mbuf {
     #[inline(always)]
     fn data(&self) -> &[u8] {

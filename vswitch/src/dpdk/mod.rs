@@ -1,4 +1,6 @@
-//! The safe face of `dpdk-sys`: EAL, mempools, mbufs, ethdev ports, rings.
+//! The safe face of `dpdk-sys` and of the kernel's packet interfaces: EAL,
+//! mempools, mbufs, ethdev ports, rings, and the interfaces the switch drives
+//! itself (TAP descriptors, vhost-user through librte_vhost).
 //!
 //! This room and `dpdk-sys` are the only places with `unsafe`; it knows
 //! nothing of the pipeline above it, only the packet-buffer trait it
@@ -10,3 +12,4 @@ pub mod error;
 pub mod ethdev;
 pub mod mbuf;
 pub mod ring;
+pub mod tap;

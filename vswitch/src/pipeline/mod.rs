@@ -32,8 +32,41 @@ use firewall::{FlowLog, LogRecord, PolicyView, RateLimit};
 use policy::Direction;
 use std::ops::RangeInclusive;
 
-/// Port ids are DPDK ethdev ids, below `RTE_MAX_ETHPORTS`.
-pub const MAX_PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
+/// Interfaces a switch holds. Port ids are the switch's own (not DPDK ethdev
+/// ids): pods on vhost-user and TAP interfaces need no ethdev, and a node
+/// holds far more of them than DPDK's `RTE_MAX_ETHPORTS`.
+pub const MAX_PORTS: usize = 4096;
+
+/// A set of port ids, one bit each.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PortSet([u64; MAX_PORTS / 64]);
+
+impl PortSet {
+    pub const NONE: PortSet = PortSet([0; MAX_PORTS / 64]);
+    /// Every port: for tests and benches where one worker owns them all.
+    pub const ALL: PortSet = PortSet([u64::MAX; MAX_PORTS / 64]);
+
+    pub fn insert(&mut self, port: u16) {
+        let i = slot(port);
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, port: u16) -> bool {
+        let i = slot(port);
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+impl FromIterator<u16> for PortSet {
+    fn from_iter<I: IntoIterator<Item = u16>>(it: I) -> Self {
+        let mut s = PortSet::NONE;
+        for p in it {
+            s.insert(p);
+        }
+        s
+    }
+}
 
 /// Where batches go.
 pub trait TxSink<P> {
@@ -58,9 +91,9 @@ pub struct Context<'a> {
     pub routes: &'a Routes,
     /// Seconds since the switch started, for learning, aging and conntrack.
     pub now: u32,
-    /// Bit per port this worker owns: a packet for another worker's port is
+    /// The ports this worker owns: a packet for another worker's port is
     /// handed over before its receiver's zone is checked.
-    pub local: u64,
+    pub local: &'a PortSet,
     pub policy: PolicyView<'a>,
     /// Where Log rules write.
     pub log: &'a ArrayQueue<LogRecord>,
@@ -78,9 +111,11 @@ pub struct Context<'a> {
 /// Packets and bytes that ports receive and send are counted by the PMDs
 /// themselves; the pipeline counts only what it drops.
 pub struct Pipeline<P> {
-    queues: Box<[Burst<P>; MAX_PORTS]>,
-    /// Bit per port whose batch may hold packets.
-    pending: u64,
+    /// A batch per port (a few hundred kilobytes of pointers per worker:
+    /// only the batches of ports that get traffic are ever touched).
+    queues: Box<[Burst<P>]>,
+    /// Ports whose batch holds packets, in the order they got their first.
+    pending: Vec<u16>,
     pub ct: Conntrack,
     limiter: RateLimit,
     /// The TCP RSTs and ICMP errors this worker may send: a flood of
@@ -118,7 +153,7 @@ pub(crate) fn slot(port: u16) -> usize {
     usize::from(port) & (MAX_PORTS - 1)
 }
 
-const _: () = assert!(MAX_PORTS.is_power_of_two() && MAX_PORTS <= 64);
+const _: () = assert!(MAX_PORTS.is_power_of_two() && MAX_PORTS <= 1 << 16);
 
 impl<P: PacketBuf> Pipeline<P> {
     /// A pipeline that tracks up to `ct_capacity` connections.
@@ -135,8 +170,11 @@ impl<P: PacketBuf> Pipeline<P> {
         nat_ports: RangeInclusive<u16>,
     ) -> Self {
         Pipeline {
-            queues: Box::new(std::array::from_fn(|_| Burst::new())),
-            pending: 0,
+            queues: (0..MAX_PORTS).map(|_| Burst::new()).collect(),
+            // a port is listed once, and again each time its batch filled
+            // and went out: a burst of 32 flooded to every port fills at
+            // most as many batches again, so this never grows
+            pending: Vec::with_capacity(2 * MAX_PORTS),
             ct: Conntrack::new(ct_capacity, timeouts),
             limiter: RateLimit::new(LOG_PER_SECOND, LOG_PER_SECOND),
             answers: RateLimit::new(ANSWERS_PER_SECOND, ANSWERS_PER_SECOND),
@@ -221,8 +259,10 @@ impl<P: PacketBuf> Pipeline<P> {
         sink: &mut S,
         ctr: &WorkerCounters,
     ) {
-        self.pending |= 1 << slot(port);
         let q = &mut self.queues[slot(port)];
+        if q.is_empty() {
+            self.pending.push(port);
+        }
         q.push(pkt);
         if q.is_full() {
             transmit_counted(q, port, ctr, |q| sink.send(port, q));
@@ -231,14 +271,16 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// Sends every pending batch.
     pub fn flush<S: TxSink<P>>(&mut self, sink: &mut S, ctr: &WorkerCounters) {
-        while self.pending != 0 {
-            let port = self.pending.trailing_zeros() as u16;
-            self.pending &= self.pending - 1;
+        // a batch sent when it filled up and refilled since is listed twice;
+        // the second visit finds it empty
+        for i in 0..self.pending.len() {
+            let port = self.pending[i];
             let q = &mut self.queues[slot(port)];
             if !q.is_empty() {
                 transmit_counted(q, port, ctr, |q| sink.send(port, q));
             }
         }
+        self.pending.clear();
     }
 }
 
@@ -337,7 +379,7 @@ mod tests {
                 endpoints: &[],
                 routes: &routes,
                 now: self.now,
-                local: u64::MAX,
+                local: &PortSet::ALL,
                 policy: PolicyView {
                     compiled: &compiled,
                     generation: 0,
@@ -574,7 +616,9 @@ mod tests {
             let log = ArrayQueue::new(16);
             let neigh = crate::tables::neigh::Neighbors::new(16);
             let services = crate::tables::services::Services::default();
-            let cx = |local: u64| Context {
+            let (l1, l2): (PortSet, PortSet) =
+                ([1].into_iter().collect(), [2].into_iter().collect());
+            let cx = |local| Context {
                 fdb: &fdb,
                 domain: &[],
                 endpoints: &endpoints,
@@ -590,7 +634,7 @@ mod tests {
                 neigh: &neigh,
                 services: &services,
             };
-            let (cx1, cx2) = (cx(1 << 1), cx(1 << 2));
+            let (cx1, cx2) = (cx(&l1), cx(&l2));
             let mut w1: Pipeline<Vec<u8>> = Pipeline::new(1024, Default::default());
             let mut w2: Pipeline<Vec<u8>> = Pipeline::new(1024, Default::default());
             let (c1, c2) = (
@@ -696,7 +740,7 @@ mod tests {
                 endpoints: &endpoints,
                 routes: &routes,
                 now: 1,
-                local: u64::MAX,
+                local: &PortSet::ALL,
                 policy: PolicyView {
                     compiled: &c,
                     generation: 1,

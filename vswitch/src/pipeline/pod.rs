@@ -84,7 +84,7 @@ impl<P: PacketBuf> Pipeline<P> {
             let mut verdict = self.zone(cx, in_port, ep, Direction::Egress, &flow, ctr);
             // the receiver's zone, when its port is ours; otherwise its
             // owner checks it in deliver()
-            if verdict.is_ok() && cx.local & (1 << slot(out)) != 0 {
+            if verdict.is_ok() && cx.local.contains(out) {
                 if let Some(Some(dst)) = cx.endpoints.get(slot(out)) {
                     verdict = self.zone(cx, out, dst, Direction::Ingress, &flow, ctr);
                     if verdict.is_ok() && judge.is_none() {

@@ -237,7 +237,7 @@ mod tests {
     use super::*;
     use crate::counters::WorkerCounters;
     use crate::pipeline::firewall::PolicyView;
-    use crate::pipeline::{Burst, TxSink, MAX_PORTS};
+    use crate::pipeline::{Burst, PortSet, TxSink, MAX_PORTS};
     use crate::tables::conntrack::Timeouts;
     use crate::tables::endpoints::{EndpointPolicy, Route, Routes};
     use crate::tables::fdb::Fdb;
@@ -381,7 +381,7 @@ mod tests {
                 endpoints: &self.endpoints,
                 routes: &self.routes,
                 now: self.now,
-                local: u64::MAX,
+                local: &PortSet::ALL,
                 policy: PolicyView {
                     compiled: &compiled,
                     generation: 0,

@@ -125,7 +125,7 @@ impl<P: PacketBuf> Pipeline<P> {
         sink: &mut S,
         ctr: &WorkerCounters,
     ) -> Result<(), DropReason> {
-        if cx.local & (1 << slot(u.uplink)) != 0 {
+        if cx.local.contains(u.uplink) {
             self.snat_if_needed(cx, u, &mut pkt)?;
         }
         self.enqueue(u.uplink, pkt, sink, ctr);
@@ -662,7 +662,7 @@ impl<P: PacketBuf> Pipeline<P> {
             Verdict::Reply(_) => return Err(DropReason::NoRoute),
             Verdict::Drop(why) => return Err(why),
         };
-        if cx.local & (1 << slot(out)) != 0 {
+        if cx.local.contains(out) {
             if let Some(Some(dst)) = cx.endpoints.get(slot(out)) {
                 let flow = Flow::parse(&pkt.data()[ETH_HLEN..]);
                 self.zone(cx, out, dst, Direction::Ingress, &flow, ctr)?;
@@ -678,7 +678,7 @@ impl<P: PacketBuf> Pipeline<P> {
 mod tests {
     use super::*;
     use crate::pipeline::firewall::PolicyView;
-    use crate::pipeline::{Burst, MAX_PORTS};
+    use crate::pipeline::{Burst, PortSet, MAX_PORTS};
     use crate::tables::conntrack::Timeouts;
     use crate::tables::endpoints::{EndpointPolicy, Routes};
     use crate::tables::fdb::Fdb;
@@ -763,7 +763,7 @@ mod tests {
             endpoints: &endpoints,
             routes: &routes,
             now,
-            local: u64::MAX,
+            local: &PortSet::ALL,
             policy: PolicyView {
                 compiled: &compiled,
                 generation: 0,
@@ -864,7 +864,7 @@ mod tests {
             endpoints: &endpoints,
             routes: &routes,
             now: 1,
-            local: u64::MAX,
+            local: &PortSet::ALL,
             policy: PolicyView {
                 compiled: &compiled,
                 generation: 0,
@@ -955,7 +955,7 @@ mod tests {
             endpoints: &endpoints,
             routes: &routes,
             now: 2,
-            local: u64::MAX,
+            local: &PortSet::ALL,
             policy: PolicyView {
                 compiled: &compiled,
                 generation: 0,
@@ -1069,7 +1069,7 @@ mod tests {
             endpoints: &endpoints,
             routes: &routes,
             now: 1,
-            local: u64::MAX,
+            local: &PortSet::ALL,
             policy: PolicyView {
                 compiled: &compiled,
                 generation: 0,
