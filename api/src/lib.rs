@@ -850,6 +850,15 @@ pub struct Status {
     pub hugepages: bool,
     pub workers: Vec<u32>,
     pub generation: u64,
+    /// Routed pods attached now.
+    #[serde(default)]
+    pub pods: u32,
+    /// Kernel pods the switch can hold (vhost-user pods take more
+    /// descriptors each), and the limit that sets it.
+    #[serde(default)]
+    pub pods_max: u32,
+    #[serde(default)]
+    pub pods_limit: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -566,6 +566,64 @@ fn vhost_pod_reports_its_socket() {
     }
 }
 
+/// vswitchd's `status`, as `vsctl status` shows it.
+fn status(sw: &Switch) -> api::Status {
+    match sw.call(&api::Request::Status {}) {
+        api::Reply::Status(s) => s,
+        r => panic!("status: {r:?}"),
+    }
+}
+
+fn prlimit_nofile(pid: u32, n: u64) {
+    let o = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={n}:{n}")])
+        .output()
+        .expect("running prlimit");
+    assert!(o.status.success(), "prlimit: {}", out(&o));
+}
+
+#[test]
+fn a_full_switch_refuses_pods_and_names_its_limit() {
+    must_be_root();
+    let _g = serial();
+    let sw = start_switch();
+    sw.apply_pool("main", "10.213.0.0/16", 26);
+    let c = conf(&sw, "1.0.0");
+    let s = status(&sw);
+    assert_eq!(s.pods, 0);
+    assert!(s.pods_max >= 1000, "{s:?}");
+    // room for three kernel pods beside what the switch keeps for itself
+    prlimit_nofile(sw.pid(), 256 + 3);
+    let s = status(&sw);
+    assert_eq!(s.pods_max, 3, "{s:?}");
+    assert!(s.pods_limit.contains("RLIMIT_NOFILE 259"), "{s:?}");
+    let nss: Vec<Netns> = (0..4).map(|i| Netns::new(&format!("f{i}"))).collect();
+    let ids: Vec<String> = (0..4).map(|i| cid(&format!("f{i}"))).collect();
+    for i in 0..3 {
+        Call::new(&ids[i], &nss[i].path).run("ADD", &c).ok();
+    }
+    let (_, msg) = Call::new(&ids[3], &nss[3].path).run("ADD", &c).err();
+    assert!(
+        msg.contains("RLIMIT_NOFILE 259") && msg.contains("LimitNOFILE"),
+        "{msg}"
+    );
+    assert_eq!(sw.allocated(), 3, "the refused pod's address is back");
+    assert!(sw.pod(&ids[3], "eth0").is_none());
+    assert_eq!(status(&sw).pods, 3);
+    // the three still work, and raising the limit lets the fourth in
+    assert_ping(
+        &nss[0],
+        &first_ip(&Call::new(&ids[1], &nss[1].path).run("ADD", &c).ok()),
+        &sw,
+    );
+    prlimit_nofile(sw.pid(), 4096);
+    Call::new(&ids[3], &nss[3].path).run("ADD", &c).ok();
+    assert_eq!(status(&sw).pods, 4);
+    for (ns, id) in nss.iter().zip(&ids) {
+        Call::new(id, &ns.path).run("DEL", &c).ok_silent();
+    }
+}
+
 #[test]
 fn gc_and_status() {
     must_be_root();

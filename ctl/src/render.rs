@@ -245,13 +245,23 @@ pub fn status(s: &Status) -> String {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let mut t = Table::new(["version", "dpdk", "hugepages", "workers", "generation"]);
+    let mut t = Table::new([
+        "version",
+        "dpdk",
+        "hugepages",
+        "workers",
+        "generation",
+        "pods",
+        "limited by",
+    ]);
     t.row([
         s.version.clone(),
         s.dpdk_version.clone(),
         if s.hugepages { "yes" } else { "no" }.to_owned(),
         workers,
         s.generation.to_string(),
+        format!("{}/{}", s.pods, s.pods_max),
+        s.pods_limit.clone(),
     ]);
     t.render()
 }
@@ -771,11 +781,14 @@ mod tests {
             hugepages: true,
             workers: vec![1, 2],
             generation: 7,
+            pods: 3,
+            pods_max: 4096,
+            pods_limit: "4096 port ids".into(),
         };
         assert_eq!(
             status(&s),
-            "VERSION  DPDK          HUGEPAGES  WORKERS  GENERATION\n\
-             0.1.0    DPDK 22.11.4  yes        1,2      7\n"
+            "VERSION  DPDK          HUGEPAGES  WORKERS  GENERATION  PODS    LIMITED BY\n\
+             0.1.0    DPDK 22.11.4  yes        1,2      7           3/4096  4096 port ids\n"
         );
     }
 

@@ -36,7 +36,8 @@ fn send_own(p: &PortEntry, pkts: &mut Burst<Mbuf>, c: &PortCounters) -> DropReas
     let all = bytes(pkts);
     let n = p.io.tx(pkts);
     c.tx_packets.add(n as u64);
-    c.tx_bytes.add(all - if pkts.is_empty() { 0 } else { bytes(pkts) });
+    c.tx_bytes
+        .add(all - if pkts.is_empty() { 0 } else { bytes(pkts) });
     p.refusal()
 }
 

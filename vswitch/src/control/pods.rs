@@ -208,6 +208,10 @@ impl Switch {
                 }
             }
         };
+        if let Err(e) = self.admit(req.kind) {
+            undo_ipam(self);
+            return Err(e);
+        }
         let spec = match req.kind {
             AttachKind::Tap => PortSpec {
                 name: port.clone(),

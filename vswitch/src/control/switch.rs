@@ -4,6 +4,7 @@
 //! port waits until every worker runs a snapshot without it before the device
 //! is torn down, so no worker ever polls or sends to a port that is gone.
 
+use crate::control::capacity::Capacity;
 use crate::control::config::{IpamStoreKind, PolicySource, SwitchConfig, UplinkConfig};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::{self, mbuf::Mempool, ring::MbufRing};
@@ -127,6 +128,9 @@ pub enum SwitchError {
     NotFound(String),
     #[error("{0}")]
     Internal(String),
+    /// The switch is full: no more pods of this kind fit.
+    #[error("{0}")]
+    Full(String),
     #[error("{0}")]
     Dpdk(#[from] dpdk::error::Error),
     #[error("{0}")]
@@ -140,6 +144,7 @@ impl SwitchError {
             SwitchError::Invalid(_) => ErrorCode::Invalid,
             SwitchError::NotFound(_) => ErrorCode::NotFound,
             SwitchError::Internal(_) => ErrorCode::Internal,
+            SwitchError::Full(_) => ErrorCode::Exhausted,
             SwitchError::Dpdk(_) => ErrorCode::Internal,
             SwitchError::Ipam(e) => match e {
                 IpamError::PoolExhausted { .. } | IpamError::NoEligiblePool { .. } => {
@@ -355,6 +360,23 @@ impl Switch {
             }
         }
         Ok(())
+    }
+
+    /// Whether a pod of `kind` fits; the limit it would pass, if not.
+    pub(crate) fn admit(&self, kind: api::AttachKind) -> Result<()> {
+        let (mut taps, mut vhosts, mut others) = (0, 0, 0);
+        for p in self.ports.values() {
+            match p.spec.kind {
+                PortKind::Tap => taps += 1,
+                PortKind::VhostServer | PortKind::VhostClient => vhosts += 1,
+                PortKind::AfPacket => others += 1,
+            }
+        }
+        // the descriptor limit is read each time: an operator may raise it
+        // on the running process (prlimit)
+        Capacity::of_this_process(MAX_PORTS as u32)
+            .admit(kind, taps, vhosts, others)
+            .map_err(SwitchError::Full)
     }
 
     /// The lowest port id no port has.
@@ -848,12 +870,23 @@ pub struct StatusSource {
 
 impl StatusSource {
     pub fn status(&self) -> api::Status {
+        let (pods_max, pods_limit) = Capacity::of_this_process(MAX_PORTS as u32).pods_max();
         api::Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             dpdk_version: dpdk::eal::version(),
             hugepages: self.hugepages,
             workers: self.workers.clone(),
             generation: self.shared.generation.load(Relaxed),
+            pods: self
+                .shared
+                .snapshot
+                .load()
+                .endpoints
+                .iter()
+                .flatten()
+                .count() as u32,
+            pods_max,
+            pods_limit,
         }
     }
 }

@@ -98,7 +98,10 @@ impl Mbuf {
         // SAFETY: buf_addr + data_off .. buf_addr + buf_len lies inside the
         // buffer; &mut self (a fresh, unshared mbuf) means no other view.
         unsafe {
-            std::slice::from_raw_parts_mut(m.buf_addr.cast::<u8>().add(usize::from(m.data_off)), room)
+            std::slice::from_raw_parts_mut(
+                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+                room,
+            )
         }
     }
 

@@ -89,9 +89,8 @@ impl Tap {
             let Some(mut m) = pool.alloc(0) else { break };
             let room = m.tailroom_mut();
             // SAFETY: reads at most room.len() bytes into memory we own.
-            let got = unsafe {
-                libc::read(self.fd.as_raw_fd(), room.as_mut_ptr().cast(), room.len())
-            };
+            let got =
+                unsafe { libc::read(self.fd.as_raw_fd(), room.as_mut_ptr().cast(), room.len()) };
             // EAGAIN when empty; any other failure is retried at the next poll
             let Ok(len) = u16::try_from(got) else { break };
             if len == 0 {

@@ -15,6 +15,7 @@ use crate::wire::ipv4::ipv4_header;
 
 const GATEWAY_MAC_BYTES: [u8; 6] = api::GATEWAY_MAC.0;
 const ARP_LEN: usize = 28;
+const GATEWAY_IP: u32 = u32::from_be_bytes(api::GATEWAY_IP.octets());
 
 /// What to do with a frame from a routed pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +43,13 @@ pub fn route(frame: &mut [u8], in_port: u16, ep: &Endpoint, routes: &Routes) -> 
         return Verdict::Drop(DropReason::SpoofedMac);
     }
     match u16::from_be_bytes([eth[12], eth[13]]) {
-        ETHERTYPE_IPV4 => route_ipv4(frame, ep, routes),
+        ETHERTYPE_IPV4 => route_ipv4(frame, in_port, ep, routes),
         ETHERTYPE_ARP => proxy_arp(frame, in_port, ep),
         _ => Verdict::Drop(DropReason::NotIpv4),
     }
 }
 
-fn route_ipv4(frame: &mut [u8], ep: &Endpoint, routes: &Routes) -> Verdict {
+fn route_ipv4(frame: &mut [u8], in_port: u16, ep: &Endpoint, routes: &Routes) -> Verdict {
     let Some(h) = ipv4_header(frame) else {
         return Verdict::Drop(DropReason::BadLength);
     };
@@ -56,7 +57,43 @@ fn route_ipv4(frame: &mut [u8], ep: &Endpoint, routes: &Routes) -> Verdict {
     if !ep.owns(src) {
         return Verdict::Drop(DropReason::SpoofedIp);
     }
+    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    if dst == GATEWAY_IP {
+        return gateway_echo(frame, in_port);
+    }
     forward(frame, routes)
+}
+
+/// Answers a pod's ping of its gateway, so that a pod (or an operator in
+/// it) can tell that its interface reaches the switch. Nothing else sent to
+/// the gateway goes anywhere.
+fn gateway_echo(frame: &mut [u8], in_port: u16) -> Verdict {
+    let Some(h) = ipv4_header(frame) else {
+        return Verdict::Drop(DropReason::BadLength);
+    };
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0;
+    let (src, dst) = (ETH_HLEN + 12, ETH_HLEN + 16);
+    let icmp = ETH_HLEN + ihl;
+    if h[9] != 1 || fragment || total < ihl + 8 || frame[icmp] != 8 || frame[icmp + 1] != 0 {
+        return Verdict::Drop(DropReason::NoRoute);
+    }
+    // an echo reply is the request with the addresses swapped (the header
+    // checksum does not change) and type 0 (RFC 1624 for the ICMP sum)
+    let mut delta = Delta::default();
+    delta.word(0x0800, 0x0000);
+    let csum = delta.apply(u16::from_be_bytes([frame[icmp + 2], frame[icmp + 3]]));
+    frame[icmp] = 0;
+    frame[icmp + 2..icmp + 4].copy_from_slice(&csum.to_be_bytes());
+    for i in 0..4 {
+        frame.swap(src + i, dst + i);
+    }
+    for i in 0..6 {
+        frame[i] = frame[6 + i];
+    }
+    frame[6..12].copy_from_slice(&GATEWAY_MAC_BYTES);
+    Verdict::Reply(in_port)
 }
 
 /// Routes an IPv4 frame by destination: to the local pod that owns it
@@ -230,6 +267,38 @@ mod tests {
                 assert_eq!(checksum(&f[14..34]), 0, "ttl {ttl} id {id:#x}");
             }
         }
+    }
+
+    #[test]
+    fn the_gateway_answers_pings_and_nothing_else() {
+        let a = ep(POD_A, IP_A);
+        let gw = [169, 254, 1, 1];
+        let mut f = ping(POD_A, IP_A, gw, 64);
+        // an identifier, as ping sets one
+        f[38..40].copy_from_slice(&[0x12, 0x34]);
+        f[36..38].copy_from_slice(&[0, 0]);
+        let c = checksum(&f[34..]);
+        f[36..38].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(route(&mut f, 7, &a, &routes()), Verdict::Reply(7));
+        assert_eq!(f[0..6], POD_A, "back to the pod");
+        assert_eq!(f[6..12], GATEWAY_MAC_BYTES);
+        assert_eq!(f[26..30], gw, "from the gateway");
+        assert_eq!(f[30..34], IP_A);
+        assert_eq!(f[34], 0, "an echo reply");
+        assert_eq!(checksum(&f[14..34]), 0, "header checksum valid");
+        assert_eq!(checksum(&f[34..]), 0, "ICMP checksum valid");
+        // anything else to the gateway, and pings from a spoofed source, go nowhere
+        let mut f = ping(POD_A, IP_A, gw, 64);
+        f[34] = 13;
+        assert_eq!(
+            route(&mut f, 7, &a, &routes()),
+            Verdict::Drop(DropReason::NoRoute)
+        );
+        let mut f = ping(POD_A, [10, 65, 0, 99], gw, 64);
+        assert_eq!(
+            route(&mut f, 7, &a, &routes()),
+            Verdict::Drop(DropReason::SpoofedIp)
+        );
     }
 
     #[test]
