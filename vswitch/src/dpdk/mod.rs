@@ -1,4 +1,5 @@
-//! The safe face of `dpdk-sys`: EAL, mempools, mbufs, ethdev ports, rings.
+//! The safe face of `dpdk-sys`: EAL, mempools, mbufs, ethdev ports, rings,
+//! vhost-user interfaces.
 //!
 //! This room and `dpdk-sys` are the only places with `unsafe`; it knows
 //! nothing of the pipeline above it, only the packet-buffer trait it
@@ -10,3 +11,4 @@ pub mod error;
 pub mod ethdev;
 pub mod mbuf;
 pub mod ring;
+pub mod vhost;
