@@ -73,17 +73,33 @@ impl Pod {
     /// Starts a pod that listens on `sock` (virtio-user server mode) for a
     /// switch's vhost-client port, and waits for its first prompt.
     pub fn start_listening(name: &str, sock: &str, mac: &str, peer_mac: &str) -> Pod {
-        let mut p = Pod::spawn_with(name, sock, mac, peer_mac, true);
+        let mut p = Pod::spawn_with(name, sock, mac, peer_mac, true, 1);
+        p.wait_ready();
+        p
+    }
+
+    /// Starts a pod whose port has `queues` queue pairs (virtio-user
+    /// multi-queue; testpmd polls them all on its one forwarding lcore),
+    /// and waits for its first prompt.
+    pub fn start_queues(name: &str, sock: &str, mac: &str, peer_mac: &str, queues: u16) -> Pod {
+        let mut p = Pod::spawn_with(name, sock, mac, peer_mac, false, queues);
         p.wait_ready();
         p
     }
 
     /// Starts a pod without waiting for it (see [`Pod::wait_ready`]).
     pub fn spawn(name: &str, sock: &str, mac: &str, peer_mac: &str) -> Pod {
-        Pod::spawn_with(name, sock, mac, peer_mac, false)
+        Pod::spawn_with(name, sock, mac, peer_mac, false, 1)
     }
 
-    fn spawn_with(name: &str, sock: &str, mac: &str, peer_mac: &str, listen: bool) -> Pod {
+    fn spawn_with(
+        name: &str,
+        sock: &str,
+        mac: &str,
+        peer_mac: &str,
+        listen: bool,
+        queues: u16,
+    ) -> Pod {
         need_tools(&["dpdk-testpmd", "stdbuf"]);
         let n = unique();
         // each pod's forwarding lcore on the other CPU than its idle main lcore;
@@ -94,6 +110,15 @@ impl Pod {
             "0@0,1@1"
         };
         let prefix = format!("vswtpod{}x{n}", std::process::id());
+        // one queue pair is the default of both: leave the command line as it was
+        let (vq, pq) = if queues > 1 {
+            (
+                format!(",queues={queues}"),
+                vec![format!("--rxq={queues}"), format!("--txq={queues}")],
+            )
+        } else {
+            (String::new(), Vec::new())
+        };
         let mut child = Command::new("stdbuf")
             .arg("-oL")
             .arg("dpdk-testpmd")
@@ -108,7 +133,7 @@ impl Pod {
             .args(["--file-prefix", &prefix])
             .arg("--vdev")
             .arg(format!(
-                "net_virtio_user0,path={sock},server={},mac={mac},queue_size=256",
+                "net_virtio_user0,path={sock},server={},mac={mac},queue_size=256{vq}",
                 u8::from(listen)
             ))
             .args([
@@ -118,6 +143,7 @@ impl Pod {
                 "--nb-cores=1",
                 "--total-num-mbufs=2048",
             ])
+            .args(&pq)
             .arg(format!("--eth-peer=0,{peer_mac}"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

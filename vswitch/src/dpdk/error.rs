@@ -11,7 +11,7 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(what: impl Into<String>, reason: impl Into<String>) -> Error {
+    pub(crate) fn new(what: impl Into<String>, reason: impl Into<String>) -> Error {
         Error {
             what: what.into(),
             reason: reason.into(),

@@ -86,6 +86,12 @@ impl Mbuf {
         // SAFETY: we hold a reference to a live mbuf.
         unsafe { self.0.as_ref() }
     }
+
+    /// Segments in the chain (1 for every frame the switch's pools make).
+    #[inline(always)]
+    pub(crate) fn segments(&self) -> u16 {
+        self.raw().nb_segs
+    }
 }
 
 impl Mbuf {

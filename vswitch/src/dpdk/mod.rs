@@ -5,7 +5,7 @@
 //! This room and `dpdk-sys` are the only places with `unsafe`; it knows
 //! nothing of the pipeline above it, only the packet-buffer trait it
 //! implements for mbufs. Everything per packet here is plain Rust over the
-//! mbuf layout or one FFI call per burst.
+//! mbuf layout or one FFI call per burst (one system call per frame on a TAP).
 
 pub mod eal;
 pub mod error;
@@ -13,3 +13,4 @@ pub mod ethdev;
 pub mod mbuf;
 pub mod ring;
 pub mod tap;
+pub mod vhost;
