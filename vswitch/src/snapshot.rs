@@ -17,7 +17,7 @@ use crate::tables::fdb::Fdb;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use policy::compile::Compiled;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// How a port's frames come and go.
@@ -27,6 +27,13 @@ pub enum PortIo {
     Ethdev(u16),
     /// A kernel pod's TAP, driven by the switch itself.
     Tap(crate::dpdk::tap::Tap),
+    /// A vhost-user pod through librte_vhost; `next` is the queue pair its
+    /// owner reads first, turned by one each poll so that a busy pair
+    /// does not starve the others.
+    Vhost {
+        port: crate::dpdk::vhost::VhostPort,
+        next: AtomicU16,
+    },
 }
 
 impl PortIo {
@@ -36,6 +43,23 @@ impl PortIo {
         match self {
             PortIo::Ethdev(id) => crate::dpdk::ethdev::rx_burst(*id, 0, b),
             PortIo::Tap(t) => t.rx_burst(pool, b),
+            PortIo::Vhost { port, next } => {
+                let pairs = port.queue_pairs();
+                if pairs <= 1 {
+                    return port.rx_burst(0, pool, b);
+                }
+                // only the owner polls: a plain load and store suffice
+                let first = next.load(Relaxed) % pairs;
+                next.store(first + 1, Relaxed);
+                let mut n = 0;
+                for i in 0..pairs {
+                    if b.is_full() {
+                        break;
+                    }
+                    n += port.rx_burst((first + i) % pairs, pool, b);
+                }
+                n
+            }
         }
     }
 
@@ -45,6 +69,7 @@ impl PortIo {
         match self {
             PortIo::Ethdev(id) => crate::dpdk::ethdev::tx_burst(*id, 0, b),
             PortIo::Tap(t) => t.tx_burst(b),
+            PortIo::Vhost { port, .. } => port.tx_burst(0, b),
         }
     }
 }

@@ -39,6 +39,7 @@ fn link_up(io: &PortIo) -> bool {
     match io {
         PortIo::Ethdev(id) => dpdk::ethdev::link_up(*id),
         PortIo::Tap(_) => true,
+        PortIo::Vhost { port, .. } => port.link_up(),
     }
 }
 
@@ -47,7 +48,7 @@ fn link_up(io: &PortIo) -> bool {
 fn port_mac(io: &PortIo, id: u16) -> [u8; 6] {
     match io {
         PortIo::Ethdev(e) => dpdk::ethdev::mac_addr(*e),
-        PortIo::Tap(_) => {
+        PortIo::Tap(_) | PortIo::Vhost { .. } => {
             let [hi, lo] = id.to_be_bytes();
             [0x02, b'v', b's', 0, hi, lo]
         }
@@ -400,11 +401,15 @@ impl Switch {
                     // fail; check_new refused any socket that is not ours
                     self.made_sockets.remove(path);
                 }
-                let client = u8::from(spec.kind == PortKind::VhostClient);
-                (
-                    format!("net_vhost_vs{}", self.seq),
-                    format!("iface={path},queues=1,client={client}"),
-                )
+                let client = spec.kind == PortKind::VhostClient;
+                let port = dpdk::vhost::VhostPort::new(path, client, dpdk::vhost::MAX_QUEUE_PAIRS)?;
+                return Ok((
+                    PortIo::Vhost {
+                        port,
+                        next: Default::default(),
+                    },
+                    None,
+                ));
             }
             PortKind::AfPacket => (
                 format!("net_af_packet_vs{}", self.seq),
@@ -453,6 +458,7 @@ impl Switch {
         let how = match &entry.io {
             PortIo::Ethdev(e) => format!("ethdev {e}"),
             PortIo::Tap(t) => format!("TAP {}", t.name()),
+            PortIo::Vhost { port, .. } => format!("vhost-user {}", port.path()),
         };
         self.ports.insert(
             name.clone(),
