@@ -115,9 +115,11 @@ fn ping_ok(ns: &Netns, dst: &str) -> Result<(), String> {
 
 /// `testpmd` in icmpecho mode on virtio-user ports, one per socket.
 fn testpmd(pods: &[Vhost], core: usize) -> Child {
-    need_tools(&["dpdk-testpmd"]);
-    let mut cmd = Command::new("dpdk-testpmd");
-    cmd.args(["--lcores", &format!("0@{core},1@{core}")])
+    need_tools(&["dpdk-testpmd", "stdbuf"]);
+    // line-buffered, so that its "Press enter to exit" reaches us at once
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "dpdk-testpmd"])
+        .args(["--lcores", &format!("0@{core},1@{core}")])
         .args([
             "--no-pci",
             "--in-memory",
