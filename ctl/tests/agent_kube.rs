@@ -440,6 +440,38 @@ fn agent_follows_the_cluster_through_restarts() {
     for s in [&status["skipped"][0], &status["skipped"][1]] {
         assert_eq!(s["isolated"], serde_json::json!(["ingress"]), "{status}");
     }
+    // and each gets a Kubernetes Event, where `kubectl get events` shows it
+    let until_events = Instant::now();
+    loop {
+        let evs: serde_json::Value = serde_json::from_str(&server.kubectl_ok(&[
+            "get",
+            "events.events.k8s.io",
+            "-n",
+            "shop",
+            "-o",
+            "json",
+        ]))
+        .expect("events JSON");
+        let about = |name: &str| {
+            evs["items"].as_array().is_some_and(|v| {
+                v.iter().any(|e| {
+                    e["regarding"]["name"] == name
+                        && e["reason"] == ctl::agent::events::REASON
+                        && e["type"] == "Warning"
+                        && e["note"].as_str().is_some_and(|n| n.contains("isolated"))
+                })
+            })
+        };
+        if about("allow-l7") && about("bad-selector") {
+            break;
+        }
+        assert!(
+            until_events.elapsed() < CONVERGE,
+            "no Events on the unusable policies: {evs}\n{}",
+            agent.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let in_force = match Client::connect(&sock).and_then(|mut c| c.call(&Request::PolicyList {})) {
         Ok(Reply::Policies(p)) => p.policies,
         r => panic!("policy-list: {r:?}"),

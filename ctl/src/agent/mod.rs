@@ -10,6 +10,7 @@
 //! remove what is still there.
 
 pub mod discover;
+pub mod events;
 pub mod health;
 pub mod push;
 pub mod reconcile;
@@ -234,6 +235,7 @@ async fn run_async(args: AgentArgs, socket: PathBuf) -> Result<(), String> {
         changed,
         Pusher::new(socket),
         status,
+        events::PolicyEvents::new(client.clone(), &args.node),
     )
     .await;
     Ok(())
@@ -273,6 +275,7 @@ async fn main_loop(
     changed: Arc<Notify>,
     pusher: Pusher,
     status: Arc<Mutex<AgentStatus>>,
+    mut events: events::PolicyEvents,
 ) {
     let mut pusher = Some(pusher);
     let mut doc: Option<Arc<api::Desired>> = None;
@@ -305,6 +308,7 @@ async fn main_loop(
                     .await
                     .ok();
             if let Some(r) = r {
+                events.post(&r.skipped).await;
                 if let Ok(mut s) = status.lock() {
                     s.skipped = r.skipped;
                 }
