@@ -258,6 +258,7 @@ impl Tables {
                     index: i as u32,
                     ingress: compiled.has_policy(i, policy::Direction::Ingress),
                     egress: compiled.has_policy(i, policy::Direction::Egress),
+                    programmed: true,
                 },
                 zone: port,
             });
