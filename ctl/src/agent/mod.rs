@@ -235,7 +235,7 @@ async fn run_async(args: AgentArgs, socket: PathBuf) -> Result<(), String> {
         changed,
         Pusher::new(socket),
         status,
-        events::PolicyEvents::new(client.clone(), &args.node),
+        events::spawn(client.clone(), &args.node),
     )
     .await;
     Ok(())
@@ -275,8 +275,12 @@ async fn main_loop(
     changed: Arc<Notify>,
     pusher: Pusher,
     status: Arc<Mutex<AgentStatus>>,
-    mut events: events::PolicyEvents,
+    events: tokio::sync::watch::Sender<Vec<events::Unusable>>,
 ) {
+    let resources: Vec<(Kind, kube::core::ApiResource)> = watched
+        .iter()
+        .map(|w| (w.kind, w.resource.clone()))
+        .collect();
     let mut pusher = Some(pusher);
     let mut doc: Option<Arc<api::Desired>> = None;
     let mut dirty = true;
@@ -303,12 +307,22 @@ async fn main_loop(
         if dirty && all_listed {
             dirty = false;
             let inputs = inputs(node, source, &watched);
-            let r: Option<Reconciled> =
-                tokio::task::spawn_blocking(move || reconcile::reconcile(&inputs))
-                    .await
-                    .ok();
-            if let Some(r) = r {
-                events.post(&r.skipped).await;
+            let r: Option<(Inputs, Reconciled)> = tokio::task::spawn_blocking(move || {
+                let r = reconcile::reconcile(&inputs);
+                (inputs, r)
+            })
+            .await
+            .ok();
+            if let Some((inputs, r)) = r {
+                // to the Events' task, which posts what is new; never waits
+                let unusable = events::unusable(&r.skipped, &inputs, &resources);
+                events.send_if_modified(|v| {
+                    let new = *v != unusable;
+                    if new {
+                        *v = unusable;
+                    }
+                    new
+                });
                 if let Ok(mut s) = status.lock() {
                     s.skipped = r.skipped;
                 }
