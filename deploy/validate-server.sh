@@ -235,7 +235,7 @@ rbac() {
               "list ipamblocks.vswitch.dev" "create ipamblocks.vswitch.dev" "update ipamblocks.vswitch.dev" \
               "delete ipamblocks.vswitch.dev" "list blockaffinities.vswitch.dev" "get blockaffinities.vswitch.dev" \
               "create blockaffinities.vswitch.dev" "update blockaffinities.vswitch.dev" \
-              "delete blockaffinities.vswitch.dev"; do
+              "delete blockaffinities.vswitch.dev" "create events.events.k8s.io" "patch events.events.k8s.io"; do
     # shellcheck disable=SC2086
     can $spec || { echo "may not: $spec"; bad=1; }
   done
@@ -243,7 +243,7 @@ rbac() {
               "patch blockaffinities.vswitch.dev" "deletecollection ipamblocks.vswitch.dev" \
               "update ippools.crd.projectcalico.org" "create ippools.crd.projectcalico.org" \
               "delete ippools.crd.projectcalico.org" "create networkpolicies.networking.k8s.io" \
-              "delete services" "create pods"; do
+              "delete services" "create pods" "delete events.events.k8s.io" "create events"; do
     # shellcheck disable=SC2086
     if can $spec; then echo "may, but should not: $spec"; bad=1; fi
   done

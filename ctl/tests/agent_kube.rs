@@ -146,6 +146,64 @@ fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The PolicyNotUsable Events on `policy` in namespace shop.
+fn policy_events(server: &KubeServer, policy: &str) -> Vec<serde_json::Value> {
+    let evs: serde_json::Value = serde_json::from_str(&server.kubectl_ok(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        "shop",
+        "-o",
+        "json",
+    ]))
+    .expect("events JSON");
+    evs["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["reason"] == ctl::agent::events::REASON && e["regarding"]["name"] == policy)
+        .cloned()
+        .collect()
+}
+
+/// Waits until `policy` has `n` PolicyNotUsable Events; returns them.
+fn until_events(
+    server: &KubeServer,
+    agent: &Agent,
+    policy: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<serde_json::Value> {
+    let t0 = Instant::now();
+    loop {
+        let evs = policy_events(server, policy);
+        if evs.len() >= n {
+            assert_eq!(evs.len(), n, "more Events than expected: {evs:#?}");
+            return evs;
+        }
+        assert!(
+            t0.elapsed() < within,
+            "{policy}: {} Events, not {n}, within {within:?}: {evs:#?}\n{}",
+            evs.len(),
+            agent.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// deploy/rbac.yaml, without the rule for Events when `events` is false.
+fn deploy_rbac(events: bool) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
+    let rbac = std::fs::read_to_string(&path).expect("deploy/rbac.yaml");
+    if events {
+        return rbac;
+    }
+    let rule =
+        "  - apiGroups: [events.k8s.io]\n    resources: [events]\n    verbs: [create, patch]\n";
+    assert!(rbac.contains(rule), "the Events rule of {}", path.display());
+    rbac.replace(rule, "")
+}
+
 const CLUSTER: &str = r#"
 apiVersion: v1
 kind: Node
@@ -440,6 +498,51 @@ fn agent_follows_the_cluster_through_restarts() {
     for s in [&status["skipped"][0], &status["skipped"][1]] {
         assert_eq!(s["isolated"], serde_json::json!(["ingress"]), "{status}");
     }
+    // and each gets a Warning Event on its object, where `kubectl get
+    // events` and `describe` show it: why, and that its pods are isolated
+    let uid = |kind: &str, name: &str| {
+        server.kubectl_ok(&[
+            "-n",
+            "shop",
+            "get",
+            kind,
+            name,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+    };
+    for (i, name) in ["allow-l7", "bad-selector"].into_iter().enumerate() {
+        let why = status["skipped"][i]["reason"].as_str().expect("a reason");
+        let evs = until_events(&server, &agent, name, 1, CONVERGE);
+        let e = &evs[0];
+        assert_eq!(e["type"], "Warning", "{e:#}");
+        assert_eq!(e["reason"], "PolicyNotUsable", "{e:#}");
+        assert_eq!(e["reportingController"], "vswitch.dev/agent", "{e:#}");
+        assert_eq!(e["reportingInstance"], "n1", "{e:#}");
+        let r = &e["regarding"];
+        assert_eq!(r["kind"], "NetworkPolicy", "{e:#}");
+        assert_eq!(r["apiVersion"], "crd.projectcalico.org/v1", "{e:#}");
+        assert_eq!(r["namespace"], "shop", "{e:#}");
+        assert_eq!(
+            r["uid"],
+            uid("networkpolicies.crd.projectcalico.org", name).as_str(),
+            "{e:#}"
+        );
+        let note = e["note"].as_str().unwrap_or_default();
+        assert!(
+            note.contains("cannot be used on node n1")
+                && note.contains(why)
+                && note.contains("pods it selects are isolated (ingress)"),
+            "{e:#}"
+        );
+    }
+    // the policies that can be used get none
+    for name in ["allow-web", "deny-all"] {
+        assert_eq!(
+            policy_events(&server, name),
+            Vec::<serde_json::Value>::new()
+        );
+    }
     let in_force = match Client::connect(&sock).and_then(|mut c| c.call(&Request::PolicyList {})) {
         Ok(Reply::Policies(p)) => p.policies,
         r => panic!("policy-list: {r:?}"),
@@ -519,6 +622,14 @@ fn agent_follows_the_cluster_through_restarts() {
         s.pods.len() == 3 && s.pods.contains_key("shop/web-2") && s.policies == before.policies
     });
 
+    // every change above made a reconcile, and the API server restarted:
+    // still one Event each, not a new one (nor a series) per reconcile
+    for name in ["allow-l7", "bad-selector"] {
+        let evs = policy_events(&server, name);
+        assert_eq!(evs.len(), 1, "{evs:#?}");
+        assert!(evs[0]["series"].is_null(), "{evs:#?}");
+    }
+
     // the agent is down while the cluster changes
     agent.kill();
     server.kubectl_ok(&["delete", "ippools.crd.projectcalico.org", "pool2"]);
@@ -533,7 +644,25 @@ fn agent_follows_the_cluster_through_restarts() {
         "--force",
     ]);
     server.kubectl_ok(&["delete", "node", "n2"]);
-    let mut agent = start_agent(&vswitchd, &server, health, 2);
+    // it comes back as the DaemonSet's ServiceAccount, with deploy/'s RBAC
+    // but no right to post Events: that fails, is logged, and holds up
+    // nothing else
+    server.apply(&deploy_rbac(false));
+    let kubeconfig = vswitchd.dir.join("agent-kubeconfig");
+    let admin = std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig");
+    let as_sa = "users: [{name: admin, user: {token: admin-token, \
+                 as: \"system:serviceaccount:kube-system:vswitch-node\"}}]";
+    let impersonating = admin.replace("users: [{name: admin, user: {token: admin-token}}]", as_sa);
+    assert_ne!(impersonating, admin, "{admin}");
+    std::fs::write(&kubeconfig, impersonating).expect("agent kubeconfig");
+    let mut agent = Agent::start_with(
+        Path::new(env!("CARGO_BIN_EXE_vsctl")),
+        &vswitchd,
+        &kubeconfig,
+        "n1",
+        health,
+        &vswitchd.dir.join("agent-2.log"),
+    );
     let after_agent = |s: &State| {
         ns_all(s)
             && s.namespaces["shop"] == labels(&[("team", "store")])
@@ -551,6 +680,24 @@ fn agent_follows_the_cluster_through_restarts() {
         after_agent,
     );
     let settled = state(&sock).expect("state");
+    let t0 = Instant::now();
+    while !agent.log_tail(100).contains("Events on unusable policies") {
+        assert!(
+            t0.elapsed() < CONVERGE,
+            "a forbidden Event not logged:\n{}",
+            agent.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = agent.log_tail(100);
+    assert!(log.contains("forbidden"), "{log}");
+    assert_eq!(policy_events(&server, "allow-l7").len(), 1);
+    // once it may, the Events it could not post come (a new agent reports
+    // afresh: one more each)
+    server.apply(&deploy_rbac(true));
+    for name in ["allow-l7", "bad-selector"] {
+        until_events(&server, &agent, name, 2, Duration::from_secs(90));
+    }
 
     // vswitchd restarts empty: the agent pushes everything again
     vswitchd.kill9();

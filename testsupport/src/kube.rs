@@ -37,6 +37,19 @@ impl Agent {
         health: &str,
         log: &Path,
     ) -> Agent {
+        Agent::start_with(vsctl, sw, kube.kubeconfig(), node, health, log)
+    }
+
+    /// As [`Agent::start`], with the credentials of `kubeconfig` (e.g. one
+    /// that impersonates the agent's ServiceAccount).
+    pub fn start_with(
+        vsctl: &Path,
+        sw: &Switch,
+        kubeconfig: &Path,
+        node: &str,
+        health: &str,
+        log: &Path,
+    ) -> Agent {
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -47,7 +60,7 @@ impl Agent {
             .arg(&sw.sock)
             .args(["agent", "--node", node, "--health-listen", health])
             .arg("--kubeconfig")
-            .arg(kube.kubeconfig())
+            .arg(kubeconfig)
             .env("VSWITCH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("agent log fd"))

@@ -10,6 +10,7 @@
 //! remove what is still there.
 
 pub mod discover;
+pub mod events;
 pub mod health;
 pub mod push;
 pub mod reconcile;
@@ -234,6 +235,7 @@ async fn run_async(args: AgentArgs, socket: PathBuf) -> Result<(), String> {
         changed,
         Pusher::new(socket),
         status,
+        events::spawn(client.clone(), &args.node),
     )
     .await;
     Ok(())
@@ -273,7 +275,12 @@ async fn main_loop(
     changed: Arc<Notify>,
     pusher: Pusher,
     status: Arc<Mutex<AgentStatus>>,
+    events: tokio::sync::watch::Sender<Vec<events::Unusable>>,
 ) {
+    let resources: Vec<(Kind, kube::core::ApiResource)> = watched
+        .iter()
+        .map(|w| (w.kind, w.resource.clone()))
+        .collect();
     let mut pusher = Some(pusher);
     let mut doc: Option<Arc<api::Desired>> = None;
     let mut dirty = true;
@@ -300,11 +307,22 @@ async fn main_loop(
         if dirty && all_listed {
             dirty = false;
             let inputs = inputs(node, source, &watched);
-            let r: Option<Reconciled> =
-                tokio::task::spawn_blocking(move || reconcile::reconcile(&inputs))
-                    .await
-                    .ok();
-            if let Some(r) = r {
+            let r: Option<(Inputs, Reconciled)> = tokio::task::spawn_blocking(move || {
+                let r = reconcile::reconcile(&inputs);
+                (inputs, r)
+            })
+            .await
+            .ok();
+            if let Some((inputs, r)) = r {
+                // to the Events' task, which posts what is new; never waits
+                let unusable = events::unusable(&r.skipped, &inputs, &resources);
+                events.send_if_modified(|v| {
+                    let new = *v != unusable;
+                    if new {
+                        *v = unusable;
+                    }
+                    new
+                });
                 if let Ok(mut s) = status.lock() {
                     s.skipped = r.skipped;
                 }

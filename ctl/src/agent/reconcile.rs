@@ -352,9 +352,10 @@ fn typed<T: for<'de> Deserialize<'de>>(
     out
 }
 
-const K8S_POLICY: &str = "NetworkPolicy (networking.k8s.io/v1)";
-const CALICO_POLICY: &str = "NetworkPolicy (projectcalico.org/v3)";
-const GLOBAL_POLICY: &str = "GlobalNetworkPolicy";
+/// The kinds policies are reported as (`Skipped::kind`).
+pub const K8S_POLICY: &str = "NetworkPolicy (networking.k8s.io/v1)";
+pub const CALICO_POLICY: &str = "NetworkPolicy (projectcalico.org/v3)";
+pub const GLOBAL_POLICY: &str = "GlobalNetworkPolicy";
 
 /// Whom a stand-in isolates.
 #[derive(Clone, Copy, PartialEq, Eq)]
