@@ -221,6 +221,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // every pod takes descriptors: take all the hard limit allows (a
+    // runtime's default soft limit of 1,024 would hold a few hundred pods)
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!("descriptor limit {n}"),
+        Err(e) => tracing::warn!("raising the descriptor limit: {e}"),
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
