@@ -574,9 +574,11 @@ fn status(sw: &Switch) -> api::Status {
     }
 }
 
+/// Sets the soft descriptor limit of `pid` (the hard one stays: raising
+/// that back would need CAP_SYS_RESOURCE).
 fn prlimit_nofile(pid: u32, n: u64) {
     let o = Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), &format!("--nofile={n}:{n}")])
+        .args(["--pid", &pid.to_string(), &format!("--nofile={n}:")])
         .output()
         .expect("running prlimit");
     assert!(o.status.success(), "prlimit: {}", out(&o));
