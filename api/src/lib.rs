@@ -32,14 +32,23 @@ pub enum PortKind {
     /// An existing kernel interface `iface` (e.g. the node's NIC or a veth
     /// to the underlay), driven through an AF_PACKET socket: the uplink.
     AfPacket,
+    /// An existing kernel interface `iface` driven through an AF_XDP socket
+    /// on its queue 0 (DPDK's `net_af_xdp`): an uplink or bridge port.
+    AfXdp,
+    /// A NIC on the PCI bus at `pci` (DOMAIN:BUS:DEV.FN), bound to a DPDK
+    /// driver (vfio-pci, uio_pci_generic, igb_uio) and driven by its PMD.
+    /// Only a device named on vswitchd's command line is probed.
+    Pci,
 }
 
 impl PortKind {
-    pub const ALL: [PortKind; 4] = [
+    pub const ALL: [PortKind; 6] = [
         PortKind::VhostServer,
         PortKind::VhostClient,
         PortKind::Tap,
         PortKind::AfPacket,
+        PortKind::AfXdp,
+        PortKind::Pci,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,7 +57,14 @@ impl PortKind {
             PortKind::VhostClient => "vhost-client",
             PortKind::Tap => "tap",
             PortKind::AfPacket => "af-packet",
+            PortKind::AfXdp => "af-xdp",
+            PortKind::Pci => "pci",
         }
+    }
+
+    /// Whether the port drives an existing kernel interface (`iface`).
+    pub fn takes_kernel_iface(self) -> bool {
+        matches!(self, PortKind::AfPacket | PortKind::AfXdp)
     }
 }
 
@@ -65,8 +81,10 @@ impl std::str::FromStr for PortKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
+                let all: Vec<&str> = PortKind::ALL.iter().map(|k| k.as_str()).collect();
                 format!(
-                    "unknown port kind '{s}' (expected one of: vhost-server, vhost-client, tap, af-packet)"
+                    "unknown port kind '{s}' (expected one of: {})",
+                    all.join(", ")
                 )
             })
     }
@@ -81,9 +99,33 @@ pub struct PortSpec {
     /// vhost-user socket path (vhost kinds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Kernel interface name (tap); defaults to the port name.
+    /// Kernel interface name (tap, af-packet, af-xdp); defaults to the port name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iface: Option<String>,
+    /// PCI address, DOMAIN:BUS:DEV.FN (pci ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci: Option<String>,
+}
+
+/// Whether `s` is a full PCI address as sysfs names it: `0000:3b:00.0`
+/// (lower-case hex, four digits of domain, two of bus and device, one of
+/// function).
+pub fn is_pci_addr(s: &str) -> bool {
+    let b = s.as_bytes();
+    let hex = |r: std::ops::Range<usize>| {
+        b[r].iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    };
+    b.len() == 12
+        && hex(0..4)
+        && b[4] == b':'
+        && hex(5..7)
+        && b[7] == b':'
+        && hex(8..10)
+        && b[10] == b'.'
+        && (b'0'..=b'7').contains(&b[11])
+        // device numbers run to 0x1f
+        && u8::from_str_radix(&s[8..10], 16).is_ok_and(|d| d < 0x20)
 }
 
 /// Longest port name.
@@ -110,6 +152,12 @@ impl PortSpec {
                 if self.iface.is_some() {
                     return Err(format!("port {}: iface is only for tap ports", self.name));
                 }
+                if self.pci.is_some() {
+                    return Err(format!(
+                        "port {}: a PCI address is only for pci ports",
+                        self.name
+                    ));
+                }
                 let Some(path) = &self.path else {
                     return Err(format!(
                         "port {}: a {} port needs a socket path",
@@ -131,11 +179,37 @@ impl PortSpec {
                     ));
                 }
             }
-            PortKind::Tap | PortKind::AfPacket => {
+            PortKind::Pci => {
+                if self.path.is_some() || self.iface.is_some() {
+                    return Err(format!(
+                        "port {}: a pci port takes a PCI address, no socket path or interface",
+                        self.name
+                    ));
+                }
+                let Some(addr) = &self.pci else {
+                    return Err(format!(
+                        "port {}: a pci port needs a PCI address (e.g. 0000:3b:00.0)",
+                        self.name
+                    ));
+                };
+                if !is_pci_addr(addr) {
+                    return Err(format!(
+                        "bad PCI address '{addr}': expected DOMAIN:BUS:DEV.FN in lower-case \
+                         hex, e.g. 0000:3b:00.0 (lspci -D lists them)"
+                    ));
+                }
+            }
+            PortKind::Tap | PortKind::AfPacket | PortKind::AfXdp => {
                 if self.path.is_some() {
                     return Err(format!(
                         "port {}: a {} port takes no socket path",
                         self.name, self.kind
+                    ));
+                }
+                if self.pci.is_some() {
+                    return Err(format!(
+                        "port {}: a PCI address is only for pci ports",
+                        self.name
                     ));
                 }
                 let iface = self.tap_iface();
@@ -152,9 +226,45 @@ impl PortSpec {
         Ok(())
     }
 
-    /// The kernel interface of a tap or af-packet port.
+    /// The kernel interface of a tap, af-packet or af-xdp port.
     pub fn tap_iface(&self) -> &str {
         self.iface.as_deref().unwrap_or(&self.name)
+    }
+
+    /// A port from its kind and the one argument that names what it
+    /// attaches to (a socket path, an interface, a PCI address), as
+    /// `vswitchd --port NAME=KIND:ARG` spells it. Validated.
+    pub fn from_kind_arg(
+        name: &str,
+        kind: PortKind,
+        arg: Option<&str>,
+    ) -> Result<PortSpec, String> {
+        let arg = arg.filter(|a| !a.is_empty()).map(str::to_owned);
+        let mut spec = PortSpec {
+            name: name.to_owned(),
+            kind,
+            path: None,
+            iface: None,
+            pci: None,
+        };
+        match kind {
+            PortKind::VhostServer | PortKind::VhostClient => spec.path = arg,
+            PortKind::Tap | PortKind::AfPacket | PortKind::AfXdp => spec.iface = arg,
+            PortKind::Pci => spec.pci = arg,
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// `NAME=KIND:ARG`, as `vswitchd --port` takes it (e.g.
+    /// `up=af-xdp:eth1`, `nic=pci:0000:3b:00.0`).
+    pub fn parse_flag(s: &str) -> Result<PortSpec, String> {
+        let (name, rest) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--port {s}: expected NAME=KIND:ARG"))?;
+        let (kind, arg) = rest.split_once(':').unwrap_or((rest, ""));
+        let kind: PortKind = kind.parse()?;
+        PortSpec::from_kind_arg(name, kind, Some(arg))
     }
 }
 
@@ -734,6 +844,9 @@ pub struct PortInfo {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iface: Option<String>,
+    /// The PCI address of a pci port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci: Option<String>,
     /// The switch's id of the port (not a DPDK ethdev id).
     pub port_id: u16,
     /// The worker lcore that polls it.
@@ -941,7 +1054,8 @@ mod tests {
                     name: "p0".into(),
                     kind: PortKind::VhostServer,
                     path: Some("/tmp/p0.sock".into()),
-                    iface: None
+                    iface: None,
+                    pci: None,
                 }
             }
         );
@@ -972,6 +1086,44 @@ mod tests {
             kind,
             path: path.map(Into::into),
             iface: iface.map(Into::into),
+            pci: None,
+        }
+    }
+
+    #[test]
+    fn port_flags_of_every_kind() {
+        let x = PortSpec::parse_flag("up=af-xdp:eth1").unwrap();
+        assert_eq!(
+            (x.kind, x.iface.as_deref()),
+            (PortKind::AfXdp, Some("eth1"))
+        );
+        let p = PortSpec::parse_flag("nic=pci:0000:3b:00.0").unwrap();
+        assert_eq!(p.kind, PortKind::Pci);
+        assert_eq!(p.pci.as_deref(), Some("0000:3b:00.0"));
+        assert_eq!((p.path, p.iface), (None, None));
+        let v = PortSpec::parse_flag("v=vhost-client:/tmp/v.sock").unwrap();
+        assert_eq!(v.path.as_deref(), Some("/tmp/v.sock"));
+        let e = PortSpec::parse_flag("nic=pci").unwrap_err();
+        assert!(e.contains("needs a PCI address"), "{e}");
+        for bad in [
+            "3b:00.0",
+            "0000:3B:00.0",
+            "0000:3b:00.8",
+            "0000:3b:20.0",
+            "0000:3b:00",
+        ] {
+            let e = PortSpec::parse_flag(&format!("nic=pci:{bad}")).unwrap_err();
+            assert!(e.contains("bad PCI address"), "{bad}: {e}");
+        }
+        let e = PortSpec::parse_flag("x=ethernet:eth0").unwrap_err();
+        assert!(e.contains("af-xdp") && e.contains("pci"), "{e}");
+        let mut s = spec(PortKind::AfXdp, None, Some("eth1"));
+        s.pci = Some("0000:3b:00.0".into());
+        assert!(s.validate().unwrap_err().contains("only for pci"));
+        for k in PortKind::ALL {
+            assert_eq!(k.as_str().parse::<PortKind>().unwrap(), k);
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{k}\""));
         }
     }
 

@@ -166,9 +166,15 @@ pub enum PortCmd {
         /// vhost-user socket path (vhost kinds).
         #[arg(long, value_name = "SOCK")]
         path: Option<String>,
-        /// Kernel interface name (tap; defaults to the port name).
+        /// Kernel interface name (tap, af-packet, af-xdp; defaults to the
+        /// port name).
         #[arg(long, value_name = "IFNAME")]
         iface: Option<String>,
+        /// PCI address of a NIC bound to a DPDK driver (pci; e.g.
+        /// 0000:3b:00.0). vswitchd must have been started with
+        /// `--port NAME=pci:ADDR` for it: only devices named at start are probed.
+        #[arg(long, value_name = "ADDR")]
+        pci: Option<String>,
     },
     /// Detach a port.
     Del {
@@ -186,6 +192,8 @@ pub enum KindArg {
     VhostClient,
     Tap,
     AfPacket,
+    AfXdp,
+    Pci,
 }
 
 impl From<KindArg> for api::PortKind {
@@ -195,6 +203,8 @@ impl From<KindArg> for api::PortKind {
             KindArg::VhostClient => api::PortKind::VhostClient,
             KindArg::Tap => api::PortKind::Tap,
             KindArg::AfPacket => api::PortKind::AfPacket,
+            KindArg::AfXdp => api::PortKind::AfXdp,
+            KindArg::Pci => api::PortKind::Pci,
         }
     }
 }
@@ -313,7 +323,8 @@ mod tests {
                 name: "p0".into(),
                 kind: KindArg::VhostServer,
                 path: Some("/run/p0.sock".into()),
-                iface: None
+                iface: None,
+                pci: None,
             })
         );
         let c = parse(&["port", "add", "t0", "--kind=tap", "--iface", "vs-t0"]);
@@ -323,7 +334,38 @@ mod tests {
                 name: "t0".into(),
                 kind: KindArg::Tap,
                 path: None,
-                iface: Some("vs-t0".into())
+                iface: Some("vs-t0".into()),
+                pci: None,
+            })
+        );
+        let c = parse(&["port", "add", "up", "--kind", "af-xdp", "--iface", "eth1"]);
+        assert_eq!(
+            c.command,
+            Command::Port(PortCmd::Add {
+                name: "up".into(),
+                kind: KindArg::AfXdp,
+                path: None,
+                iface: Some("eth1".into()),
+                pci: None,
+            })
+        );
+        let c = parse(&[
+            "port",
+            "add",
+            "nic",
+            "--kind",
+            "pci",
+            "--pci",
+            "0000:3b:00.0",
+        ]);
+        assert_eq!(
+            c.command,
+            Command::Port(PortCmd::Add {
+                name: "nic".into(),
+                kind: KindArg::Pci,
+                path: None,
+                iface: None,
+                pci: Some("0000:3b:00.0".into()),
             })
         );
         let c = parse(&[
@@ -363,6 +405,8 @@ mod tests {
             (KindArg::VhostClient, api::PortKind::VhostClient),
             (KindArg::Tap, api::PortKind::Tap),
             (KindArg::AfPacket, api::PortKind::AfPacket),
+            (KindArg::AfXdp, api::PortKind::AfXdp),
+            (KindArg::Pci, api::PortKind::Pci),
         ] {
             assert_eq!(api::PortKind::from(arg), kind);
             // The clap spelling is the wire spelling.

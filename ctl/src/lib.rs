@@ -177,12 +177,14 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             kind,
             path,
             iface,
+            pci,
         }) => {
             let port = PortSpec {
                 name: name.clone(),
                 kind: (*kind).into(),
                 path: path.clone(),
                 iface: iface.clone(),
+                pci: pci.clone(),
             };
             // the switch answers with the port as created (id, lcore, MAC)
             let ports = expect_reply!(client.call(&Request::PortAdd { port })?, Ports, "ports");
@@ -576,6 +578,7 @@ mod tests {
                     kind: api::PortKind::VhostClient,
                     path: Some("/tmp/p0.sock".into()),
                     iface: None,
+                    pci: None,
                 }
             }]
         );

@@ -4,7 +4,8 @@ use crate::rate::{format_rate, PortRate};
 use crate::table::{format_line, Table};
 use api::{FdbEntry, PortInfo, Stats, Status};
 
-/// `port list`: NAME KIND PORT-ID LCORE LINK MAC PATH/IFACE.
+/// `port list`: NAME KIND PORT-ID LCORE LINK MAC PATH/IFACE (a pci
+/// port's address in the last column).
 pub fn ports(ports: &[PortInfo]) -> String {
     let mut t = Table::new([
         "name",
@@ -16,7 +17,12 @@ pub fn ports(ports: &[PortInfo]) -> String {
         "path/iface",
     ]);
     for p in ports {
-        let attach = p.path.as_deref().or(p.iface.as_deref()).unwrap_or("-");
+        let attach = p
+            .path
+            .as_deref()
+            .or(p.iface.as_deref())
+            .or(p.pci.as_deref())
+            .unwrap_or("-");
         t.row([
             p.name.clone(),
             p.kind.to_string(),
@@ -647,6 +653,7 @@ mod tests {
                 kind: PortKind::VhostServer,
                 path: Some("/run/vswitch/p0.sock".into()),
                 iface: None,
+                pci: None,
                 port_id: 0,
                 lcore: 2,
                 link_up: true,
@@ -657,6 +664,7 @@ mod tests {
                 kind: PortKind::Tap,
                 path: None,
                 iface: Some("vs-tap0".into()),
+                pci: None,
                 port_id: 1,
                 lcore: 3,
                 link_up: false,

@@ -89,6 +89,7 @@ impl Platform for Fake<'_> {
                 kind: PortKind::Tap,
                 path: None,
                 iface: None,
+                pci: None,
                 port_id: 0,
                 lcore: 1,
                 link_up: true,

@@ -345,6 +345,7 @@ impl Switch {
             kind: api::PortKind::VhostServer,
             path: Some(self.vhost_path(name)),
             iface: None,
+            pci: None,
         })
     }
 
@@ -357,6 +358,7 @@ impl Switch {
             kind: api::PortKind::Tap,
             path: None,
             iface: Some(iface.clone()),
+            pci: None,
         });
         iface
     }

@@ -1411,26 +1411,53 @@ pub fn uplink_for(ul: &Underlay, sw: &Switch, name: &str, subnet: u8) -> String 
 /// up`, `--underlay-gateway` with the subnet's gateway when the underlay
 /// has one, then `extra`; its uplink attached ([`attach_uplink`]).
 pub fn switch_node(ul: &Underlay, name: &str, subnet: u8, extra: &[&str]) -> Switch {
+    switch_node_on(ul, name, subnet, extra, api::PortKind::AfPacket)
+}
+
+/// [`switch_node`] with an uplink of `kind` (af-packet or af-xdp).
+pub fn switch_node_on(
+    ul: &Underlay,
+    name: &str,
+    subnet: u8,
+    extra: &[&str],
+    kind: api::PortKind,
+) -> Switch {
     let mut args = vec!["--node".to_owned(), name.to_owned()];
     args.extend(["--uplink".to_owned(), "up".to_owned()]);
     if let Some(gw) = ul.gateway(subnet) {
         args.extend(["--underlay-gateway".to_owned(), gw.to_string()]);
     }
     let sw = Vswitchd::new().args(args).args(extra).start();
-    attach_uplink(ul, &sw, name, subnet);
+    attach_uplink_on(ul, &sw, name, subnet, kind);
     sw
 }
 
 /// Gives switch `sw` its uplink: a veth into `subnet` of the underlay (its
 /// fanout group free, see [`uplink_for`]) as port `up`, kind af-packet.
 pub fn attach_uplink(ul: &Underlay, sw: &Switch, name: &str, subnet: u8) {
-    let host_if = uplink_for(ul, sw, name, subnet);
+    attach_uplink_on(ul, sw, name, subnet, api::PortKind::AfPacket)
+}
+
+/// [`attach_uplink`] with a port of `kind`: af-packet, or af-xdp (an AF_XDP
+/// socket on the veth's one queue, in the veth's native XDP mode; no
+/// fanout group to keep free).
+pub fn attach_uplink_on(ul: &Underlay, sw: &Switch, name: &str, subnet: u8, kind: api::PortKind) {
+    let host_if = match kind {
+        api::PortKind::AfPacket => uplink_for(ul, sw, name, subnet),
+        api::PortKind::AfXdp => {
+            let host_if = host_if_name(name);
+            ul.uplink(&host_if, subnet);
+            host_if
+        }
+        k => panic!("an uplink on a veth is af-packet or af-xdp, not {k}"),
+    };
     match sw.call(&api::Request::PortAdd {
         port: api::PortSpec {
             name: "up".into(),
-            kind: api::PortKind::AfPacket,
+            kind,
             path: None,
             iface: Some(host_if),
+            pci: None,
         },
     }) {
         api::Reply::Ports(p) if p.len() == 1 => {}

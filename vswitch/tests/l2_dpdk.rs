@@ -217,6 +217,7 @@ fn a_vhost_client_port_reconnects_when_its_pod_restarts() {
             kind: PortKind::VhostClient,
             path: Some(sock.clone()),
             iface: None,
+            pci: None,
         },
     }) {
         Reply::Ports(v) if v.len() == 1 && v[0].kind == PortKind::VhostClient => {}
@@ -258,6 +259,7 @@ fn malformed_frames_are_dropped_by_reason_while_others_flow() {
             kind: PortKind::Tap,
             path: None,
             iface: Some(tap.clone()),
+            pci: None,
         },
     }) {
         Reply::Ports(mut v) if v.len() == 1 => v.remove(0),

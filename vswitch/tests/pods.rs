@@ -231,6 +231,7 @@ fn vhost_sockets_stay_in_their_root_and_foreign_sockets_are_left_alone() {
             kind: api::PortKind::VhostServer,
             path: Some(foreign.to_string_lossy().into_owned()),
             iface: None,
+            pci: None,
         },
     });
     match r {

@@ -1,13 +1,13 @@
 //! Across nodes: two vswitchd "nodes" on this machine, each with kernel pods
-//! in network namespaces and an af-packet uplink on a veth into an underlay
-//! namespace (a bridge per subnet, a router between two subnets). tshark on
+//! in network namespaces and an af-packet (or, for the `_af_xdp` cases,
+//! af-xdp) uplink on a veth into an underlay namespace (a bridge per subnet, a router between two subnets). tshark on
 //! the underlay checks what goes over the wire; the Linux kernel's own VXLAN
 //! device, set up as Calico sets up `vxlan.calico`, is a peer node; a raw
 //! socket on protocol 4 and scapy stand in for an IP-in-IP peer.
 //!
 //! Needs root; run with `cargo test -p vswitch --release --test tunnels`.
 
-use api::{Desired, EncapMode, EndpointSpec, IpPool, MacAddr, Node, Reply, Request};
+use api::{Desired, EncapMode, EndpointSpec, IpPool, MacAddr, Node, PortKind, Reply, Request};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use testsupport::underlay::*;
@@ -34,6 +34,19 @@ fn vnode(ul: &Underlay, name: &str, subnet: u8, host: u32, n: u8, pods: usize) -
     vnode_with(ul, name, subnet, host, n, pods, &[])
 }
 
+/// A node whose uplink is a port of `uplink` (af-packet or af-xdp).
+fn vnode_on(
+    uplink: PortKind,
+    ul: &Underlay,
+    name: &str,
+    subnet: u8,
+    host: u32,
+    n: u8,
+    pods: usize,
+) -> VNode {
+    vnode_full(uplink, ul, name, subnet, host, n, pods, &[])
+}
+
 fn vnode_with(
     ul: &Underlay,
     name: &str,
@@ -43,8 +56,22 @@ fn vnode_with(
     pods: usize,
     extra: &[&str],
 ) -> VNode {
+    vnode_full(PortKind::AfPacket, ul, name, subnet, host, n, pods, extra)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vnode_full(
+    uplink: PortKind,
+    ul: &Underlay,
+    name: &str,
+    subnet: u8,
+    host: u32,
+    n: u8,
+    pods: usize,
+    extra: &[&str],
+) -> VNode {
     let ip = ul.addr(subnet, host);
-    let sw = switch_node(ul, name, subnet, extra);
+    let sw = switch_node_on(ul, name, subnet, extra, uplink);
     let mut v = VNode {
         name: name.to_owned(),
         ip,
@@ -244,11 +271,20 @@ fn cross_node(ul: &Underlay, a: &VNode, b: &VNode, want: Wire, bridge_of_a: u8) 
 
 #[test]
 fn vxlan_always() {
+    vxlan_always_on(PortKind::AfPacket, "vx");
+}
+
+#[test]
+fn vxlan_always_af_xdp() {
+    vxlan_always_on(PortKind::AfXdp, "vxx");
+}
+
+fn vxlan_always_on(uplink: PortKind, hint: &str) {
     let _g = serial();
     must_be_root();
-    let ul = Underlay::new("vx");
-    let a = vnode(&ul, "na", 1, 1, 1, 1);
-    let b = vnode(&ul, "nb", 1, 2, 2, 1);
+    let ul = Underlay::new(hint);
+    let a = vnode_on(uplink, &ul, "na", 1, 1, 1, 1);
+    let b = vnode_on(uplink, &ul, "nb", 1, 2, 2, 1);
     apply(
         &[&a, &b],
         &pool(EncapMode::Always, EncapMode::Never, false),
@@ -314,6 +350,18 @@ fn assert_pod_mtu(n: &VNode, want: u16) {
 /// and the wire shows `want`. With `two_subnets` the second node sits in
 /// the other subnet, behind the underlay's router.
 fn two_nodes(hint: &str, two_subnets: bool, vxlan: EncapMode, ipip: EncapMode, want: Wire) {
+    two_nodes_on(PortKind::AfPacket, hint, two_subnets, vxlan, ipip, want)
+}
+
+/// [`two_nodes`] with uplinks of `uplink` (af-packet or af-xdp).
+fn two_nodes_on(
+    uplink: PortKind,
+    hint: &str,
+    two_subnets: bool,
+    vxlan: EncapMode,
+    ipip: EncapMode,
+    want: Wire,
+) {
     let _g = serial();
     must_be_root();
     let ul = if two_subnets {
@@ -321,11 +369,11 @@ fn two_nodes(hint: &str, two_subnets: bool, vxlan: EncapMode, ipip: EncapMode, w
     } else {
         Underlay::new(hint)
     };
-    let a = vnode(&ul, "na", 1, 1, 1, 1);
+    let a = vnode_on(uplink, &ul, "na", 1, 1, 1, 1);
     let b = if two_subnets {
-        vnode(&ul, "nb", 2, 1, 2, 1)
+        vnode_on(uplink, &ul, "nb", 2, 1, 2, 1)
     } else {
-        vnode(&ul, "nb", 1, 2, 2, 1)
+        vnode_on(uplink, &ul, "nb", 1, 2, 2, 1)
     };
     apply(&[&a, &b], &pool(vxlan, ipip, false), &[]);
     let on = |m: EncapMode| m != EncapMode::Never;
@@ -345,6 +393,30 @@ fn two_nodes(hint: &str, two_subnets: bool, vxlan: EncapMode, ipip: EncapMode, w
 #[test]
 fn ipip_always() {
     two_nodes("ip", false, EncapMode::Never, EncapMode::Always, Wire::Ipip);
+}
+
+#[test]
+fn ipip_always_af_xdp() {
+    two_nodes_on(
+        PortKind::AfXdp,
+        "ipx",
+        false,
+        EncapMode::Never,
+        EncapMode::Always,
+        Wire::Ipip,
+    );
+}
+
+#[test]
+fn cross_subnet_across_a_router_encapsulates_af_xdp() {
+    two_nodes_on(
+        PortKind::AfXdp,
+        "csx",
+        true,
+        EncapMode::CrossSubnet,
+        EncapMode::Never,
+        Wire::Vxlan,
+    );
 }
 
 #[test]

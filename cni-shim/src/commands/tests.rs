@@ -138,6 +138,7 @@ impl Platform for Fake {
                         kind: PortKind::Tap,
                         path: None,
                         iface: None,
+                        pci: None,
                         port_id: i as u16,
                         lcore: 1,
                         link_up: true,

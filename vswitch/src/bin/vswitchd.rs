@@ -7,7 +7,7 @@
 
 use api::{PortKind, PortSpec};
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use vswitch::control::config::{IpamStoreKind, PolicySource, SwitchConfig, UplinkConfig};
@@ -60,7 +60,8 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..=100))]
     ct_zone_share: u32,
     /// The port that attaches the switch to the node's network (add it with
-    /// --port, e.g. `up=af-packet:eth1`); this node's underlay address is
+    /// --port, e.g. `up=af-packet:eth1`, `up=af-xdp:eth1` or
+    /// `up=pci:0000:3b:00.0`); this node's underlay address is
     /// the first address of its Node in the desired state.
     #[arg(long, value_name = "PORT")]
     uplink: Option<String>,
@@ -102,7 +103,9 @@ struct Args {
     #[arg(long)]
     node: Option<String>,
     /// A port to add at start: NAME=KIND:ARG, KIND one of vhost-server,
-    /// vhost-client (ARG: socket path) or tap (ARG: interface name). Repeatable.
+    /// vhost-client (ARG: socket path), tap, af-packet, af-xdp (ARG: interface
+    /// name) or pci (ARG: PCI address, e.g. 0000:3b:00.0, of a NIC bound to
+    /// vfio-pci; only PCI devices named here are probed). Repeatable.
     #[arg(long = "port", value_name = "NAME=KIND:ARG")]
     ports: Vec<String>,
     /// Extra EAL arguments, after `--`.
@@ -123,24 +126,53 @@ enum SourceArg {
 }
 
 fn parse_port(s: &str) -> Result<PortSpec, String> {
-    let (name, rest) = s
-        .split_once('=')
-        .ok_or_else(|| format!("--port {s}: expected NAME=KIND:ARG"))?;
-    let (kind, arg) = rest.split_once(':').unwrap_or((rest, ""));
-    let kind: PortKind = kind.parse()?;
-    let arg = (!arg.is_empty()).then(|| arg.to_owned());
-    let (path, iface) = match kind {
-        PortKind::Tap | PortKind::AfPacket => (None, arg),
-        _ => (arg, None),
-    };
-    let spec = PortSpec {
-        name: name.to_owned(),
-        kind,
-        path,
-        iface,
-    };
-    spec.validate()?;
-    Ok(spec)
+    PortSpec::parse_flag(s)
+}
+
+/// Kernel drivers through which DPDK can drive a PCI device.
+const DPDK_PCI_DRIVERS: [&str; 3] = ["vfio-pci", "uio_pci_generic", "igb_uio"];
+
+/// Where sysfs lists PCI devices.
+const SYSFS_PCI_DEVICES: &str = "/sys/bus/pci/devices";
+
+/// Checks that PCI device `addr` is under `devices` (sysfs's
+/// `/sys/bus/pci/devices`) and bound to a driver DPDK can drive it through
+/// (its `driver` link); otherwise says how to make it so.
+fn check_pci_device(devices: &Path, addr: &str) -> Result<(), String> {
+    let dir = devices.join(addr);
+    if !dir.exists() {
+        return Err(format!(
+            "no PCI device {addr} on this host (lspci -D lists them)"
+        ));
+    }
+    let bind = format!(
+        "bind it with \"dpdk-devbind.py --bind=vfio-pci {addr}\" (modprobe vfio-pci first)"
+    );
+    let driver = std::fs::read_link(dir.join("driver"))
+        .ok()
+        .and_then(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()));
+    match driver {
+        Some(d) if DPDK_PCI_DRIVERS.contains(&d.as_str()) => Ok(()),
+        Some(d) => Err(format!(
+            "PCI device {addr} is bound to {d}, not to a DPDK driver: {bind}"
+        )),
+        None => Err(format!(
+            "PCI device {addr} is bound to no driver, not to a DPDK driver: {bind}"
+        )),
+    }
+}
+
+/// The PCI addresses of the pci ports among `ports`, each once.
+fn pci_addrs(ports: &[PortSpec]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for p in ports.iter().filter(|p| p.kind == PortKind::Pci) {
+        if let Some(a) = &p.pci {
+            if !v.contains(a) {
+                v.push(a.clone());
+            }
+        }
+    }
+    v
 }
 
 /// True when hugetlbfs is mounted and holds at least `mb` MiB free.
@@ -188,8 +220,18 @@ fn default_lcores(workers: usize) -> String {
     l.join(",")
 }
 
-fn eal_args(a: &Args, huge: bool) -> Vec<String> {
-    let mut v: Vec<String> = vec!["vswitchd".into(), "--no-pci".into()];
+/// The EAL's arguments: without a PCI port, `--no-pci` (nothing on the PCI
+/// bus is touched); with PCI ports, `-a ADDR` for each, the only devices
+/// the EAL probes.
+fn eal_args(a: &Args, huge: bool, pci: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = vec!["vswitchd".into()];
+    if pci.is_empty() {
+        v.push("--no-pci".into());
+    }
+    for addr in pci {
+        v.push("-a".into());
+        v.push(addr.clone());
+    }
     v.push("--lcores".into());
     v.push(
         a.lcores
@@ -251,7 +293,11 @@ fn run(args: Args) -> Result<(), String> {
             args.mem
         ));
     }
-    let eal = eal_args(&args, huge);
+    let pci = pci_addrs(&initial);
+    for addr in &pci {
+        check_pci_device(Path::new(SYSFS_PCI_DEVICES), addr)?;
+    }
+    let eal = eal_args(&args, huge, &pci);
     tracing::info!("EAL: {}", eal.join(" "));
     dpdk::eal::eal_init(&eal).map_err(|e| e.to_string())?;
     let cfg = SwitchConfig {
@@ -278,6 +324,7 @@ fn run(args: Args) -> Result<(), String> {
             SourceArg::Local => PolicySource::Local,
             SourceArg::Agent => PolicySource::Agent,
         },
+        pci_allowed: pci,
         ..SwitchConfig::default()
     };
     let sw = Switch::new(&cfg, dpdk::eal::worker_lcores(), huge).map_err(|e| e.to_string())?;
@@ -346,6 +393,130 @@ mod tests {
         assert!(parse_port("v=vhost-server")
             .unwrap_err()
             .contains("socket path"));
+        let x = parse_port("up=af-xdp:eth1").unwrap();
+        assert_eq!(
+            (x.kind, x.iface.as_deref()),
+            (PortKind::AfXdp, Some("eth1"))
+        );
+        let n = parse_port("up=pci:0000:3b:00.0").unwrap();
+        assert_eq!(
+            (n.kind, n.pci.as_deref()),
+            (PortKind::Pci, Some("0000:3b:00.0"))
+        );
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        Args::parse_from(["vswitchd"].iter().chain(extra))
+    }
+
+    #[test]
+    fn eal_args_without_a_pci_port_touch_no_pci_device() {
+        let a = args(&["--port", "up=af-xdp:eth1", "--lcores", "0@0,1@1"]);
+        let ports: Vec<PortSpec> = a.ports.iter().map(|p| parse_port(p).unwrap()).collect();
+        let pci = pci_addrs(&ports);
+        assert!(pci.is_empty());
+        let v = eal_args(&a, false, &pci);
+        assert_eq!(v[0], "vswitchd");
+        assert!(v.contains(&"--no-pci".to_owned()), "{v:?}");
+        assert!(!v.contains(&"-a".to_owned()), "{v:?}");
+        assert!(v.contains(&"--no-huge".to_owned()), "{v:?}");
+    }
+
+    #[test]
+    fn eal_args_allow_each_pci_port_and_only_those() {
+        let a = args(&[
+            "--port",
+            "up=pci:0000:3b:00.0",
+            "--port",
+            "nic1=pci:0000:3b:00.1",
+            "--port",
+            "t0=tap:vtap0",
+            "--",
+            "--log-level=pmd.net.ixgbe:debug",
+        ]);
+        let ports: Vec<PortSpec> = a.ports.iter().map(|p| parse_port(p).unwrap()).collect();
+        let pci = pci_addrs(&ports);
+        assert_eq!(pci, ["0000:3b:00.0", "0000:3b:00.1"]);
+        let v = eal_args(&a, true, &pci);
+        assert!(!v.contains(&"--no-pci".to_owned()), "{v:?}");
+        let allowed: Vec<&str> = v
+            .windows(2)
+            .filter(|w| w[0] == "-a")
+            .map(|w| w[1].as_str())
+            .collect();
+        assert_eq!(allowed, ["0000:3b:00.0", "0000:3b:00.1"]);
+        assert!(v.contains(&"--in-memory".to_owned()), "{v:?}");
+        // extra EAL arguments stay last
+        assert_eq!(
+            v.last().map(String::as_str),
+            Some("--log-level=pmd.net.ixgbe:debug")
+        );
+    }
+
+    /// A sysfs `bus/pci/devices` of our own, in a temp dir.
+    struct FakeSysfs(PathBuf);
+
+    impl FakeSysfs {
+        fn new(tag: &str) -> FakeSysfs {
+            let root =
+                std::env::temp_dir().join(format!("vsw-fake-sysfs-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("drivers")).unwrap();
+            std::fs::create_dir_all(root.join("devices")).unwrap();
+            FakeSysfs(root)
+        }
+
+        fn devices(&self) -> PathBuf {
+            self.0.join("devices")
+        }
+
+        /// Device `addr`, bound to `driver` if given (a `driver` link to
+        /// `../drivers/NAME`, as sysfs has it).
+        fn device(&self, addr: &str, driver: Option<&str>) {
+            let dev = self.devices().join(addr);
+            std::fs::create_dir_all(&dev).unwrap();
+            if let Some(d) = driver {
+                std::fs::create_dir_all(self.0.join("drivers").join(d)).unwrap();
+                std::os::unix::fs::symlink(format!("../../drivers/{d}"), dev.join("driver"))
+                    .unwrap();
+            }
+        }
+    }
+
+    impl Drop for FakeSysfs {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn pci_devices_must_exist_and_be_bound_to_a_dpdk_driver() {
+        let fs = FakeSysfs::new("pci");
+        fs.device("0000:3b:00.0", Some("ixgbe"));
+        fs.device("0000:3b:00.1", None);
+        fs.device("0000:3b:00.2", Some("vfio-pci"));
+        fs.device("0000:3b:00.3", Some("uio_pci_generic"));
+        let d = fs.devices();
+
+        let e = check_pci_device(&d, "0000:ff:1f.7").unwrap_err();
+        assert_eq!(
+            e,
+            "no PCI device 0000:ff:1f.7 on this host (lspci -D lists them)"
+        );
+        let e = check_pci_device(&d, "0000:3b:00.0").unwrap_err();
+        assert_eq!(
+            e,
+            "PCI device 0000:3b:00.0 is bound to ixgbe, not to a DPDK driver: bind it with \
+             \"dpdk-devbind.py --bind=vfio-pci 0000:3b:00.0\" (modprobe vfio-pci first)"
+        );
+        let e = check_pci_device(&d, "0000:3b:00.1").unwrap_err();
+        assert!(e.contains("bound to no driver"), "{e}");
+        assert!(
+            e.contains("dpdk-devbind.py --bind=vfio-pci 0000:3b:00.1"),
+            "{e}"
+        );
+        check_pci_device(&d, "0000:3b:00.2").unwrap();
+        check_pci_device(&d, "0000:3b:00.3").unwrap();
     }
 
     #[test]

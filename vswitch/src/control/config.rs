@@ -30,6 +30,9 @@ pub struct SwitchConfig {
     pub ipam_store: IpamStoreKind,
     /// Who tells the switch the labels of the pods attached through CNI.
     pub policy_source: PolicySource,
+    /// The PCI devices the EAL was allowed to probe (the pci ports named on
+    /// vswitchd's command line): the only ones a pci port may take.
+    pub pci_allowed: Vec<String>,
 }
 
 /// Who knows a pod's labels and the policy that selects it, and so when a
@@ -73,6 +76,7 @@ impl Default for SwitchConfig {
             uplink: Default::default(),
             ipam_store: IpamStoreKind::File,
             policy_source: PolicySource::Local,
+            pci_allowed: Vec::new(),
         }
     }
 }
@@ -80,7 +84,7 @@ impl Default for SwitchConfig {
 /// How the switch is attached to the node's network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UplinkConfig {
-    /// The port (an af-packet or other port) that is the uplink.
+    /// The port (an af-packet, af-xdp, pci or other port) that is the uplink.
     pub port: Option<String>,
     /// A tap port whose kernel side is the host's own stack.
     pub host_port: Option<String>,

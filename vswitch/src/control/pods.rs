@@ -218,6 +218,7 @@ impl Switch {
                 kind: PortKind::Tap,
                 path: None,
                 iface: Some(iface.clone()),
+                pci: None,
             },
             AttachKind::Vhost => {
                 let dir = req.socket_dir.clone().unwrap_or_else(|| {
@@ -248,6 +249,7 @@ impl Switch {
                     kind: PortKind::VhostServer,
                     path: Some(format!("{dir}/{}.sock", req.ifname)),
                     iface: None,
+                    pci: None,
                 }
             }
         };

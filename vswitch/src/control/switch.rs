@@ -119,6 +119,8 @@ pub struct Switch {
     made_sockets: crate::control::sockets::MadeSockets,
     /// Where pods' vhost-user sockets may be made.
     pub(crate) vhost_socket_root: std::path::PathBuf,
+    /// The PCI devices the EAL probed at start (pci ports may take only these).
+    pci_allowed: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +260,7 @@ impl Switch {
             made_sockets: crate::control::sockets::MadeSockets::open(&cfg.state_dir),
             vhost_socket_root: cfg.vhost_socket_root.clone(),
             policy_source: cfg.policy_source,
+            pci_allowed: cfg.pci_allowed.clone(),
         })
     }
 
@@ -344,10 +347,10 @@ impl Switch {
                     return invalid(format!("interface {iface} exists already on this host"));
                 }
             }
-            PortKind::AfPacket => {
+            PortKind::AfPacket | PortKind::AfXdp => {
                 let iface = spec.tap_iface();
                 if let Some(other) = self.ports.values().find(|p| {
-                    matches!(p.spec.kind, PortKind::Tap | PortKind::AfPacket)
+                    (p.spec.kind == PortKind::Tap || p.spec.kind.takes_kernel_iface())
                         && p.spec.tap_iface() == iface
                 }) {
                     return invalid(format!(
@@ -357,6 +360,27 @@ impl Switch {
                 }
                 if !Path::new("/sys/class/net").join(iface).exists() {
                     return not_found(format!("no interface {iface} on this host"));
+                }
+            }
+            PortKind::Pci => {
+                let addr = spec.pci.as_deref().unwrap_or_default();
+                if let Some(other) = self
+                    .ports
+                    .values()
+                    .find(|p| p.spec.pci.as_deref() == Some(addr))
+                {
+                    return invalid(format!(
+                        "PCI device {addr} is used by port '{}'",
+                        other.spec.name
+                    ));
+                }
+                if !self.pci_allowed.iter().any(|a| a == addr) {
+                    return invalid(format!(
+                        "PCI device {addr} was not named when vswitchd started: the EAL \
+                         probes only the devices it is allowed at start; restart vswitchd \
+                         with --port {}=pci:{addr}",
+                        spec.name
+                    ));
                 }
             }
         }
@@ -370,7 +394,7 @@ impl Switch {
             match p.spec.kind {
                 PortKind::Tap => taps += 1,
                 PortKind::VhostServer | PortKind::VhostClient => vhosts += 1,
-                PortKind::AfPacket => others += 1,
+                PortKind::AfPacket | PortKind::AfXdp | PortKind::Pci => others += 1,
             }
         }
         // the descriptor limit is read each time: an operator may raise it
@@ -386,8 +410,9 @@ impl Switch {
         (0..MAX_PORTS as u16).find(|id| !used.contains(id))
     }
 
-    /// Makes the device behind a port: a TAP of the switch's own, or a DPDK
-    /// virtual device (vhost-user, af_packet) started as an ethdev.
+    /// Makes the device behind a port: a TAP or vhost-user interface of the
+    /// switch's own, a DPDK virtual device (af_packet, af_xdp) started as an
+    /// ethdev, or the ethdev of a PCI device the EAL probed at start.
     fn open_io(&mut self, spec: &PortSpec) -> Result<(PortIo, Option<String>)> {
         let (devname, args) = match spec.kind {
             PortKind::Tap => {
@@ -418,6 +443,26 @@ impl Switch {
                     spec.tap_iface()
                 ),
             ),
+            PortKind::AfXdp => (
+                format!("net_af_xdp_vs{}", self.seq),
+                format!("iface={},start_queue=0,queue_count=1", spec.tap_iface()),
+            ),
+            PortKind::Pci => {
+                let addr = spec.pci.as_deref().unwrap_or_default();
+                let eth = dpdk::ethdev::port_by_name(addr).map_err(|_| {
+                    SwitchError::Invalid(format!(
+                        "PCI device {addr} has no DPDK port: no PMD took it at start (a \
+                         NIC DPDK has no driver for), or its port was deleted; restart \
+                         vswitchd with --port {}=pci:{addr}",
+                        spec.name
+                    ))
+                })?;
+                if let Err(e) = dpdk::ethdev::port_start(eth, &self.pool, 1, self.ring_size) {
+                    dpdk::ethdev::port_stop(eth);
+                    return Err(e.into());
+                }
+                return Ok((PortIo::Ethdev(eth), None));
+            }
         };
         let eth = dpdk::ethdev::vdev_create(&devname, &args)?;
         if let Err(e) = dpdk::ethdev::port_start(eth, &self.pool, 1, self.ring_size) {
@@ -488,6 +533,9 @@ impl Switch {
         self.wait_quiescent();
         if let Some(dev) = &port.devname {
             dpdk::ethdev::vdev_remove(dev);
+        } else if let (PortKind::Pci, PortIo::Ethdev(eth)) = (port.spec.kind, &port.entry.io) {
+            // a probed device, not a vdev: its port is stopped and closed
+            dpdk::ethdev::port_close(*eth);
         }
         self.shared.fdb.flush(Some(port.id));
         if port.spec.kind == PortKind::VhostServer {
@@ -655,8 +703,9 @@ impl Switch {
             name: p.spec.name.clone(),
             kind: p.spec.kind,
             path: p.spec.path.clone(),
-            iface: matches!(p.spec.kind, PortKind::Tap | PortKind::AfPacket)
+            iface: (p.spec.kind == PortKind::Tap || p.spec.kind.takes_kernel_iface())
                 .then(|| p.spec.tap_iface().to_owned()),
+            pci: p.spec.pci.clone(),
             port_id: p.id,
             lcore: self.lcores[p.entry.owner],
             link_up: p.entry.link.load(Relaxed),
@@ -753,11 +802,11 @@ impl Switch {
         self.ports.get(name).map(|p| p.id)
     }
 
-    /// The kernel interface behind a tap or af-packet port.
+    /// The kernel interface behind a tap, af-packet or af-xdp port.
     pub(crate) fn port_iface(&self, name: &str) -> Option<String> {
         self.ports
             .get(name)
-            .filter(|p| matches!(p.spec.kind, PortKind::Tap | PortKind::AfPacket))
+            .filter(|p| p.spec.kind == PortKind::Tap || p.spec.kind.takes_kernel_iface())
             .map(|p| p.spec.tap_iface().to_owned())
     }
 

@@ -1,5 +1,6 @@
-//! Ethdev ports: virtual devices, start, link and counters, and the burst
-//! receive and transmit calls.
+//! Ethdev ports: virtual devices, ports of probed (PCI) devices, start,
+//! stop and close, link and counters, and the burst receive and transmit
+//! calls.
 
 use crate::dpdk::eal::socket_id;
 use crate::dpdk::error::{cstring, strerror, Error};
@@ -41,6 +42,39 @@ pub fn vdev_remove(name: &str) {
     let rc = unsafe { sys::rte_vdev_uninit(cname.as_ptr()) };
     if rc != 0 {
         tracing::warn!("removing {name}: {}", strerror(-rc));
+    }
+}
+
+/// The port of a device the EAL probed (a PCI device by its address,
+/// `0000:3b:00.0`).
+pub fn port_by_name(name: &str) -> Result<u16, Error> {
+    let cname = cstring("device name", name)?;
+    let mut id = 0u16;
+    // SAFETY: valid name and out-pointer.
+    let rc = unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
+    if rc != 0 {
+        return Err(Error::code(format!("finding port of {name}"), rc));
+    }
+    Ok(id)
+}
+
+/// Stops a port (its queues stay configured).
+pub fn port_stop(port: u16) {
+    // SAFETY: a port id from port_by_name; stopping a stopped port is harmless.
+    let rc = unsafe { sys::rte_eth_dev_stop(port) };
+    if rc != 0 {
+        tracing::warn!("stopping port {port}: {}", strerror(-rc));
+    }
+}
+
+/// Stops and closes the port of a probed (not virtual) device: its queues
+/// and the PMD's state for it are released; the device stays bound.
+pub fn port_close(port: u16) {
+    port_stop(port);
+    // SAFETY: the port is stopped and no worker polls it any more.
+    let rc = unsafe { sys::rte_eth_dev_close(port) };
+    if rc != 0 {
+        tracing::warn!("closing port {port}: {}", strerror(-rc));
     }
 }
 
