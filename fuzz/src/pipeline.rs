@@ -581,7 +581,7 @@ fn run_with<P: Buf>(flags: Flags, bursts: &Bursts<'_>) {
         }
         for (to, mut b) in handed {
             let owner = 1 - worker;
-            let owner_local = if owner == 1 { other } else { !other };
+            let owner_local = if owner == 1 { &other } else { &rest };
             w[owner].deliver(&cx(owner_local, *now), to, &mut b, &ctr[owner]);
             out.extend(b.into_iter().map(|p| (to, p)));
         }
