@@ -510,7 +510,7 @@ fn run_with<P: Buf>(flags: Flags, bursts: &Bursts<'_>) {
     let rest: PortSet = (0..MAX_PORTS as u16)
         .filter(|&p| p != OTHER_WORKER_POD)
         .collect();
-    let cx = |local: &PortSet, now: u32| Context {
+    let cx = |local, now: u32| Context {
         fdb: &fdb,
         domain: &BRIDGE,
         endpoints: &t.endpoints,
