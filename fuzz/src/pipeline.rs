@@ -30,6 +30,9 @@ use vswitch::tables::neigh::Neighbors;
 use vswitch::tables::services::Services;
 use vswitch::tables::underlay::{Encap, RemoteNode, RemoteRoute, Underlay};
 
+/// Port ids the fuzzed switch has (all below this): its pipelines and
+/// counters are sized for them, which keeps each input cheap to set up.
+const PORTS: usize = 16;
 pub const UPLINK: u16 = 8;
 pub const HOST: u16 = 9;
 /// The pod port owned by the second worker.
@@ -528,13 +531,10 @@ fn run_with<P: Buf>(flags: Flags, bursts: &Bursts<'_>) {
     };
     // small tables: their eviction and exhaustion paths are reached
     let mut w = [
-        Pipeline::<P>::with_nat_ports(64, Timeouts::default(), NAT_PORTS),
-        Pipeline::<P>::with_nat_ports(64, Timeouts::default(), NAT_PORTS),
+        Pipeline::<P>::small(64, Timeouts::default(), NAT_PORTS, PORTS),
+        Pipeline::<P>::small(64, Timeouts::default(), NAT_PORTS, PORTS),
     ];
-    let ctr = [
-        WorkerCounters::new(MAX_PORTS),
-        WorkerCounters::new(MAX_PORTS),
-    ];
+    let ctr = [WorkerCounters::new(PORTS), WorkerCounters::new(PORTS)];
     let mut last: Option<Vec<u8>> = None;
     for (port, now, recs) in bursts {
         let mut pkts: Burst<P> = Burst::new();

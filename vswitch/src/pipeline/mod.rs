@@ -158,23 +158,27 @@ const _: () = assert!(MAX_PORTS.is_power_of_two() && MAX_PORTS <= 1 << 16);
 impl<P: PacketBuf> Pipeline<P> {
     /// A pipeline that tracks up to `ct_capacity` connections.
     pub fn new(ct_capacity: usize, timeouts: Timeouts) -> Self {
-        Self::with_nat_ports(ct_capacity, timeouts, DEFAULT_PORTS)
+        Self::small(ct_capacity, timeouts, DEFAULT_PORTS, MAX_PORTS)
     }
 
-    /// The same with natOutgoing handing out only `nat_ports`: a small range
-    /// is cheap enough to set up for every fuzzing input (the default one
-    /// costs half a megabyte), and runs out, so exhaustion is reached too.
-    pub fn with_nat_ports(
+    /// The same with natOutgoing handing out only `nat_ports` and batches
+    /// for port ids below `ports` alone (a packet for a port beyond is
+    /// dropped as `no_port`): small enough to set up for every fuzzing
+    /// input (the defaults cost a megabyte and a half), and a small port
+    /// range runs out, so exhaustion is reached too.
+    pub fn small(
         ct_capacity: usize,
         timeouts: Timeouts,
         nat_ports: RangeInclusive<u16>,
+        ports: usize,
     ) -> Self {
+        let ports = ports.min(MAX_PORTS);
         Pipeline {
-            queues: (0..MAX_PORTS).map(|_| Burst::new()).collect(),
+            queues: (0..ports).map(|_| Burst::new()).collect(),
             // a port is listed once, and again each time its batch filled
             // and went out: a burst of 32 flooded to every port fills at
             // most as many batches again, so this never grows
-            pending: Vec::with_capacity(2 * MAX_PORTS),
+            pending: Vec::with_capacity(2 * ports),
             ct: Conntrack::new(ct_capacity, timeouts),
             limiter: RateLimit::new(LOG_PER_SECOND, LOG_PER_SECOND),
             answers: RateLimit::new(ANSWERS_PER_SECOND, ANSWERS_PER_SECOND),
@@ -259,7 +263,10 @@ impl<P: PacketBuf> Pipeline<P> {
         sink: &mut S,
         ctr: &WorkerCounters,
     ) {
-        let q = &mut self.queues[slot(port)];
+        let Some(q) = self.queues.get_mut(slot(port)) else {
+            ctr.drop(DropReason::NoPort, 1);
+            return;
+        };
         if q.is_empty() {
             self.pending.push(port);
         }
@@ -275,7 +282,9 @@ impl<P: PacketBuf> Pipeline<P> {
         // the second visit finds it empty
         for i in 0..self.pending.len() {
             let port = self.pending[i];
-            let q = &mut self.queues[slot(port)];
+            let Some(q) = self.queues.get_mut(slot(port)) else {
+                continue;
+            };
             if !q.is_empty() {
                 transmit_counted(q, port, ctr, |q| sink.send(port, q));
             }
@@ -334,6 +343,29 @@ mod tests {
 
     fn mac(last: u8) -> [u8; 6] {
         [0x02, 0, 0, 0, 0, last]
+    }
+
+    #[test]
+    fn batches_go_to_any_port_id_and_a_small_pipeline_drops_beyond_its_ports() {
+        let ctr = WorkerCounters::new(MAX_PORTS);
+        let mut sink = Recorder::default();
+        let mut w: Pipeline<Vec<u8>> = Pipeline::new(16, Default::default());
+        // far past 64 ports, and a batch that fills and is refilled
+        for i in 0..40 {
+            w.enqueue(4000, vec![i; 60], &mut sink, &ctr);
+        }
+        w.enqueue(70, vec![0; 60], &mut sink, &ctr);
+        w.flush(&mut sink, &ctr);
+        assert_eq!(sink.count(4000), 40);
+        assert_eq!(sink.count(70), 1);
+        assert!(w.pending.is_empty());
+        let mut small: Pipeline<Vec<u8>> = Pipeline::small(16, Default::default(), 1..=2, 4);
+        small.enqueue(3, vec![0; 60], &mut sink, &ctr);
+        small.enqueue(9, vec![0; 60], &mut sink, &ctr);
+        small.flush(&mut sink, &ctr);
+        assert_eq!(sink.count(3), 1);
+        assert_eq!(sink.count(9), 0);
+        assert_eq!(ctr.drops_of(DropReason::NoPort), 1);
     }
 
     fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
