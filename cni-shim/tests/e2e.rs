@@ -566,14 +566,6 @@ fn vhost_pod_reports_its_socket() {
     }
 }
 
-/// vswitchd's `status`, as `vsctl status` shows it.
-fn status(sw: &Switch) -> api::Status {
-    match sw.call(&api::Request::Status {}) {
-        api::Reply::Status(s) => s,
-        r => panic!("status: {r:?}"),
-    }
-}
-
 /// Sets the soft descriptor limit of `pid` (the hard one stays: raising
 /// that back would need CAP_SYS_RESOURCE).
 fn prlimit_nofile(pid: u32, n: u64) {
@@ -591,12 +583,12 @@ fn a_full_switch_refuses_pods_and_names_its_limit() {
     let sw = start_switch();
     sw.apply_pool("main", "10.213.0.0/16", 26);
     let c = conf(&sw, "1.0.0");
-    let s = status(&sw);
+    let s = sw.status();
     assert_eq!(s.pods, 0);
     assert!(s.pods_max >= 1000, "{s:?}");
     // room for three kernel pods beside what the switch keeps for itself
     prlimit_nofile(sw.pid(), 256 + 3);
-    let s = status(&sw);
+    let s = sw.status();
     assert_eq!(s.pods_max, 3, "{s:?}");
     assert!(s.pods_limit.contains("RLIMIT_NOFILE 259"), "{s:?}");
     let nss: Vec<Netns> = (0..4).map(|i| Netns::new(&format!("f{i}"))).collect();
@@ -611,7 +603,7 @@ fn a_full_switch_refuses_pods_and_names_its_limit() {
     );
     assert_eq!(sw.allocated(), 3, "the refused pod's address is back");
     assert!(sw.pod(&ids[3], "eth0").is_none());
-    assert_eq!(status(&sw).pods, 3);
+    assert_eq!(sw.status().pods, 3);
     // the three still work, and raising the limit lets the fourth in
     assert_ping(
         &nss[0],
@@ -620,7 +612,7 @@ fn a_full_switch_refuses_pods_and_names_its_limit() {
     );
     prlimit_nofile(sw.pid(), 4096);
     Call::new(&ids[3], &nss[3].path).run("ADD", &c).ok();
-    assert_eq!(status(&sw).pods, 4);
+    assert_eq!(sw.status().pods, 4);
     for (ns, id) in nss.iter().zip(&ids) {
         Call::new(id, &ns.path).run("DEL", &c).ok_silent();
     }

@@ -282,6 +282,14 @@ impl Switch {
             .unwrap_or_else(|e| panic!("{req:?}: {e}\n{}", self.log_tail(20)))
     }
 
+    /// `status`, as `vsctl status` shows it.
+    pub fn status(&self) -> api::Status {
+        match self.call(&Request::Status {}) {
+            Reply::Status(s) => s,
+            r => panic!("status: {r:?}"),
+        }
+    }
+
     pub fn stats(&self) -> Stats {
         match self.call(&Request::Stats {}) {
             Reply::Stats(s) => s,

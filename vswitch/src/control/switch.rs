@@ -286,6 +286,15 @@ impl Switch {
         Ok(())
     }
 
+    /// The name of a port whose spec has what `taken` looks for (a socket,
+    /// an interface, a device only one port may have).
+    fn used_by(&self, taken: impl Fn(&PortSpec) -> bool) -> Option<&str> {
+        self.ports
+            .values()
+            .find(|p| taken(&p.spec))
+            .map(|p| p.spec.name.as_str())
+    }
+
     fn check_new(&self, spec: &PortSpec) -> Result<()> {
         spec.validate().map_err(SwitchError::Invalid)?;
         if self.ports.contains_key(&spec.name) {
@@ -297,15 +306,8 @@ impl Switch {
         match spec.kind {
             PortKind::VhostServer | PortKind::VhostClient => {
                 let path = spec.path.as_deref().unwrap_or_default();
-                if let Some(other) = self
-                    .ports
-                    .values()
-                    .find(|p| p.spec.path.as_deref() == Some(path))
-                {
-                    return invalid(format!(
-                        "socket path {path} is used by port '{}'",
-                        other.spec.name
-                    ));
+                if let Some(other) = self.used_by(|s| s.path.as_deref() == Some(path)) {
+                    return invalid(format!("socket path {path} is used by port '{other}'"));
                 }
                 let parent = Path::new(path).parent().unwrap_or(Path::new("/"));
                 if !parent.is_dir() {
@@ -333,15 +335,10 @@ impl Switch {
             }
             PortKind::Tap => {
                 let iface = spec.tap_iface();
-                if let Some(other) = self
-                    .ports
-                    .values()
-                    .find(|p| p.spec.kind == PortKind::Tap && p.spec.tap_iface() == iface)
+                if let Some(other) =
+                    self.used_by(|s| s.kind == PortKind::Tap && s.tap_iface() == iface)
                 {
-                    return invalid(format!(
-                        "interface {iface} is used by port '{}'",
-                        other.spec.name
-                    ));
+                    return invalid(format!("interface {iface} is used by port '{other}'"));
                 }
                 if Path::new("/sys/class/net").join(iface).exists() {
                     return invalid(format!("interface {iface} exists already on this host"));
@@ -349,14 +346,11 @@ impl Switch {
             }
             PortKind::AfPacket | PortKind::AfXdp => {
                 let iface = spec.tap_iface();
-                if let Some(other) = self.ports.values().find(|p| {
-                    (p.spec.kind == PortKind::Tap || p.spec.kind.takes_kernel_iface())
-                        && p.spec.tap_iface() == iface
+                if let Some(other) = self.used_by(|s| {
+                    (s.kind == PortKind::Tap || s.kind.takes_kernel_iface())
+                        && s.tap_iface() == iface
                 }) {
-                    return invalid(format!(
-                        "interface {iface} is used by port '{}'",
-                        other.spec.name
-                    ));
+                    return invalid(format!("interface {iface} is used by port '{other}'"));
                 }
                 if !Path::new("/sys/class/net").join(iface).exists() {
                     return not_found(format!("no interface {iface} on this host"));
@@ -364,15 +358,8 @@ impl Switch {
             }
             PortKind::Pci => {
                 let addr = spec.pci.as_deref().unwrap_or_default();
-                if let Some(other) = self
-                    .ports
-                    .values()
-                    .find(|p| p.spec.pci.as_deref() == Some(addr))
-                {
-                    return invalid(format!(
-                        "PCI device {addr} is used by port '{}'",
-                        other.spec.name
-                    ));
+                if let Some(other) = self.used_by(|s| s.pci.as_deref() == Some(addr)) {
+                    return invalid(format!("PCI device {addr} is used by port '{other}'"));
                 }
                 if !self.pci_allowed.iter().any(|a| a == addr) {
                     return invalid(format!(
