@@ -662,6 +662,10 @@ pub struct PodAttach {
     /// Where the vhost-user socket goes (vhost kind): a directory the pod mounts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_dir: Option<String>,
+    /// The pod's network namespace (`CNI_NETNS`), where its TAP interface
+    /// (tap kind) will be named `ifname`: a restarted vswitchd opens it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 /// What the switch made for a pod.
@@ -688,6 +692,9 @@ pub struct Attachment {
     pub ipam: bool,
     pub gateway: std::net::Ipv4Addr,
     pub mtu: u16,
+    /// The pod's network namespace, as the attach named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 /// A request on the control socket.

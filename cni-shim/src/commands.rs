@@ -274,6 +274,7 @@ fn add(env: &Env, conf: &NetConf, p: &mut dyn Platform) -> Result<Value> {
                     .unwrap_or_else(|| format!("{}/{}", conf.vhost_socket_dir, env.container_id)),
             ),
         },
+        netns: env.netns.as_ref().map(|p| p.display().to_string()),
     };
     let a = match p.call(&conf.socket, &Request::PodAttach { attach }) {
         Ok(Reply::Attachment(a)) => a,

@@ -58,6 +58,7 @@ impl Platform for Fake<'_> {
                     ipam: attach.ips.is_none(),
                     gateway: api::GATEWAY_IP,
                     mtu: 1450,
+                    netns: None,
                 };
                 self.attachments.insert(key, a.clone());
                 Ok(Reply::Attachment(a))

@@ -6,7 +6,7 @@ use api::{Client, FdbEntry, MacAddr, PortInfo, Reply, Request, Stats};
 use nix::sys::signal::Signal;
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -120,6 +120,7 @@ impl Vswitchd {
                 .collect(),
             judge_exit: self.judge_exit,
             dir,
+            binary: vswitchd(),
         };
         if let Err(e) = sw.spawn(logf).and_then(|()| sw.wait_serving()) {
             panic!("{e}");
@@ -142,6 +143,9 @@ pub struct Switch {
     prefix: String,
     args: Vec<String>,
     judge_exit: bool,
+    /// The binary of the next (re)start: [`vswitchd`] unless
+    /// [`Switch::restart_with`] named another.
+    binary: PathBuf,
 }
 
 impl Switch {
@@ -159,7 +163,7 @@ impl Switch {
 
     fn spawn(&mut self, logf: File) -> Result<(), String> {
         let out = logf.try_clone().map_err(|e| format!("log fd: {e}"))?;
-        let child = Command::new(vswitchd())
+        let child = Command::new(&self.binary)
             .arg("--socket")
             .arg(&self.sock)
             .args(["--file-prefix", &self.prefix])
@@ -246,6 +250,14 @@ impl Switch {
     /// socket. An error (with the log's tail) when it exits or does not
     /// serve within [`TIMEOUT`].
     pub fn restart(&mut self) -> Result<(), String> {
+        let binary = self.binary.clone();
+        self.restart_with(&binary)
+    }
+
+    /// [`Switch::restart`] from another binary: an upgrade as a DaemonSet
+    /// makes one (stop, replace, start).
+    pub fn restart_with(&mut self, binary: &Path) -> Result<(), String> {
+        self.binary = binary.to_owned();
         let pid = self.pid();
         if matches!(self.child().try_wait(), Ok(None)) {
             return Err(format!("vswitchd (pid {pid}) is still running"));
@@ -439,7 +451,30 @@ impl Drop for Switch {
                 Err(e) => panic!("vswitchd: {e}\n{}", self.log_tail(40)),
             }
         }
+        self.remove_left_taps();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Switch {
+    /// Pods' TAPs outlive vswitchd (a restart takes them up again). Those
+    /// that never moved into a pod's namespace would stay on the host after
+    /// the test: its record of pods names them.
+    fn remove_left_taps(&self) {
+        let Ok(text) = std::fs::read_to_string(self.state_dir().join("pods.json")) else {
+            return;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return;
+        };
+        for pod in v["pods"].as_array().into_iter().flatten() {
+            if let Some(iface) = pod["attachment"]["iface"].as_str() {
+                let _ = Command::new("ip")
+                    .args(["link", "del", iface])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
     }
 }
 
@@ -459,6 +494,7 @@ pub fn attach_pod(sw: &Switch, cid: &str, kind: api::AttachKind) -> api::Attachm
             pools: vec![],
             ips: None,
             socket_dir,
+            netns: None,
         },
     }) {
         Reply::Attachment(a) => a,

@@ -192,6 +192,7 @@ fn vhost_sockets_stay_in_their_root_and_foreign_sockets_are_left_alone() {
                 pools: vec![],
                 ips: None,
                 socket_dir: Some(dir.into()),
+                netns: None,
             },
         })
     };

@@ -95,6 +95,7 @@ impl Platform for Fake {
                     ipam: attach.ips.is_none(),
                     gateway: api::GATEWAY_IP,
                     mtu: 1500,
+                    netns: None,
                 };
                 self.ports.insert(port);
                 self.attachments.insert(key, a.clone());
@@ -751,6 +752,7 @@ fn link_comparison_lists_every_difference() {
         ipam: true,
         gateway: api::GATEWAY_IP,
         mtu: 1500,
+        netns: None,
     };
     let st = LinkState {
         index: 3,

@@ -355,7 +355,25 @@ fn serve(args: &Args, sw: &Arc<Mutex<Switch>>, initial: Vec<PortSpec>) -> Result
         s.launch_workers().map_err(|e| e.to_string())?;
         for p in initial {
             let name = p.name.clone();
-            s.add_port(p).map_err(|e| format!("port {name}: {e}"))?;
+            s.add_start_port(p)
+                .map_err(|e| format!("port {name}: {e}"))?;
+        }
+        // pods keep forwarding from here on, before anyone is served
+        let r = s.restore()?;
+        if r.pods + r.ports + r.endpoints > 0 || !r.lost.is_empty() {
+            tracing::info!(
+                "took up {} pod(s), {} port(s) and {} endpoint(s) of the last run",
+                r.pods,
+                r.ports,
+                r.endpoints
+            );
+        }
+        if !r.lost.is_empty() {
+            tracing::warn!(
+                "{} pod(s) of the last run are gone (CNI DEL or GC frees their addresses): {}",
+                r.lost.len(),
+                r.lost.join(", ")
+            );
         }
     }
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -4,9 +4,11 @@
 
 pub mod capacity;
 pub mod config;
+pub mod persist;
 pub mod pods;
 pub mod policies;
 pub mod policy_state;
+pub mod restore;
 pub mod socket;
 mod sockets;
 pub mod switch;

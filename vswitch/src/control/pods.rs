@@ -2,7 +2,7 @@
 //! either happens whole or leaves nothing behind, and the pools it draws from.
 
 use crate::control::sockets::{confined, still_confined};
-use crate::control::switch::{invalid, not_found, Result, Switch, SwitchError};
+use crate::control::switch::{invalid, not_found, Origin, Result, Switch, SwitchError};
 use ::ipam::{Attributes, FamilyCount, HandleId, Pool, PoolSelection, PoolSpec};
 use api::{
     AttachKind, Attachment, BlockInfo, Desired, EndpointSpec, MacAddr, PodAttach, PortKind,
@@ -254,7 +254,7 @@ impl Switch {
             }
         };
         let socket = spec.path.clone();
-        if let Err(e) = self.add_port(spec) {
+        if let Err(e) = self.add_port_as(spec, Origin::Pod, None, None) {
             undo_ipam(self);
             return Err(e);
         }
@@ -286,6 +286,7 @@ impl Switch {
             ipam: ours,
             gateway: GATEWAY_IP,
             mtu: self.pod_mtu(),
+            netns: req.netns,
         };
         tracing::info!(
             "attached {}/{} as {} with {:?}",
@@ -295,6 +296,7 @@ impl Switch {
             a.ips
         );
         self.attachments.insert(key, a.clone());
+        self.saved.pods_changed();
         Ok(a)
     }
 
@@ -312,6 +314,7 @@ impl Switch {
     fn unwire(&mut self, container_id: &str, ifname: &str) -> Result<()> {
         let key = (container_id.to_owned(), ifname.to_owned());
         if let Some(a) = self.attachments.remove(&key) {
+            self.saved.pods_changed();
             if self.has_port(&a.port) {
                 self.del_port(&a.port)?;
             }
@@ -483,6 +486,10 @@ impl Switch {
         if let Some(svcs) = doc.services {
             self.services = svcs.into_iter().map(|s| (s.name.clone(), s)).collect();
         }
+        self.saved.cluster_changed();
+        if !doc.endpoints.is_empty() {
+            self.saved.pods_changed();
+        }
         // checked above as a whole: set them together, in one snapshot
         let ports: Vec<String> = doc.endpoints.iter().map(|e| e.port.clone()).collect();
         for ep in doc.endpoints {
@@ -537,7 +544,7 @@ impl Switch {
 
     /// Endpoints a document may set: valid, on existing ports, one each, and
     /// with addresses no other endpoint (in the document or outside it) has.
-    fn check_endpoints(&self, eps: &[EndpointSpec]) -> Result<()> {
+    pub(crate) fn check_endpoints(&self, eps: &[EndpointSpec]) -> Result<()> {
         let mut ports = HashSet::new();
         let mut owner: std::collections::HashMap<Ipv4Addr, &str> = self
             .endpoints()

@@ -52,6 +52,7 @@ pub fn handle_line(ctl: &Control, line: &str) -> Response {
         Ok(r) => r,
         Err(msg) => return Response::error(ErrorCode::Invalid, msg),
     };
+    let changes = changes_records(&req);
     // requests that wait on the IPAM store do so without the switch
     let result = match req {
         Request::Status {} => Ok(Reply::Status(ctl.status.status())),
@@ -72,10 +73,33 @@ pub fn handle_line(ctl: &Control, line: &str) -> Response {
             locked(&mut sw, req)
         }
     };
+    if changes {
+        // before the answer: a pod ADD that was answered is a pod that a
+        // restart takes up again (a failed request may have undone things too)
+        match ctl.sw.lock() {
+            Ok(mut sw) => sw.save(),
+            Err(_) => return poisoned(),
+        }
+    }
     match result {
         Ok(result) => Response::Ok { result },
         Err(e) => Response::error(e.code(), e.to_string()),
     }
+}
+
+/// Whether a request may change what the state directory records.
+fn changes_records(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::PortAdd { .. }
+            | Request::PortDel { .. }
+            | Request::EndpointSet { .. }
+            | Request::EndpointDel { .. }
+            | Request::PodAttach { .. }
+            | Request::PodDetach { .. }
+            | Request::PodGc { .. }
+            | Request::Apply { .. }
+    )
 }
 
 /// Requests answered with the switch held throughout.

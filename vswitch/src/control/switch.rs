@@ -67,8 +67,20 @@ struct Baseline {
     rx_drops: u64,
 }
 
+/// Where a port comes from, which decides what outlives vswitchd.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Origin {
+    /// Named on the command line: made again by the next start's flags.
+    Flag,
+    /// Added through the control socket: recorded, and made again at start.
+    Hand,
+    /// A pod's interface: recorded with its attachment; its TAP persists.
+    Pod,
+}
+
 struct Port {
     spec: PortSpec,
+    origin: Origin,
     id: u16,
     /// The DPDK virtual device behind the port, if it is an ethdev.
     devname: Option<String>,
@@ -121,6 +133,9 @@ pub struct Switch {
     pub(crate) vhost_socket_root: std::path::PathBuf,
     /// The PCI devices the EAL probed at start (pci ports may take only these).
     pci_allowed: Vec<String>,
+    /// Where pods, hand-made ports and the applied cluster state are kept
+    /// for the next start.
+    pub(crate) saved: crate::control::persist::Saved,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +276,7 @@ impl Switch {
             vhost_socket_root: cfg.vhost_socket_root.clone(),
             policy_source: cfg.policy_source,
             pci_allowed: cfg.pci_allowed.clone(),
+            saved: crate::control::persist::Saved::new(&cfg.state_dir),
         })
     }
 
@@ -400,10 +416,10 @@ impl Switch {
     /// Makes the device behind a port: a TAP or vhost-user interface of the
     /// switch's own, a DPDK virtual device (af_packet, af_xdp) started as an
     /// ethdev, or the ethdev of a PCI device the EAL probed at start.
-    fn open_io(&mut self, spec: &PortSpec) -> Result<(PortIo, Option<String>)> {
+    fn open_io(&mut self, spec: &PortSpec, origin: Origin) -> Result<(PortIo, Option<String>)> {
         let (devname, args) = match spec.kind {
             PortKind::Tap => {
-                let tap = dpdk::tap::Tap::create(spec.tap_iface())?;
+                let tap = dpdk::tap::Tap::create(spec.tap_iface(), origin == Origin::Pod)?;
                 return Ok((PortIo::Tap(tap), None));
             }
             PortKind::VhostServer | PortKind::VhostClient => {
@@ -459,10 +475,33 @@ impl Switch {
         Ok((PortIo::Ethdev(eth), Some(devname)))
     }
 
-    /// Adds a port and starts switching to and from it.
+    /// Adds a port through the control socket and starts switching to and
+    /// from it; it is recorded, and made again when vswitchd starts again.
     pub fn add_port(&mut self, spec: PortSpec) -> Result<PortInfo> {
+        let info = self.add_port_as(spec, Origin::Hand, None, None)?;
+        self.saved.pods_changed();
+        Ok(info)
+    }
+
+    /// Adds a port named on the command line.
+    pub fn add_start_port(&mut self, spec: PortSpec) -> Result<PortInfo> {
+        self.add_port_as(spec, Origin::Flag, None, None)
+    }
+
+    /// Adds a port: with id `want` if that is free (a restarted switch
+    /// gives a port its old id, and with it the gateway MAC its pod has
+    /// cached), and the device `io` when it is open already.
+    pub(crate) fn add_port_as(
+        &mut self,
+        spec: PortSpec,
+        origin: Origin,
+        want: Option<u16>,
+        io: Option<PortIo>,
+    ) -> Result<PortInfo> {
         self.check_new(&spec)?;
-        let Some(id) = self.free_id() else {
+        let free =
+            want.filter(|&w| usize::from(w) < MAX_PORTS && !self.ports.values().any(|p| p.id == w));
+        let Some(id) = free.or_else(|| self.free_id()) else {
             return invalid(format!("the switch holds at most {MAX_PORTS} ports"));
         };
         self.seq += 1;
@@ -471,7 +510,10 @@ impl Switch {
         } else {
             None
         };
-        let (io, devname) = self.open_io(&spec)?;
+        let (io, devname) = match io {
+            Some(io) => (io, None),
+            None => self.open_io(&spec, origin)?,
+        };
         if let (PortKind::VhostServer, Some(path)) = (spec.kind, spec.path.as_deref()) {
             self.made_sockets.add(path);
         }
@@ -496,6 +538,7 @@ impl Switch {
             name.clone(),
             Port {
                 spec,
+                origin,
                 id,
                 devname,
                 entry,
@@ -512,6 +555,20 @@ impl Switch {
 
     /// Removes a port; other ports keep forwarding throughout.
     pub fn del_port(&mut self, name: &str) -> Result<()> {
+        if let Some(p) = self.ports.get(name) {
+            if let PortIo::Tap(t) = &p.entry.io {
+                t.remove();
+            }
+            if p.origin == Origin::Hand {
+                self.saved.pods_changed();
+            }
+        }
+        self.close_port(name)
+    }
+
+    /// Stops switching to and from a port and closes its device; a pod's
+    /// persistent TAP stays unless [`dpdk::tap::Tap::remove`] came first.
+    fn close_port(&mut self, name: &str) -> Result<()> {
         let Some(port) = self.ports.remove(name) else {
             return not_found(format!("no port named '{name}'"));
         };
@@ -540,11 +597,13 @@ impl Switch {
         Ok(())
     }
 
-    /// Removes every port (at shutdown, after the workers stopped).
+    /// Closes every port at shutdown, after the workers stopped. What is
+    /// recorded stays recorded, and pods' TAPs stay in their namespaces for
+    /// the next start to take up again.
     pub fn close_all(&mut self) {
         let names: Vec<String> = self.ports.keys().cloned().collect();
         for n in names {
-            let _ = self.del_port(&n);
+            let _ = self.close_port(&n);
         }
     }
 
@@ -785,6 +844,15 @@ impl Switch {
             .map_or([0; 6], |p| port_mac(&p.entry.io, p.id))
     }
 
+    /// The specs and ids of the ports that came from `origin`.
+    pub(crate) fn ports_from(&self, origin: Origin) -> Vec<(PortSpec, u16)> {
+        self.ports
+            .values()
+            .filter(|p| p.origin == origin)
+            .map(|p| (p.spec.clone(), p.id))
+            .collect()
+    }
+
     pub(crate) fn port_id(&self, name: &str) -> Option<u16> {
         self.ports.get(name).map(|p| p.id)
     }
@@ -857,6 +925,7 @@ impl Switch {
         }
         let port = ep.port.clone();
         self.endpoints.insert(port.clone(), ep);
+        self.saved.pods_changed();
         self.publish();
         self.forget_learned(&port);
         Ok(())
@@ -875,6 +944,7 @@ impl Switch {
         if self.endpoints.remove(port).is_none() {
             return not_found(format!("no endpoint on port '{port}'"));
         }
+        self.saved.pods_changed();
         self.publish();
         Ok(())
     }
