@@ -915,6 +915,11 @@ pub struct ConntrackStats {
     /// Connections tracked at most, all workers together.
     pub capacity: u64,
     pub created: u64,
+    /// Of those created, TCP connections picked up from a segment in
+    /// mid-stream (their beginning unseen: the switch restarted, or the
+    /// entry expired), as Linux's `nf_conntrack_tcp_loose` does.
+    #[serde(default)]
+    pub picked_up: u64,
     /// Closed, closing or unanswered connections dropped early to make room.
     pub evicted: u64,
     /// Flow-log records refused by the rate limit.

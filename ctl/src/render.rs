@@ -182,8 +182,20 @@ pub fn stats(s: &Stats) -> String {
     ]);
 
     let c = &s.conntrack;
-    let mut ct = Table::new(["ct-capacity", "ct-created", "ct-evicted", "log-suppressed"]);
-    ct.row([c.capacity, c.created, c.evicted, c.log_suppressed]);
+    let mut ct = Table::new([
+        "ct-capacity",
+        "ct-created",
+        "ct-picked-up",
+        "ct-evicted",
+        "log-suppressed",
+    ]);
+    ct.row([
+        c.capacity,
+        c.created,
+        c.picked_up,
+        c.evicted,
+        c.log_suppressed,
+    ]);
 
     let mut workers = Table::new([
         "lcore",
@@ -723,6 +735,7 @@ mod tests {
             conntrack: api::ConntrackStats {
                 capacity: 1024,
                 created: 5,
+                picked_up: 2,
                 evicted: 1,
                 log_suppressed: 0,
                 ..Default::default()
@@ -740,8 +753,8 @@ mod tests {
              FDB-ENTRIES  CAPACITY  LEARNED  MOVED  AGED  EVICTED  AGING-SECS\n\
              2            4096      3        1      1     0        300\n\
              \n\
-             CT-CAPACITY  CT-CREATED  CT-EVICTED  LOG-SUPPRESSED\n\
-             1024         5           1           0\n\
+             CT-CAPACITY  CT-CREATED  CT-PICKED-UP  CT-EVICTED  LOG-SUPPRESSED\n\
+             1024         5           2             1           0\n\
              \n\
              LCORE  PORTS  PACKETS  CYCLES/PKT  IDLE-POLLS  SLEEPS\n\
              2      p0,p1  10       123         7           1\n\

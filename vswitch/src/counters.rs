@@ -229,6 +229,9 @@ pub struct WorkerCounters {
     /// make room; new ones refused (no room that an established connection
     /// would have to give up, or their pod over its share of the table).
     pub ct_created: Counter,
+    /// Of those created, TCP connections picked up mid-stream (their
+    /// beginning unseen: after a restart, or an expired entry).
+    pub ct_picked_up: Counter,
     pub ct_evicted: Counter,
     pub ct_refused: Counter,
     /// TCP RSTs and ICMP errors of the switch's own not sent: over the
@@ -254,6 +257,7 @@ impl WorkerCounters {
             aged: Counter::default(),
             evicted: Counter::default(),
             ct_created: Counter::default(),
+            ct_picked_up: Counter::default(),
             ct_evicted: Counter::default(),
             ct_refused: Counter::default(),
             refusals_suppressed: Counter::default(),

@@ -387,27 +387,62 @@ fn the_switch_enforces_what_the_simulator_says() {
     assert_eq!(to_yb.endpoint, "y/b");
     assert!(log.iter().all(|e| e.rule.contains("log-icmp")), "{log:?}");
 
-    // hostile: a TCP segment of no connection, to a pod with policy
-    let before = drops(&sw, "ct_invalid");
     let ya = by_key("y/a");
-    let o = in_ns(
-        &pods[ya].ns.name,
-        &[
-            "python3",
-            "-c",
-            &format!(
-                "import socket\n\
-                 s=socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)\n\
-                 h=(40001).to_bytes(2,'big')+(80).to_bytes(2,'big')+bytes(8)+bytes([0x50,0x10])+(1000).to_bytes(2,'big')+bytes(4)\n\
-                 for _ in range(5): s.sendto(h, ('{}', 0))",
-                pods[xa].ip
-            ),
-        ],
-    );
-    assert!(o.status.success(), "raw TCP: {o:?}");
+    // a TCP segment of no connection, to a pod with policy, as a raw socket
+    // in y/a sends it (source ports below the ephemeral range: no probe's
+    // connection has them); prints "rst" when x/a's kernel answers with a
+    // reset, which only a segment that got through brings back
+    let raw_tcp = |sport: u16, dport: u16, flags: &[u8]| {
+        let o = in_ns(
+            &pods[ya].ns.name,
+            &[
+                "python3",
+                "-c",
+                RAW_TCP,
+                &pods[ya].ip.to_string(),
+                &pods[xa].ip.to_string(),
+                &sport.to_string(),
+                &dport.to_string(),
+                &flags
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ],
+        );
+        assert!(o.status.success(), "raw TCP: {o:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    // hostile: what cannot begin a connection (RST, FIN, FIN-ACK, SYN-ACK,
+    // RST-ACK) is invalid, whatever the policy allows
+    let before = drops(&sw, "ct_invalid");
+    assert_eq!(raw_tcp(21001, 80, &[0x04, 0x01, 0x11, 0x12, 0x14]), "");
     wait_for("ct_invalid drops", Duration::from_secs(5), || {
         (drops(&sw, "ct_invalid") >= before + 5).then_some(())
     });
+    // a bare ACK is picked up mid-stream, as Linux does after its
+    // conntrack forgot a connection, and judged as a SYN would be: to a
+    // port x/a's policy does not open for y, dropped for that policy
+    let before_in = drops(&sw, "policy_ingress");
+    let before_invalid = drops(&sw, "ct_invalid");
+    assert_eq!(
+        raw_tcp(21011, 81, &[0x10; 5]),
+        "",
+        "no answer through policy"
+    );
+    wait_for("policy_ingress drops", Duration::from_secs(5), || {
+        (drops(&sw, "policy_ingress") >= before_in + 5).then_some(())
+    });
+    assert_eq!(drops(&sw, "ct_invalid"), before_invalid, "not as invalid");
+    // and to the port it opens, let through: x/a's kernel, which knows no
+    // such connection, answers with a reset that reaches y/a
+    let picked = sw.stats().conntrack.picked_up;
+    assert_eq!(raw_tcp(21021, 80, &[0x10]), "rst", "{}", sw.log_tail(20));
+    assert!(
+        sw.stats().conntrack.picked_up >= picked + 2,
+        "picked up in y/a's zone and x/a's: {:?}",
+        sw.stats().conntrack
+    );
     // ... and y/a still reaches x/a's named port
     let again = probe_from(&pods[ya], &pods);
     assert!(
@@ -468,6 +503,38 @@ fn the_switch_enforces_what_the_simulator_says() {
     drop(pods);
     drop(sw);
 }
+
+/// Sends TCP segments from a raw socket: `SRC DST SPORT DPORT FLAGS,...`,
+/// one segment per flags byte, with a right checksum so that the receiving
+/// kernel takes them; prints "rst" when a reset comes back to SPORT within a
+/// second of the last.
+const RAW_TCP: &str = r#"
+import socket, sys, select, time
+src, dst, sport, dport = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def csum(b):
+    b += bytes(len(b) % 2)
+    s = sum(int.from_bytes(b[i:i+2], 'big') for i in range(0, len(b), 2))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+for f in sys.argv[5].split(','):
+    h = sport.to_bytes(2, 'big') + dport.to_bytes(2, 'big') + (1).to_bytes(4, 'big') \
+        + (1).to_bytes(4, 'big') + bytes([0x50, int(f)]) + (1000).to_bytes(2, 'big') + bytes(4)
+    ph = socket.inet_aton(src) + socket.inet_aton(dst) + bytes([0, 6]) + len(h).to_bytes(2, 'big')
+    c = csum(ph + h)
+    s.sendto(h[:16] + c.to_bytes(2, 'big') + h[18:], (dst, 0))
+end = time.time() + 1
+while time.time() < end:
+    r, _, _ = select.select([s], [], [], 0.1)
+    if not r:
+        continue
+    d = s.recv(128)
+    t = d[(d[0] & 15) * 4:]
+    if int.from_bytes(t[0:2], 'big') == dport and int.from_bytes(t[2:4], 'big') == sport and t[13] & 4:
+        print('rst')
+        break
+"#;
 
 /// The namespaces of [`cluster_yaml`], for a policy file of their own.
 fn policies_ns() -> String {
@@ -544,9 +611,10 @@ fn a_syn_flood_past_the_conntrack_bound_leaves_others_forwarding() {
         .enumerate()
         .map(|(i, info)| pod_endpoint(&sw, i, info))
         .collect();
-    // pod 1 takes anything (a policy, so that a connection conntrack forgot
-    // would be dropped mid-stream as ct_invalid) and echoes on TCP 7000;
-    // pod 2 holds five connections to it across the flood
+    // pod 1 takes anything (a policy, so that its zone is policed) and
+    // echoes on TCP 7000; pod 2 holds five connections to it across the
+    // flood. A connection conntrack forgot would be picked up again from
+    // its next ACK: that none was shows that none was forgotten
     let allow_all = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
                      metadata: {name: b-any, namespace: x}\n\
                      spec: {podSelector: {matchLabels: {pod: b}}, policyTypes: [Ingress], ingress: [{}]}\n";
@@ -576,6 +644,7 @@ fn a_syn_flood_past_the_conntrack_bound_leaves_others_forwarding() {
             .expect("ready line");
     }
     assert_eq!(line.trim(), "ready", "five connections open");
+    let picked = sw.stats().conntrack.picked_up;
     // 3,000 SYNs from pod 0 to pod 1, each from another source port
     let o = in_ns(
         &pods[0].ns.name,
@@ -604,6 +673,11 @@ fn a_syn_flood_past_the_conntrack_bound_leaves_others_forwarding() {
         "5",
         "established connections echo after the flood: {o:?}, {:?}",
         sw.stats().conntrack
+    );
+    assert_eq!(
+        sw.stats().conntrack.picked_up,
+        picked,
+        "no established connection was forgotten and picked up again"
     );
     // everyone still talks: new connections, pings, replies
     for (i, j) in [(2usize, 1usize), (1, 2), (0, 2), (2, 0)] {

@@ -827,6 +827,7 @@ impl Switch {
             conntrack: api::ConntrackStats {
                 capacity: self.shared.ct_capacity as u64 * self.lcores.len() as u64,
                 created: sum(|w| w.ct_created.get()),
+                picked_up: sum(|w| w.ct_picked_up.get()),
                 evicted: sum(|w| w.ct_evicted.get()),
                 log_suppressed: sum(|w| w.log_suppressed.get()),
                 refused: sum(|w| w.ct_refused.get()),

@@ -20,6 +20,14 @@
 //! and its packet dropped. So a flood of new flows, however large, costs
 //! other pods at most their own unanswered attempts.
 //!
+//! A TCP connection whose beginning the table never saw (the switch
+//! restarted, or its entry expired) is picked up from a bare ACK in
+//! mid-stream, as Linux does with `nf_conntrack_tcp_loose=1`: the ACK is
+//! judged like a SYN and recorded as [`State::PickedUp`]. Until the other
+//! side answers, that entry lives as long as Linux's unacknowledged timeout
+//! and may be dropped early like an unanswered SYN, so a flood of ACKs
+//! costs no more than a flood of SYNs; the answer makes it established.
+//!
 //! Each zone may hold at most a share of the table ([`Conntrack::set_share`]):
 //! past it, a new connection of that zone may only take the place of one of
 //! its own (expired, closing or unanswered), or is refused. A pod cannot
@@ -186,6 +194,10 @@ pub enum State {
     SynSent,
     SynRecv,
     Established,
+    /// Picked up from a segment in mid-stream, the other side not heard
+    /// yet (Linux: ESTABLISHED without SEEN_REPLY); its first answer makes
+    /// it [`State::Established`].
+    PickedUp,
     /// One side has sent its FIN.
     FinWait,
     /// Both sides have sent their FIN.
@@ -205,6 +217,7 @@ impl State {
             State::SynSent => "syn_sent",
             State::SynRecv => "syn_recv",
             State::Established => "established",
+            State::PickedUp => "picked_up",
             State::FinWait => "fin_wait",
             State::TimeWait => "time_wait",
             State::Close => "close",
@@ -218,11 +231,13 @@ impl State {
     }
 
     /// What may be dropped early to make room: never answered, or closing
-    /// (Linux's `tcp_can_early_drop` also gives up FIN_WAIT).
+    /// (Linux's `tcp_can_early_drop` also gives up FIN_WAIT). A connection
+    /// picked up mid-stream is not ASSURED in Linux until answered, and
+    /// early drop takes only those that are not.
     fn expendable(self) -> bool {
         matches!(
             self,
-            State::SynSent | State::SynRecv | State::Unreplied | State::FinWait
+            State::SynSent | State::SynRecv | State::PickedUp | State::Unreplied | State::FinWait
         )
     }
 }
@@ -232,6 +247,8 @@ impl State {
 pub struct Timeouts {
     pub tcp_syn: u32,
     pub tcp_established: u32,
+    /// A connection picked up mid-stream until its other side answers.
+    pub tcp_unacknowledged: u32,
     pub tcp_fin: u32,
     pub tcp_close: u32,
     pub udp_unreplied: u32,
@@ -247,6 +264,7 @@ impl Default for Timeouts {
         Timeouts {
             tcp_syn: 120,
             tcp_established: 432_000,
+            tcp_unacknowledged: 300,
             tcp_fin: 120,
             tcp_close: 10,
             udp_unreplied: 30,
@@ -263,6 +281,10 @@ impl Timeouts {
         match s {
             State::SynSent | State::SynRecv => self.tcp_syn,
             State::Established => self.tcp_established,
+            // Linux caps a picked-up connection's timeout at this until it
+            // sees a reply: a pickup of a stray ACK does not hold its slot
+            // for five days
+            State::PickedUp => self.tcp_unacknowledged,
             State::FinWait | State::TimeWait => self.tcp_fin,
             State::Close => self.tcp_close,
             State::Unreplied | State::Replied if proto == PROTO_ICMP => self.icmp,
@@ -387,6 +409,35 @@ pub struct CtStats {
     pub refused_full: u64,
     /// New connections refused: their zone holds its share.
     pub refused_share: u64,
+    /// Of those created, TCP connections picked up mid-stream.
+    pub picked_up: u64,
+}
+
+/// How a TCP segment that belongs to no connection may begin one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpBegin {
+    /// A SYN (without ACK, RST or FIN): the connection opens.
+    Syn,
+    /// A bare ACK: a connection whose beginning was missed, picked up.
+    MidStream,
+    /// Anything else begins nothing.
+    Nothing,
+}
+
+/// Linux's rule: `tcp_error` refuses flag sets no TCP sends (a SYN with a
+/// FIN or a RST, a FIN without ACK, none of SYN, RST and ACK), and
+/// `tcp_new` with `nf_conntrack_tcp_loose=1` begins a connection only where
+/// `tcp_conntracks[ORIGINAL][index][sNO]` is not sIV: from a SYN, or from an
+/// ACK without SYN, FIN or RST. A RST, a SYN-ACK and a FIN-ACK are INVALID
+/// (of a FIN, "too late and no reason to do anything"). PSH, URG, ECE and
+/// CWR do not count.
+#[inline(always)]
+pub fn tcp_begin(flags: u8) -> TcpBegin {
+    match flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) {
+        TCP_SYN => TcpBegin::Syn,
+        TCP_ACK => TcpBegin::MidStream,
+        _ => TcpBegin::Nothing,
+    }
 }
 
 /// What [`Conntrack::create`] did.
@@ -559,14 +610,13 @@ impl Conntrack {
 
     /// Records a new connection that policy allowed, `flow` its first
     /// packet, in the room the module documentation describes; a
-    /// [`Created::Refused`] connection is not recorded.
+    /// [`Created::Refused`] connection is not recorded. A TCP segment other
+    /// than a SYN is taken for a mid-stream pickup: whether one may begin
+    /// a connection at all is for the caller to ask [`tcp_begin`].
     pub fn create(&mut self, zone: u16, flow: &Flow, now: u32) -> Created {
         let state = match flow.proto {
-            PROTO_TCP if flow.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => {
-                State::SynSent
-            }
-            // picked up mid-stream (only where no policy applies)
-            PROTO_TCP => State::Established,
+            PROTO_TCP if tcp_begin(flow.tcp_flags) == TcpBegin::Syn => State::SynSent,
+            PROTO_TCP => State::PickedUp,
             _ => State::Unreplied,
         };
         // pays for the reclaiming of slots that expired unseen
@@ -642,6 +692,9 @@ impl Conntrack {
         };
         self.last = (bi, victim);
         self.stats.created += 1;
+        if state == State::PickedUp {
+            self.stats.picked_up += 1;
+        }
         if evicted {
             Created::Evicted
         } else {
@@ -731,7 +784,7 @@ fn tcp_next(s: State, fins: u8, flags: u8, reply: bool) -> Step {
             (false, false, _) => Step::To(State::SynRecv, fins),
             _ => Step::Invalid,
         },
-        State::Established | State::FinWait => {
+        State::Established | State::PickedUp | State::FinWait => {
             // a client that lost its side may SYN again on the same ports,
             // and a SYN-ACK may be retransmitted late: let them through, as
             // Linux does; the answer (a RST or a challenge ACK) settles it
@@ -742,6 +795,9 @@ fn tcp_next(s: State, fins: u8, flags: u8, reply: bool) -> Step {
                 return Step::Invalid;
             }
             match fins {
+                // the picker's own segments prove nothing: only an answer
+                // makes a picked-up connection one to keep
+                0 if s == State::PickedUp && !reply => Step::To(State::PickedUp, fins),
                 0 => Step::To(State::Established, fins),
                 3 => Step::To(State::TimeWait, fins),
                 _ => Step::To(State::FinWait, fins),
@@ -1163,6 +1219,172 @@ mod tests {
             }
         }
         assert!(ok >= 990, "{ok}");
+    }
+
+    #[test]
+    fn only_a_syn_opens_and_only_a_bare_ack_picks_up() {
+        const PSH: u8 = 0x08;
+        const URG: u8 = 0x20;
+        const ECE: u8 = 0x40;
+        const CWR: u8 = 0x80;
+        for (flags, want) in [
+            (TCP_SYN, TcpBegin::Syn),
+            (TCP_SYN | URG | ECE | CWR, TcpBegin::Syn),
+            (TCP_ACK, TcpBegin::MidStream),
+            (TCP_ACK | PSH, TcpBegin::MidStream),
+            (TCP_ACK | URG | ECE | CWR, TcpBegin::MidStream),
+            (TCP_SYN | TCP_ACK, TcpBegin::Nothing),
+            (TCP_RST, TcpBegin::Nothing),
+            (TCP_RST | TCP_ACK, TcpBegin::Nothing),
+            (TCP_FIN, TcpBegin::Nothing),
+            (TCP_FIN | TCP_ACK, TcpBegin::Nothing),
+            (TCP_FIN | TCP_ACK | PSH, TcpBegin::Nothing),
+            (TCP_SYN | TCP_FIN, TcpBegin::Nothing),
+            (TCP_SYN | TCP_RST, TcpBegin::Nothing),
+            (0, TcpBegin::Nothing),
+            (PSH | URG, TcpBegin::Nothing),
+        ] {
+            assert_eq!(tcp_begin(flags), want, "flags {flags:#04x}");
+        }
+    }
+
+    #[test]
+    fn a_picked_up_connection_is_established_once_answered() {
+        let t = Timeouts::default();
+        let mut ct = table();
+        let ack = tcp(A, 40000, B, 80, TCP_ACK);
+        assert_eq!(ct.track(1, &ack, 0), Track::New);
+        assert_eq!(ct.create(1, &ack, 0), Created::Fresh);
+        assert_eq!((ct.stats.created, ct.stats.picked_up), (1, 1));
+        assert_eq!(ct.state_of(1, &ack, 0), Some(State::PickedUp));
+        // the picker's own segments keep it, for the unacknowledged
+        // timeout each time, not the established one
+        let unack = t.tcp_unacknowledged;
+        assert_eq!(ct.track(1, &ack, unack), Track::Known { reply: false });
+        assert_eq!(ct.state_of(1, &ack, 2 * unack), Some(State::PickedUp));
+        assert_eq!(ct.state_of(1, &ack, 2 * unack + 1), None);
+        // answered, it is established, for as long as any established one
+        let now = 1000;
+        ct.create(1, &ack, now);
+        assert_eq!(
+            ct.track(1, &tcp(B, 80, A, 40000, TCP_ACK | 0x08), now),
+            Track::Known { reply: true }
+        );
+        assert_eq!(ct.state_of(1, &ack, now), Some(State::Established));
+        assert_eq!(ct.track(1, &ack, now), Track::Known { reply: false });
+        assert_eq!(ct.state_of(1, &ack, now), Some(State::Established));
+        assert_eq!(ct.live(now + t.tcp_established), 1);
+        assert_eq!(ct.live(now + t.tcp_established + 1), 0);
+    }
+
+    #[test]
+    fn a_picked_up_connection_closes_as_any_other() {
+        let t = Timeouts::default();
+        let ack = tcp(A, 40000, B, 80, TCP_ACK);
+        // FINs before any other answer
+        let mut ct = table();
+        ct.create(1, &ack, 0);
+        assert_eq!(
+            ct.track(1, &tcp(A, 40000, B, 80, TCP_FIN | TCP_ACK), 1),
+            Track::Known { reply: false }
+        );
+        assert_eq!(ct.state_of(1, &ack, 1), Some(State::FinWait));
+        assert_eq!(
+            ct.track(1, &tcp(B, 80, A, 40000, TCP_FIN | TCP_ACK), 2),
+            Track::Known { reply: true }
+        );
+        assert_eq!(ct.state_of(1, &ack, 2), Some(State::TimeWait));
+        assert_eq!(ct.track(1, &ack, 3), Track::Known { reply: false });
+        assert_eq!(ct.live(3 + t.tcp_fin), 1);
+        assert_eq!(ct.live(3 + t.tcp_fin + 1), 0);
+        // a reset from either side, answered or not
+        for (answered, rst) in [
+            (false, tcp(B, 80, A, 40000, TCP_RST)),
+            (false, tcp(A, 40000, B, 80, TCP_RST | TCP_ACK)),
+            (true, tcp(B, 80, A, 40000, TCP_RST)),
+            (true, tcp(A, 40000, B, 80, TCP_RST)),
+        ] {
+            let mut ct = table();
+            ct.create(1, &ack, 0);
+            if answered {
+                ct.track(1, &tcp(B, 80, A, 40000, TCP_ACK), 0);
+            }
+            assert!(matches!(ct.track(1, &rst, 1), Track::Known { .. }));
+            assert_eq!(ct.state_of(1, &ack, 1), Some(State::Close), "{rst:?}");
+            assert_eq!(ct.live(1 + t.tcp_close + 1), 0);
+            // and a SYN on its ports opens a new one, for policy to judge
+            assert_eq!(ct.track(1, &tcp(A, 40000, B, 80, TCP_SYN), 2), Track::New);
+        }
+        // SYNs in it are what they are in an established connection
+        let mut ct = table();
+        ct.create(1, &ack, 0);
+        assert_eq!(
+            ct.track(1, &tcp(A, 40000, B, 80, TCP_SYN), 1),
+            Track::Known { reply: false }
+        );
+        assert_eq!(
+            ct.track(1, &tcp(B, 80, A, 40000, TCP_SYN), 1),
+            Track::Invalid
+        );
+        assert_eq!(
+            ct.track(1, &tcp(A, 40000, B, 80, TCP_SYN | TCP_ACK), 1),
+            Track::Invalid
+        );
+        assert_eq!(ct.state_of(1, &ack, 1), Some(State::PickedUp));
+    }
+
+    #[test]
+    fn an_unanswered_pickup_may_be_dropped_early_an_answered_one_not() {
+        let picked = tcp(A, 3999, B, 80, TCP_ACK);
+        let fill = || {
+            let mut ct = one_bucket(100);
+            for p in 0..WAYS as u16 - 1 {
+                establish(&mut ct, 2, 3000 + p, 0);
+            }
+            assert_eq!(ct.create(2, &picked, 0), Created::Fresh);
+            ct
+        };
+        // another zone's new connection takes its place, as it would an
+        // unanswered SYN's
+        let mut ct = fill();
+        assert_eq!(
+            ct.create(1, &tcp(A, 10_000, B, 80, TCP_SYN), 1),
+            Created::Evicted
+        );
+        assert_eq!(ct.state_of(2, &picked, 1), None);
+        assert_eq!((ct.held(1), ct.held(2)), (1, WAYS - 1));
+        // answered, it is established and stays; a flood of pickups is
+        // refused as a flood of SYNs would be
+        let mut ct = fill();
+        ct.track(2, &tcp(B, 80, A, 3999, TCP_ACK), 0);
+        for p in 0..100 {
+            assert_eq!(
+                ct.create(1, &tcp(A, 10_000 + p, B, 80, TCP_ACK), 1),
+                Created::Refused
+            );
+        }
+        assert_eq!(ct.state_of(2, &picked, 1), Some(State::Established));
+        assert_eq!(ct.stats.refused_full, 100);
+    }
+
+    #[test]
+    fn pickups_count_against_their_zones_share() {
+        let mut ct = one_bucket(50);
+        for p in 0..4 {
+            let f = tcp(A, 1000 + p, B, 80, TCP_ACK);
+            assert_eq!(ct.create(1, &f, 0), Created::Fresh);
+            ct.track(1, &tcp(B, 80, A, 1000 + p, TCP_ACK), 0);
+        }
+        assert_eq!(ct.held(1), 4);
+        assert_eq!(
+            ct.create(1, &tcp(A, 2000, B, 80, TCP_ACK), 1),
+            Created::Refused
+        );
+        assert_eq!(ct.stats.refused_share, 1);
+        assert_eq!(
+            ct.create(2, &tcp(A, 3000, B, 80, TCP_ACK), 1),
+            Created::Fresh
+        );
     }
 
     #[test]
