@@ -699,7 +699,8 @@ fn agent_follows_the_cluster_through_restarts() {
         until_events(&server, &agent, name, 2, Duration::from_secs(90));
     }
 
-    // vswitchd restarts empty: the agent pushes everything again
+    // vswitchd restarts from its records; the agent sees the restart and
+    // pushes everything again
     vswitchd.kill9();
     vswitchd.restart().expect("vswitchd starts again");
     converge(&sock, "resync after vswitchd restart", &agent, |s| {
