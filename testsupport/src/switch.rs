@@ -459,6 +459,7 @@ pub fn attach_pod(sw: &Switch, cid: &str, kind: api::AttachKind) -> api::Attachm
             pools: vec![],
             ips: None,
             socket_dir,
+            vhost_mode: None,
         },
     }) {
         Reply::Attachment(a) => a,

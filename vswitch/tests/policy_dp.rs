@@ -748,6 +748,7 @@ fn cni_add(sw: &Switch, ns: &Netns, name: &str, addr: Ipv4Addr) {
             pools: vec![],
             ips: Some(vec![addr]),
             socket_dir: None,
+            vhost_mode: None,
         },
     }) {
         Reply::Attachment(a) => a,

@@ -339,6 +339,7 @@ fn assert_pod_mtu(n: &VNode, want: u16) {
             pools: vec![],
             ips: None,
             socket_dir: None,
+            vhost_mode: None,
         },
     }) {
         Reply::Attachment(att) => assert_eq!(att.mtu, want, "pod MTU on {}", n.name),
