@@ -637,6 +637,57 @@ pub enum AttachKind {
     Vhost,
 }
 
+/// Which end of a vhost-user pod's socket listens.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum VhostMode {
+    /// The switch makes the socket and listens; the pod's virtio-user
+    /// connects (`server=0`). A restart of vswitchd removes the socket under
+    /// the pod, which then has to connect again by itself.
+    #[default]
+    Server,
+    /// The pod's app makes the socket and listens (virtio-user `server=1`);
+    /// the switch connects, and reconnects whenever either side restarts,
+    /// like OVS-DPDK's `dpdkvhostuserclient`. The socket file is the pod's:
+    /// the switch neither makes nor removes it.
+    Client,
+}
+
+impl VhostMode {
+    pub const ALL: [VhostMode; 2] = [VhostMode::Server, VhostMode::Client];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VhostMode::Server => "server",
+            VhostMode::Client => "client",
+        }
+    }
+
+    /// The kind of port the switch makes for a pod in this mode.
+    pub fn port_kind(self) -> PortKind {
+        match self {
+            VhostMode::Server => PortKind::VhostServer,
+            VhostMode::Client => PortKind::VhostClient,
+        }
+    }
+}
+
+impl std::fmt::Display for VhostMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for VhostMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        VhostMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown vhost mode '{s}' (expected server or client)"))
+    }
+}
+
 /// Attach a pod's interface: the switch picks the port, the MAC and, unless
 /// `ips` is given (delegated IPAM), the addresses. Idempotent per
 /// (container_id, ifname): asking again returns the same attachment.
@@ -666,6 +717,10 @@ pub struct PodAttach {
     /// (tap kind) will be named `ifname`: a restarted vswitchd opens it there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// Which end listens on the vhost-user socket (vhost kind); absent is
+    /// [`VhostMode::Server`], what a switch without this field does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhost_mode: Option<VhostMode>,
 }
 
 /// What the switch made for a pod.
@@ -684,6 +739,10 @@ pub struct Attachment {
     /// The vhost-user socket (vhost kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<String>,
+    /// Which end listens on `socket` (vhost kind). A switch that predates
+    /// the field leaves it out, and its vhost pods are all servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhost_mode: Option<VhostMode>,
     /// The MAC the pod's interface must have.
     pub mac: MacAddr,
     /// The pod's addresses, each a /32.
@@ -695,6 +754,14 @@ pub struct Attachment {
     /// The pod's network namespace, as the attach named it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+}
+
+impl Attachment {
+    /// Which end listens on a vhost attachment's socket ([`VhostMode::Server`]
+    /// when a switch that predates the field made it); None for a TAP one.
+    pub fn effective_vhost_mode(&self) -> Option<VhostMode> {
+        (self.kind == AttachKind::Vhost).then(|| self.vhost_mode.unwrap_or_default())
+    }
 }
 
 /// A request on the control socket.
@@ -1191,6 +1258,58 @@ mod tests {
         let mut bad = spec(PortKind::Tap, None, None);
         bad.name = "a b".into();
         assert!(bad.validate().unwrap_err().contains("bad port name"));
+    }
+
+    #[test]
+    fn vhost_mode_is_optional_on_the_wire() {
+        // what a plugin that predates the field sends
+        let old = r#"{"op":"pod-attach","attach":{"container_id":"c","ifname":"eth0","kind":"vhost","socket_dir":"/run/vswitch/pods/c"}}"#;
+        let Request::PodAttach { attach } = serde_json::from_str(old).unwrap() else {
+            panic!("not a pod-attach");
+        };
+        assert_eq!(attach.vhost_mode, None);
+        // and what such a plugin gets back from a newer switch for it
+        let back = serde_json::to_string(&Request::PodAttach { attach }).unwrap();
+        assert_eq!(back, old, "an unset mode is left out");
+        let new: Request = serde_json::from_str(
+            &old.replace(r#""socket_dir""#, r#""vhost_mode":"client","socket_dir""#),
+        )
+        .unwrap();
+        let Request::PodAttach { attach } = new else {
+            panic!("not a pod-attach");
+        };
+        assert_eq!(attach.vhost_mode, Some(VhostMode::Client));
+        assert!(serde_json::from_str::<Request>(
+            &old.replace(r#""socket_dir""#, r#""vhost_mode":"both","socket_dir""#,)
+        )
+        .is_err());
+
+        let a: Attachment = serde_json::from_str(
+            r#"{"container_id":"c","ifname":"eth0","kind":"vhost","port":"pod-1",
+                "socket":"/s/eth0.sock","mac":"02:00:00:00:00:01","ips":["10.0.0.1"],
+                "ipam":true,"gateway":"169.254.1.1","mtu":1500}"#,
+        )
+        .unwrap();
+        assert_eq!(a.vhost_mode, None);
+        assert_eq!(a.effective_vhost_mode(), Some(VhostMode::Server));
+        let tap = Attachment {
+            kind: AttachKind::Tap,
+            ..a.clone()
+        };
+        assert_eq!(tap.effective_vhost_mode(), None);
+        let client = Attachment {
+            vhost_mode: Some(VhostMode::Client),
+            ..a
+        };
+        let json = serde_json::to_value(&client).unwrap();
+        assert_eq!(json["vhost_mode"], "client");
+        for m in VhostMode::ALL {
+            assert_eq!(m.as_str().parse::<VhostMode>().unwrap(), m);
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{m}\""));
+        }
+        assert_eq!(VhostMode::Client.port_kind(), PortKind::VhostClient);
+        assert_eq!(VhostMode::default().port_kind(), PortKind::VhostServer);
+        assert!("vhost-client".parse::<VhostMode>().is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::error::*;
 use crate::netns::{LinkState, Wiring};
 use crate::result::{self, PodResult};
 use crate::version;
-use api::{AttachKind, Attachment, ClientError, ErrorCode, PodAttach, Reply, Request};
+use api::{AttachKind, Attachment, ClientError, ErrorCode, PodAttach, Reply, Request, VhostMode};
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -40,6 +40,11 @@ pub trait Platform {
     ) -> std::io::Result<PluginRun>;
     fn file_exists(&mut self, path: &Path) -> bool {
         path.exists()
+    }
+    /// Whether `path` itself (not what a link there leads to) is a unix socket.
+    fn is_socket(&mut self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
     }
 }
 
@@ -275,6 +280,10 @@ fn add(env: &Env, conf: &NetConf, p: &mut dyn Platform) -> Result<Value> {
             ),
         },
         netns: env.netns.as_ref().map(|p| p.display().to_string()),
+        // the default is left unsaid, so that a switch that predates the
+        // field still takes the request
+        vhost_mode: (kind == InterfaceKind::Vhost && conf.vhost_mode != VhostMode::Server)
+            .then_some(conf.vhost_mode),
     };
     let a = match p.call(&conf.socket, &Request::PodAttach { attach }) {
         Ok(Reply::Attachment(a)) => a,
@@ -658,19 +667,55 @@ fn check(env: &Env, conf: &NetConf, p: &mut dyn Platform) -> Result<()> {
             if let Some(prev) = &conf.prev_result {
                 compare_prev_result(&a, prev, None).map_err(|m| CniError::new(CHECK_FAILED, m))?;
             }
-            match &a.socket {
-                Some(s) if p.file_exists(Path::new(s)) => {}
-                Some(s) => {
-                    return fail(
-                        CHECK_FAILED,
-                        format!("the vhost-user socket {s} of the pod is gone"),
-                    )
-                }
-                None => return fail(CHECK_FAILED, "vswitchd names no vhost-user socket"),
-            }
+            let Some(sock) = &a.socket else {
+                return fail(CHECK_FAILED, "vswitchd names no vhost-user socket");
+            };
+            check_vhost_socket(&a, Path::new(sock), conf.vhost_mode, p)
+                .map_err(|m| CniError::new(CHECK_FAILED, m))?;
         }
     }
     Ok(())
+}
+
+/// What CHECK expects of a vhost pod's socket. The switch's port must be of
+/// the mode the config asks for. In server mode the switch made the socket,
+/// so it must be there. In client mode the socket is the pod's, and its app
+/// may not have started yet (or be restarting, which the mode is for): no
+/// socket is fine, but the directory it goes in must still be there, and
+/// what is at the path must be a socket, or the pod could never listen there.
+fn check_vhost_socket(
+    a: &Attachment,
+    sock: &Path,
+    want: VhostMode,
+    p: &mut dyn Platform,
+) -> Result<(), String> {
+    let have = a.effective_vhost_mode().unwrap_or_default();
+    if have != want {
+        return Err(format!(
+            "vswitchd attached the pod as a vhost {have}, but the config asks for vhostMode \
+             \"{want}\": DEL and ADD the pod again"
+        ));
+    }
+    match have {
+        VhostMode::Server if p.file_exists(sock) => Ok(()),
+        VhostMode::Server => Err(format!(
+            "the vhost-user socket {} of the pod is gone",
+            sock.display()
+        )),
+        VhostMode::Client if p.is_socket(sock) => Ok(()),
+        VhostMode::Client if p.file_exists(sock) => Err(format!(
+            "{} is not a socket: the pod's app cannot listen there",
+            sock.display()
+        )),
+        VhostMode::Client => match sock.parent() {
+            Some(dir) if !p.file_exists(dir) => Err(format!(
+                "the directory {} of the pod's vhost-user socket is gone: its app cannot \
+                 listen there",
+                dir.display()
+            )),
+            _ => Ok(()),
+        },
+    }
 }
 
 fn gc(env: &Env, conf: &NetConf, p: &mut dyn Platform) -> Result<()> {

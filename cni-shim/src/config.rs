@@ -6,18 +6,23 @@
 //! - `socket`: vswitchd's control socket (default [`api::DEFAULT_SOCKET`]);
 //! - `pools`: names of the IP pools that may serve this network (default: any);
 //! - `vhostSocketDir`: where vhost-user pods get their socket: the directory
-//!   `<vhostSocketDir>/<containerID>` (default `/var/run/vswitch/pods/<containerID>`).
+//!   `<vhostSocketDir>/<containerID>` (default `/var/run/vswitch/pods/<containerID>`);
+//! - `vhostMode`: `server` (default: the switch listens on the socket) or
+//!   `client` (the pod's app listens, virtio-user `server=1`, and the switch
+//!   connects and reconnects, so the pod outlives restarts of vswitchd).
 //!
 //! A pod asks for a vhost-user interface with `{"args": {"vswitch":
 //! {"interface": "vhost"}}}` or the same under `runtimeConfig`, or
 //! `VSWITCH_INTERFACE=vhost` in `CNI_ARGS`; `vswitch.socketDir` there names
-//! the socket directory exactly.
+//! the socket directory exactly, and `vswitch.vhostMode` overrides the
+//! network's `vhostMode` for the pod.
 //!
 //! Keys we do not know are left alone: runtimes and meta-plugins add their own.
 
 use crate::env::InterfaceKind;
 use crate::error::{fail, CniError, Result, DECODE_FAILURE, INVALID_CONFIG, UNSUPPORTED_FIELD};
 use crate::version::{Version, LATEST};
+use api::VhostMode;
 use serde_json::{Map, Value};
 
 /// The parent of per-pod vhost-user socket directories unless configured.
@@ -41,6 +46,10 @@ pub struct NetConf {
     pub interface: Option<InterfaceKind>,
     /// An exact vhost socket directory from `runtimeConfig`/`args` (`vswitch.socketDir`).
     pub socket_dir: Option<String>,
+    /// Which end listens on a vhost pod's socket: `runtimeConfig`, else
+    /// `args` (`vswitch.vhostMode`), else the network's `vhostMode`, else
+    /// the switch ([`VhostMode::Server`]).
+    pub vhost_mode: VhostMode,
     /// GC: the attachments the runtime still knows.
     pub valid_attachments: Option<Vec<(String, String)>>,
     /// Static addresses asked for in `args.cni.ips` or `runtimeConfig.ips`.
@@ -99,17 +108,32 @@ fn absolute(s: &str, what: &str) -> Result<String> {
     Ok(if trimmed.is_empty() { "/" } else { trimmed }.to_owned())
 }
 
-/// The `vswitch` section of `args` or `runtimeConfig`: interface kind and socket dir.
-fn vswitch_section(
-    top: &Map<String, Value>,
-    section: &str,
-) -> Result<(Option<InterfaceKind>, Option<String>)> {
+fn vhost_mode(s: &str, what: &str) -> Result<VhostMode> {
+    s.parse().or_else(|_| {
+        invalid(format!(
+            "{what} \"{}\": expected \"server\" or \"client\"",
+            s.escape_default()
+        ))
+    })
+}
+
+/// What the `vswitch` section of `args` or `runtimeConfig` asks for.
+#[derive(Default)]
+struct Section {
+    interface: Option<InterfaceKind>,
+    socket_dir: Option<String>,
+    vhost_mode: Option<VhostMode>,
+}
+
+/// The `vswitch` section of `args` or `runtimeConfig`: interface kind,
+/// socket dir and vhost mode.
+fn vswitch_section(top: &Map<String, Value>, section: &str) -> Result<Section> {
     let Some(sec) = top.get(section) else {
-        return Ok((None, None));
+        return Ok(Section::default());
     };
     let Value::Object(sec) = sec else {
         if sec.is_null() {
-            return Ok((None, None));
+            return Ok(Section::default());
         }
         return invalid(format!(
             "{section}: expected an object, got {}",
@@ -117,7 +141,7 @@ fn vswitch_section(
         ));
     };
     let Some(vs) = sec.get("vswitch") else {
-        return Ok((None, None));
+        return Ok(Section::default());
     };
     let Value::Object(vs) = vs else {
         return invalid(format!(
@@ -126,10 +150,13 @@ fn vswitch_section(
         ));
     };
     for k in vs.keys() {
-        if k != "interface" && k != "socketDir" {
+        if !["interface", "socketDir", "vhostMode"].contains(&k.as_str()) {
             return fail(
                 UNSUPPORTED_FIELD,
-                format!("{section}.vswitch.{k}: unsupported field (known: interface, socketDir)"),
+                format!(
+                    "{section}.vswitch.{k}: unsupported field (known: interface, socketDir, \
+                     vhostMode)"
+                ),
             );
         }
     }
@@ -140,7 +167,15 @@ fn vswitch_section(
     let dir = string_at(vs, "socketDir", &format!("{section}.vswitch.socketDir"))?
         .map(|s| absolute(s, &format!("{section}.vswitch.socketDir")))
         .transpose()?;
-    Ok((kind, dir))
+    let what = format!("{section}.vswitch.vhostMode");
+    let mode = string_at(vs, "vhostMode", &what)?
+        .map(|s| vhost_mode(s, &what))
+        .transpose()?;
+    Ok(Section {
+        interface: kind,
+        socket_dir: dir,
+        vhost_mode: mode,
+    })
 }
 
 impl NetConf {
@@ -254,9 +289,12 @@ impl NetConf {
             Some(d) => absolute(d, "vhostSocketDir")?,
             None => DEFAULT_VHOST_SOCKET_DIR.to_owned(),
         };
-        // runtimeConfig wins over args
-        let (a_kind, a_dir) = vswitch_section(&top, "args")?;
-        let (r_kind, r_dir) = vswitch_section(&top, "runtimeConfig")?;
+        let net_mode = string_at(&top, "vhostMode", "vhostMode")?
+            .map(|s| vhost_mode(s, "vhostMode"))
+            .transpose()?;
+        // runtimeConfig wins over args, and both over the network's keys
+        let args = vswitch_section(&top, "args")?;
+        let rt = vswitch_section(&top, "runtimeConfig")?;
         let valid_attachments = match top.get("cni.dev/valid-attachments") {
             None | Some(Value::Null) => None,
             Some(Value::Array(a)) => Some(
@@ -299,8 +337,13 @@ impl NetConf {
             socket,
             pools,
             vhost_socket_dir,
-            interface: r_kind.or(a_kind),
-            socket_dir: r_dir.or(a_dir),
+            interface: rt.interface.or(args.interface),
+            socket_dir: rt.socket_dir.or(args.socket_dir),
+            vhost_mode: rt
+                .vhost_mode
+                .or(args.vhost_mode)
+                .or(net_mode)
+                .unwrap_or_default(),
             valid_attachments,
             requested_ips,
         })
@@ -328,8 +371,85 @@ mod tests {
         assert!(c.pools.is_empty());
         assert_eq!(c.vhost_socket_dir, DEFAULT_VHOST_SOCKET_DIR);
         assert_eq!(c.interface, None);
+        assert_eq!(c.vhost_mode, VhostMode::Server);
         assert_eq!(c.prev_result, None);
         assert!(!c.requested_ips);
+    }
+
+    #[test]
+    fn vhost_mode_from_the_network_then_args_then_runtime_config() {
+        let base = r#""cniVersion": "1.0.0", "name": "n", "type": "vswitch-cni""#;
+        let mode = |extra: &str| parse(&format!("{{{base}{extra}}}")).map(|c| c.vhost_mode);
+        assert_eq!(mode("").unwrap(), VhostMode::Server);
+        assert_eq!(
+            mode(r#","vhostMode": "client""#).unwrap(),
+            VhostMode::Client
+        );
+        assert_eq!(
+            mode(r#","vhostMode": "server""#).unwrap(),
+            VhostMode::Server
+        );
+        assert_eq!(mode(r#","vhostMode": null"#).unwrap(), VhostMode::Server);
+        // a pod's own ask wins over the network's
+        assert_eq!(
+            mode(r#","vhostMode": "client", "args": {"vswitch": {"vhostMode": "server"}}"#)
+                .unwrap(),
+            VhostMode::Server
+        );
+        assert_eq!(
+            mode(r#","args": {"vswitch": {"interface": "vhost", "vhostMode": "client"}}"#).unwrap(),
+            VhostMode::Client
+        );
+        assert_eq!(
+            mode(
+                r#","vhostMode": "server",
+                   "args": {"vswitch": {"vhostMode": "server"}},
+                   "runtimeConfig": {"vswitch": {"vhostMode": "client"}}"#
+            )
+            .unwrap(),
+            VhostMode::Client
+        );
+        assert_eq!(
+            mode(
+                r#","args": {"vswitch": {"vhostMode": "client"}},
+                   "runtimeConfig": {"vswitch": {"socketDir": "/run/p"}}"#
+            )
+            .unwrap(),
+            VhostMode::Client,
+            "a runtimeConfig without vhostMode leaves args' in force"
+        );
+        for (bad, code, want) in [
+            (
+                r#","vhostMode": "Client""#,
+                INVALID_CONFIG,
+                "vhostMode \"Client\"",
+            ),
+            (
+                r#","vhostMode": "vhost-client""#,
+                INVALID_CONFIG,
+                "\"server\" or \"client\"",
+            ),
+            (r#","vhostMode": """#, INVALID_CONFIG, "vhostMode \"\""),
+            (
+                r#","vhostMode": true"#,
+                INVALID_CONFIG,
+                "vhostMode: expected a string",
+            ),
+            (
+                r#","args": {"vswitch": {"vhostMode": "listen"}}"#,
+                INVALID_CONFIG,
+                "args.vswitch.vhostMode \"listen\"",
+            ),
+            (
+                r#","runtimeConfig": {"vswitch": {"vhostMode": 1}}"#,
+                INVALID_CONFIG,
+                "runtimeConfig.vswitch.vhostMode: expected a string",
+            ),
+        ] {
+            let e = mode(bad).unwrap_err();
+            assert_eq!(e.code, code, "{bad}: {e}");
+            assert!(e.msg.contains(want), "{bad}: {}", e.msg);
+        }
     }
 
     #[test]

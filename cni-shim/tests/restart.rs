@@ -2,8 +2,9 @@
 //! upgrade (SIGTERM, another binary, start). Pods attached once through the
 //! real CNI plugin keep their interfaces, addresses and traffic without
 //! any further CNI call: a TCP stream into a pod behind an ingress policy
-//! carries on, natOutgoing traffic to the underlay resumes, policy still
-//! refuses what it refused, and CNI CHECK finds every pod whole.
+//! carries on, natOutgoing traffic to the underlay resumes, a DPDK pod
+//! (testpmd on virtio-user, vhost-user client mode) answers again, policy
+//! still refuses what it refused, and CNI CHECK finds every pod whole.
 //!
 //! Run with `cargo test --release -p cni-shim --test restart` as root.
 
@@ -192,7 +193,8 @@ fn pods_and_their_connections_outlive_a_kill_and_an_upgrade() {
     let ext = ul.external_host(&format!("{}/24", ul.addr(1, 100)), None);
 
     let conf = json!({"cniVersion": "1.0.0", "name": "podnet", "type": "vswitch-cni",
-                      "socket": sw.sock});
+                      "socket": sw.sock, "vhostSocketDir": sw.dir.join("pods"),
+                      "vhostMode": "client"});
     let web_ns = Netns::new("rstweb");
     let client_ns = Netns::new("rstcli");
     let web_id = format!("rstweb{}", std::process::id());
@@ -209,6 +211,28 @@ fn pods_and_their_connections_outlive_a_kill_and_an_upgrade() {
     }
     let web = first_ip(&results[0]);
     let client = first_ip(&results[1]);
+    // a DPDK pod: its app listens on the socket, the switch connects to it
+    let nfv_ns = Netns::new("rstnfv");
+    let nfv_id = format!("rstnfv{}", std::process::id());
+    let mut vconf = conf.clone();
+    vconf["args"] = json!({"vswitch": {"interface": "vhost"}});
+    let nfv = Call::new(&nfv_id, &nfv_ns.path).run("ADD", &vconf).ok();
+    let nfv_ip: std::net::Ipv4Addr = first_ip(&nfv).parse().expect("the DPDK pod's address");
+    let sock = nfv["interfaces"][0]["socketPath"]
+        .as_str()
+        .expect("socketPath")
+        .to_owned();
+    let mac = nfv["interfaces"][0]["mac"]
+        .as_str()
+        .expect("mac")
+        .to_owned();
+    let app = Pod::start_listening_reflector(&format!("rstnfv{}", std::process::id()), &sock, &mac);
+    let answered = |what: &str| {
+        let t = udp_round_trips(&client_ns.name, nfv_ip, 7000, 100);
+        assert!(t.replies >= 95, "the DPDK pod {what}: {t:?}");
+        t.replies
+    };
+    answered("before any restart");
     push_policy(&sw, &policy_yaml(&web, &client));
 
     // before any restart: what policy allows passes, what it refuses does not
@@ -242,7 +266,7 @@ fn pods_and_their_connections_outlive_a_kill_and_an_upgrade() {
     let binary = vswitchd();
     let killed = restart(&mut sw, true, &binary, &[&web_ns, &client_ns]);
     let st = sw.status();
-    assert_eq!(st.pods, 2, "{st:?}");
+    assert_eq!(st.pods, 3, "{st:?}");
     std::thread::sleep(Duration::from_secs(5));
     assert!(
         !connects(&client_ns, &web, 5002),
@@ -253,7 +277,7 @@ fn pods_and_their_connections_outlive_a_kill_and_an_upgrade() {
     let next = sw.dir.join("vswitchd-next");
     std::fs::copy(&binary, &next).expect("copying vswitchd");
     let upgraded = restart(&mut sw, false, &next, &[&web_ns, &client_ns]);
-    assert_eq!(sw.status().pods, 2);
+    assert_eq!(sw.status().pods, 3);
 
     let sent = json_of(&stream.wait(Duration::from_secs(60)));
     let got = json_of(&server.wait(Duration::from_secs(30)));
@@ -279,6 +303,14 @@ fn pods_and_their_connections_outlive_a_kill_and_an_upgrade() {
         !connects(&client_ns, &web, 5002),
         "policy lets 5002 in after an upgrade"
     );
+    // the DPDK pod's app ran throughout; the switch connected to it again
+    wait_for("the DPDK pod's link", Duration::from_secs(10), || {
+        sw.ports()
+            .iter()
+            .any(|p| p.path.as_deref() == Some(sock.as_str()) && p.link_up)
+            .then_some(())
+    });
+    answered("after a kill and an upgrade");
 
     // every pod whole for CNI CHECK, with no ADD since the first
     for (i, (id, ns)) in [(&web_id, &web_ns), (&client_id, &client_ns)]
@@ -295,7 +327,7 @@ fn pods_and_their_connections_outlive_a_kill_and_an_upgrade() {
         .ok_silent();
     assert!(!web_ns.links().contains("eth0"));
     restart(&mut sw, true, &next, &[&client_ns]);
-    assert_eq!(sw.status().pods, 1);
+    assert_eq!(sw.status().pods, 2);
     assert!(sw.pod(&web_id, "eth0").is_none());
     assert!(
         ping(&client_ns.name, &ext_ip, 3),
@@ -304,4 +336,8 @@ fn pods_and_their_connections_outlive_a_kill_and_an_upgrade() {
     Call::new(&client_id, &client_ns.path)
         .run("DEL", &conf)
         .ok_silent();
+    Call::new(&nfv_id, &nfv_ns.path)
+        .run("DEL", &vconf)
+        .ok_silent();
+    drop(app);
 }

@@ -117,7 +117,10 @@ pub fn attachments(v: &[api::Attachment]) -> String {
         t.row([
             short,
             a.ifname.clone(),
-            format!("{:?}", a.kind).to_lowercase(),
+            match a.effective_vhost_mode() {
+                Some(m) => format!("vhost-{m}"),
+                None => format!("{:?}", a.kind).to_lowercase(),
+            },
             a.port.clone(),
             a.mac.to_string(),
             ips.join(","),
@@ -689,6 +692,46 @@ mod tests {
              p0    vhost-server  0        2      up    02:00:00:00:00:a0  /run/vswitch/p0.sock\n\
              tap0  tap           1        3      down  02:00:00:00:00:a1  vs-tap0\n"
         );
+    }
+
+    #[test]
+    fn attachment_table_names_the_vhost_mode() {
+        let tap = api::Attachment {
+            container_id: "0123456789abcdef".into(),
+            ifname: "eth0".into(),
+            network: None,
+            kind: api::AttachKind::Tap,
+            port: "pod-1".into(),
+            iface: Some("vsw1".into()),
+            socket: None,
+            vhost_mode: None,
+            mac: mac("02:00:00:00:00:01"),
+            ips: vec!["10.0.0.1".parse().unwrap()],
+            ipam: true,
+            gateway: api::GATEWAY_IP,
+            mtu: 1500,
+        };
+        let client = api::Attachment {
+            kind: api::AttachKind::Vhost,
+            port: "pod-2".into(),
+            iface: None,
+            socket: Some("/s/c/eth0.sock".into()),
+            vhost_mode: Some(api::VhostMode::Client),
+            ..tap.clone()
+        };
+        // what a switch that predates the mode reports
+        let old = api::Attachment {
+            port: "pod-3".into(),
+            vhost_mode: None,
+            ..client.clone()
+        };
+        let t = attachments(&[tap, client, old]);
+        let kinds: Vec<&str> = t
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .collect();
+        assert_eq!(kinds, ["tap", "vhost-client", "vhost-server"], "{t}");
     }
 
     #[test]

@@ -50,6 +50,8 @@ impl Platform for Fake<'_> {
                         .socket_dir
                         .as_ref()
                         .map(|d| format!("{d}/{}.sock", attach.ifname)),
+                    vhost_mode: (attach.kind == AttachKind::Vhost)
+                        .then(|| attach.vhost_mode.unwrap_or_default()),
                     mac: MacAddr(MAC),
                     ips: attach
                         .ips
@@ -157,6 +159,9 @@ impl Platform for Fake<'_> {
         })
     }
     fn file_exists(&mut self, _path: &Path) -> bool {
+        false
+    }
+    fn is_socket(&mut self, _path: &Path) -> bool {
         false
     }
 }

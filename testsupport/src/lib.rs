@@ -5,8 +5,11 @@
 //!   dir and EAL prefix; asked through its socket; stopped, killed and
 //!   restarted;
 //! - pods: `dpdk-testpmd` on virtio-user ([`Pod`], [`start_pods`], the
-//!   measured [`phase`]s of the L2 tests), and kernel pods in network
-//!   namespaces ([`Netns::wired`], [`attach_tap`], [`Switch::add_tap`]);
+//!   measured [`phase`]s of the L2 tests; [`Pod::start_listening_reflector`],
+//!   a pod that listens on its socket for a vhost-client port and answers
+//!   UDP, for tests across restarts), and kernel pods in network namespaces
+//!   ([`Netns::wired`], [`attach_tap`], [`Switch::add_tap`]) and their UDP
+//!   round trips ([`udp_round_trips`]);
 //! - network namespaces ([`Netns`], [`in_ns`], [`ip`]);
 //! - underlays between nodes: bridges and a router in namespaces, uplinks,
 //!   kernel VXLAN peers, captures read by tshark, IPIP peers, traffic

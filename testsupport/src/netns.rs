@@ -215,3 +215,73 @@ pub fn ping_output(ns: &str, dst: impl Display, count: u32) -> Output {
         ],
     )
 }
+
+/// What [`udp_round_trips`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpTally {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Replies that came back from the address and port they were sent to.
+    pub replies: u64,
+    /// Of those, how many carried distinct datagrams' payloads (fewer than
+    /// `replies` when some came back twice).
+    pub distinct: u64,
+}
+
+/// Sends `count` UDP datagrams, 5 ms apart and each with its own payload,
+/// from namespace `ns` to `dst:port` on one connected socket, and counts the
+/// replies that come back from `dst:port` with a payload that was sent (an
+/// echo, or a pod in `5tswap` mode, answers so) until every one has or 2 s
+/// after the last was sent. ICMP errors (nobody there yet) are not replies;
+/// a send the kernel refuses because of one is not counted as sent.
+pub fn udp_round_trips(ns: &str, dst: Ipv4Addr, port: u16, count: u32) -> UdpTally {
+    const SCRIPT: &str = r#"
+import socket, sys, time
+dst, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((dst, port))
+s.setblocking(False)
+want = {b"vswitch-udp-%d" % i for i in range(n)}
+got, replies, sent = set(), 0, 0
+def drain():
+    global replies
+    while True:
+        try:
+            d = s.recv(2048)
+        except BlockingIOError:
+            return
+        except OSError:
+            continue
+        if d in want:
+            replies += 1
+            got.add(d)
+for i in range(n):
+    try:
+        s.send(b"vswitch-udp-%d" % i)
+        sent += 1
+    except OSError:
+        pass
+    drain()
+    time.sleep(0.005)
+end = time.monotonic() + 2
+while time.monotonic() < end and len(got) < n:
+    drain()
+    time.sleep(0.01)
+drain()
+print(sent, replies, len(got))
+"#;
+    let (dst, port, n) = (dst.to_string(), port.to_string(), count.to_string());
+    let out = must(Some(ns), &["python3", "-c", SCRIPT, &dst, &port, &n]);
+    let v: Vec<u64> = out
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match v[..] {
+        [sent, replies, distinct] => UdpTally {
+            sent,
+            replies,
+            distinct,
+        },
+        _ => panic!("udp_round_trips in {ns}: unexpected output {out:?}"),
+    }
+}

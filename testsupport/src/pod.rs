@@ -78,6 +78,43 @@ impl Pod {
         p
     }
 
+    /// Starts a userspace pod that answers, for tests of a switch's
+    /// vhost-client ports (a pod attached with `vhostMode: client`) across
+    /// restarts of the pod or of the switch.
+    ///
+    /// `dpdk-testpmd` listens on `sock` (virtio-user `server=1`, one queue
+    /// pair, MAC `mac`, one forwarding lcore) and forwards in `5tswap` mode:
+    /// every frame goes back out with its MACs, IPv4 addresses and TCP/UDP
+    /// ports swapped, so a UDP datagram to the pod's address comes back to
+    /// its sender as a reply from that address and port (swapping changes no
+    /// checksum). A frame the switch routed to the pod carries the gateway
+    /// MAC as source and the pod's MAC as destination, so the reply leaves
+    /// with the pod's own MAC and passes the switch's anti-spoofing check.
+    ///
+    /// The pod owns its socket: a socket file that a killed predecessor left
+    /// at `sock` is removed first, since virtio-user will not bind over it.
+    ///
+    /// virtio-user in server mode waits for its client before testpmd comes
+    /// up, so this returns once the switch has connected (within
+    /// [`TIMEOUT`]) and the pod is forwarding: a switch must have, or get in
+    /// that time, a vhost-client port on `sock`. The pod then keeps
+    /// listening across the switch's restarts, and the switch's port
+    /// reconnects to it. [`Pod::kill`] is a crash of the pod's app; starting
+    /// this again on the same `sock` is its restart.
+    pub fn start_listening_reflector(name: &str, sock: &str, mac: &str) -> Pod {
+        if std::fs::symlink_metadata(sock)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+        {
+            std::fs::remove_file(sock)
+                .unwrap_or_else(|e| panic!("pod {name}: removing the stale socket {sock}: {e}"));
+        }
+        let mut p = Pod::spawn_with(name, sock, mac, "ee:ee:ee:ee:ee:ee", true, 1);
+        p.wait_ready();
+        p.set_fwd("5tswap");
+        p.start_fwd();
+        p
+    }
+
     /// Starts a pod whose port has `queues` queue pairs (virtio-user
     /// multi-queue; testpmd polls them all on its one forwarding lcore),
     /// and waits for its first prompt.

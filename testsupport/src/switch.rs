@@ -495,6 +495,7 @@ pub fn attach_pod(sw: &Switch, cid: &str, kind: api::AttachKind) -> api::Attachm
             ips: None,
             socket_dir,
             netns: None,
+            vhost_mode: None,
         },
     }) {
         Reply::Attachment(a) => a,

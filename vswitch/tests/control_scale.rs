@@ -150,6 +150,7 @@ fn status_answers_while_an_ipam_call_waits_on_a_stopped_api_server() {
                 ips: None,
                 socket_dir: None,
                 netns: None,
+                vhost_mode: None,
             },
         });
         (r, t.elapsed())

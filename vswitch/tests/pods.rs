@@ -173,15 +173,16 @@ fn apply_is_all_or_nothing_and_pods_get_distinct_addresses() {
     }
 }
 
-/// A pod's vhost socket goes only under `--vhost-socket-root`, and a port
-/// never removes a socket that vswitchd did not make.
+/// A pod's vhost socket goes only under `--vhost-socket-root` in either
+/// mode, a port never removes a socket that vswitchd did not make, and a
+/// client-mode pod's socket is never made or removed by the switch.
 #[test]
 fn vhost_sockets_stay_in_their_root_and_foreign_sockets_are_left_alone() {
     let _g = serial();
     must_be_root();
     let sw = Switch::start(&[]);
     sw.apply_pool("main", "10.217.0.0/24", 28);
-    let attach = |cid: &str, dir: &str| {
+    let attach_as = |cid: &str, dir: &str, mode: Option<api::VhostMode>| {
         sw.client().call(&Request::PodAttach {
             attach: api::PodAttach {
                 container_id: cid.into(),
@@ -193,9 +194,11 @@ fn vhost_sockets_stay_in_their_root_and_foreign_sockets_are_left_alone() {
                 ips: None,
                 socket_dir: Some(dir.into()),
                 netns: None,
+                vhost_mode: mode,
             },
         })
     };
+    let attach = |cid: &str, dir: &str| attach_as(cid, dir, None);
     let outside = format!("/tmp/vsw-outside-{}", std::process::id());
     let escape = format!("{}/pods/../../etc", sw.dir.display());
     let link = sw.dir.join("out");
@@ -206,11 +209,13 @@ fn vhost_sockets_stay_in_their_root_and_foreign_sockets_are_left_alone() {
         (escape.as_str(), "'..'"),
         (through_link.as_str(), "outside the vhost socket root"),
     ] {
-        match attach("evil", dir) {
-            Err(api::ClientError::Refused { message, .. }) => {
-                assert!(message.contains(why), "{dir}: {message}")
+        for mode in [None, Some(api::VhostMode::Client)] {
+            match attach_as("evil", dir, mode) {
+                Err(api::ClientError::Refused { message, .. }) => {
+                    assert!(message.contains(why), "{dir} ({mode:?}): {message}")
+                }
+                r => panic!("{dir} ({mode:?}): attached: {r:?}"),
             }
-            r => panic!("{dir}: attached: {r:?}"),
         }
     }
     assert!(
@@ -222,6 +227,57 @@ fn vhost_sockets_stay_in_their_root_and_foreign_sockets_are_left_alone() {
     // inside the root it works
     let ok = format!("{}/pods/good", sw.dir.display());
     assert!(matches!(attach("good", &ok), Ok(Reply::Attachment(_))));
+
+    // client mode: the same path convention, a vhost-client port, and the
+    // socket left to the pod, which has not made it yet
+    let cdir = format!("{}/pods/client", sw.dir.display());
+    let a = match attach_as("client", &cdir, Some(api::VhostMode::Client)) {
+        Ok(Reply::Attachment(a)) => a,
+        r => panic!("client-mode attach: {r:?}"),
+    };
+    let csock = format!("{cdir}/eth0.sock");
+    assert_eq!(a.socket.as_deref(), Some(csock.as_str()));
+    assert_eq!(a.vhost_mode, Some(api::VhostMode::Client));
+    let port = sw
+        .ports()
+        .into_iter()
+        .find(|p| p.name == a.port)
+        .expect("the client-mode port");
+    assert_eq!(
+        (port.kind, port.path.as_deref(), port.link_up),
+        (api::PortKind::VhostClient, Some(csock.as_str()), false)
+    );
+    assert!(std::path::Path::new(&cdir).is_dir(), "its directory made");
+    assert!(
+        !std::path::Path::new(&csock).exists(),
+        "the switch made the pod's socket"
+    );
+    // the same pod in the other mode is refused, not quietly remade
+    match attach_as("client", &cdir, None) {
+        Err(api::ClientError::Refused { message, .. }) => {
+            assert!(message.contains("vhost client already"), "{message}")
+        }
+        r => panic!("client pod re-attached as a server: {r:?}"),
+    }
+    assert_eq!(
+        attach_as("client", &cdir, Some(api::VhostMode::Client)).ok(),
+        Some(Reply::Attachment(a.clone())),
+        "a repeated ADD gets the same attachment"
+    );
+    // the pod's app listening: detaching leaves its socket alone
+    let pod_listener = std::os::unix::net::UnixListener::bind(&csock).expect("bind");
+    assert_eq!(
+        sw.call(&Request::PodDetach {
+            container_id: "client".into(),
+            ifname: "eth0".into(),
+        }),
+        Reply::Done
+    );
+    assert!(
+        std::path::Path::new(&csock).exists(),
+        "detach removed the pod's socket"
+    );
+    drop(pod_listener);
 
     // a socket someone else listens on (or left) at a port's path
     let foreign = sw.dir.join("foreign.sock");

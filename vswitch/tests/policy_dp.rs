@@ -823,6 +823,7 @@ fn cni_add(sw: &Switch, ns: &Netns, name: &str, addr: Ipv4Addr) {
             ips: Some(vec![addr]),
             socket_dir: None,
             netns: None,
+            vhost_mode: None,
         },
     }) {
         Reply::Attachment(a) => a,

@@ -340,6 +340,7 @@ fn assert_pod_mtu(n: &VNode, want: u16) {
             ips: None,
             socket_dir: None,
             netns: None,
+            vhost_mode: None,
         },
     }) {
         Reply::Attachment(att) => assert_eq!(att.mtu, want, "pod MTU on {}", n.name),

@@ -27,6 +27,12 @@ struct Fake {
     plugin_runs: Vec<(Command, Vec<u8>)>,
     plugin_out: HashMap<&'static str, PluginRun>,
     last_attach: Option<PodAttach>,
+    /// Sockets a client-mode pod's app listens on.
+    pod_sockets: BTreeSet<PathBuf>,
+    /// Files that are not sockets.
+    files: BTreeSet<PathBuf>,
+    /// The attachments' socket directories were removed.
+    dirs_gone: bool,
 }
 
 fn ok_run(stdout: &str) -> PluginRun {
@@ -90,6 +96,8 @@ impl Platform for Fake {
                         .socket_dir
                         .as_ref()
                         .map(|d| format!("{d}/{}.sock", attach.ifname)),
+                    vhost_mode: (attach.kind == AttachKind::Vhost)
+                        .then(|| attach.vhost_mode.unwrap_or_default()),
                     mac: MacAddr(MAC),
                     ips,
                     ipam: attach.ips.is_none(),
@@ -238,9 +246,21 @@ impl Platform for Fake {
             .unwrap_or_else(|| ok_run("")))
     }
     fn file_exists(&mut self, path: &Path) -> bool {
-        self.attachments
-            .values()
-            .any(|a| a.socket.as_deref() == Some(path.to_str().unwrap_or("")))
+        let dir_of_a_socket = self.attachments.values().any(|a| {
+            a.socket
+                .as_deref()
+                .and_then(|s| Path::new(s).parent())
+                .is_some_and(|d| d == path)
+        });
+        self.is_socket(path) || self.files.contains(path) || (dir_of_a_socket && !self.dirs_gone)
+    }
+    fn is_socket(&mut self, path: &Path) -> bool {
+        // the switch's own sockets are there from the attach on
+        let made = self.attachments.values().any(|a| {
+            a.vhost_mode == Some(VhostMode::Server)
+                && a.socket.as_deref().map(Path::new) == Some(path)
+        });
+        made || self.pod_sockets.contains(path)
     }
 }
 
@@ -713,6 +733,84 @@ fn vhost_pods_get_a_socket_and_no_wiring() {
 }
 
 #[test]
+fn client_mode_vhost_pods_check_without_their_socket() {
+    let mut p = Fake::new();
+    let mut c = conf("1.1.0");
+    c["vhostMode"] = json!("client");
+    let vhost = [("CNI_ARGS", "VSWITCH_INTERFACE=vhost")];
+    let r = ok(&invoke(&mut p, "ADD", &c, &vhost));
+    let sock = PathBuf::from("/var/run/vswitch/pods/c1/eth0.sock");
+    assert_eq!(
+        r["interfaces"][0]["socketPath"],
+        sock.to_string_lossy().as_ref()
+    );
+    let asked = p.last_attach.clone().unwrap();
+    assert_eq!(
+        (asked.kind, asked.vhost_mode),
+        (AttachKind::Vhost, Some(VhostMode::Client))
+    );
+    c["prevResult"] = r.clone();
+    // the pod's app has not started: nothing at the path yet
+    ok(&invoke(&mut p, "CHECK", &c, &vhost));
+    p.pod_sockets.insert(sock.clone());
+    ok(&invoke(&mut p, "CHECK", &c, &vhost));
+    p.pod_sockets.clear();
+    p.files.insert(sock.clone());
+    let (code, msg) = err(&invoke(&mut p, "CHECK", &c, &vhost));
+    assert_eq!(code, u64::from(CHECK_FAILED));
+    assert!(msg.contains("is not a socket"), "{msg}");
+    p.files.clear();
+    p.dirs_gone = true;
+    let (code, msg) = err(&invoke(&mut p, "CHECK", &c, &vhost));
+    assert_eq!(code, u64::from(CHECK_FAILED));
+    assert!(msg.contains("directory /var/run/vswitch/pods/c1"), "{msg}");
+    p.dirs_gone = false;
+    // a config that now says server does not match the client port
+    let mut server = c.clone();
+    server["vhostMode"] = json!("server");
+    let (code, msg) = err(&invoke(&mut p, "CHECK", &server, &vhost));
+    assert_eq!(code, u64::from(CHECK_FAILED));
+    assert!(
+        msg.contains("as a vhost client") && msg.contains("\"server\""),
+        "{msg}"
+    );
+    // the pod's runtimeConfig has the last word, here too
+    server["runtimeConfig"] = json!({"vswitch": {"vhostMode": "client"}});
+    ok(&invoke(&mut p, "CHECK", &server, &vhost));
+    ok(&invoke(&mut p, "DEL", &c, &vhost));
+
+    // server mode, said or not, is left out of the request; its socket must exist
+    for mode in [None, Some("server")] {
+        let mut p = Fake::new();
+        let mut c = conf("1.1.0");
+        if let Some(m) = mode {
+            c["vhostMode"] = json!(m);
+        }
+        ok(&invoke(&mut p, "ADD", &c, &vhost));
+        assert_eq!(p.last_attach.clone().unwrap().vhost_mode, None, "{mode:?}");
+        ok(&invoke(&mut p, "CHECK", &c, &vhost));
+        let mut client = c.clone();
+        client["vhostMode"] = json!("client");
+        let (code, msg) = err(&invoke(&mut p, "CHECK", &client, &vhost));
+        assert_eq!(code, u64::from(CHECK_FAILED));
+        assert!(msg.contains("as a vhost server"), "{msg}");
+        for a in p.attachments.values_mut() {
+            a.vhost_mode = None;
+        }
+        // a switch that predates the mode: its vhost pods are servers
+        let (_, msg) = err(&invoke(&mut p, "CHECK", &client, &vhost));
+        assert!(msg.contains("as a vhost server"), "{msg}");
+    }
+    // a TAP pod's config may say client: it is about vhost pods only
+    let mut p = Fake::new();
+    let mut c = conf("1.1.0");
+    c["vhostMode"] = json!("client");
+    ok(&invoke(&mut p, "ADD", &c, &[]));
+    let asked = p.last_attach.clone().unwrap();
+    assert_eq!((asked.kind, asked.vhost_mode), (AttachKind::Tap, None));
+}
+
+#[test]
 fn static_ips_need_a_delegated_ipam() {
     let mut p = Fake::new();
     let mut c = conf("1.0.0");
@@ -747,6 +845,7 @@ fn link_comparison_lists_every_difference() {
         port: "p".into(),
         iface: None,
         socket: None,
+        vhost_mode: None,
         mac: MacAddr(MAC),
         ips: vec![Ipv4Addr::new(10, 0, 0, 1)],
         ipam: true,

@@ -154,6 +154,19 @@ impl Switch {
                 "{}/{} is attached as {:?} already",
                 req.container_id, req.ifname, a.kind
             )),
+            // the pod's app listens or connects according to its mode: a port
+            // of the other mode would never reach it
+            Some(a)
+                if a.kind == AttachKind::Vhost
+                    && a.effective_vhost_mode() != Some(req.vhost_mode.unwrap_or_default()) =>
+            {
+                invalid(format!(
+                    "{}/{} is attached as a vhost {} already",
+                    req.container_id,
+                    req.ifname,
+                    a.effective_vhost_mode().unwrap_or_default()
+                ))
+            }
             Some(a) if self.has_port(&a.port) => Ok(Some(a.clone())),
             _ => Ok(None),
         }
@@ -229,7 +242,11 @@ impl Switch {
                     )
                 });
                 // a CNI config (or a pod's runtime config) names the
-                // directory: vswitchd, root, makes and removes files there
+                // directory: vswitchd, root, makes and removes files there.
+                // In client mode it makes only the directory (a per-container
+                // one does not exist until someone makes it, and the pod
+                // mounts its parent), but it connects to whatever listens
+                // there, so the same bounds hold.
                 if let Err(e) = confined(&dir, &self.vhost_socket_root) {
                     undo_ipam(self);
                     return invalid(e);
@@ -246,7 +263,7 @@ impl Switch {
                 }
                 PortSpec {
                     name: port.clone(),
-                    kind: PortKind::VhostServer,
+                    kind: req.vhost_mode.unwrap_or_default().port_kind(),
                     path: Some(format!("{dir}/{}.sock", req.ifname)),
                     iface: None,
                     pci: None,
@@ -281,6 +298,7 @@ impl Switch {
             port,
             iface: (req.kind == AttachKind::Tap).then_some(iface),
             socket,
+            vhost_mode: (req.kind == AttachKind::Vhost).then(|| req.vhost_mode.unwrap_or_default()),
             mac,
             ips,
             ipam: ours,
@@ -289,10 +307,13 @@ impl Switch {
             netns: req.netns,
         };
         tracing::info!(
-            "attached {}/{} as {} with {:?}",
+            "attached {}/{} as {}{} with {:?}",
             a.container_id,
             a.ifname,
             a.port,
+            a.vhost_mode
+                .map(|m| format!(" (vhost {m})"))
+                .unwrap_or_default(),
             a.ips
         );
         self.attachments.insert(key, a.clone());

@@ -162,7 +162,7 @@ impl Switch {
             AttachKind::Vhost => {
                 let spec = PortSpec {
                     name: a.port.clone(),
-                    kind: PortKind::VhostServer,
+                    kind: a.effective_vhost_mode().unwrap_or_default().port_kind(),
                     path: a.socket.clone(),
                     iface: None,
                     pci: None,
