@@ -321,6 +321,9 @@ fn pods_and_their_connections_outlive_a_kill_and_an_upgrade() {
             .run("CHECK", &with_prev(&conf, &results[i]))
             .ok_silent();
     }
+    Call::new(&nfv_id, &nfv_ns.path)
+        .run("CHECK", &with_prev(&vconf, &nfv))
+        .ok_silent();
     // DEL removes a pod for good: its interface, and its record
     Call::new(&web_id, &web_ns.path)
         .run("DEL", &conf)
