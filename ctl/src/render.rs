@@ -710,6 +710,7 @@ mod tests {
             ipam: true,
             gateway: api::GATEWAY_IP,
             mtu: 1500,
+            netns: None,
         };
         let client = api::Attachment {
             kind: api::AttachKind::Vhost,
