@@ -9,6 +9,25 @@ use crate::dpdk::tap::Tap;
 use crate::snapshot::PortIo;
 use api::{AttachKind, PortKind, PortSpec};
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How often a pod taken up again is told of its gateway, and from when:
+/// an answer that comes before the kernel has seen the carrier come back is
+/// not taken (measured: at once, no; 50 ms later, yes).
+const ANNOUNCE: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+    Duration::from_millis(600),
+];
+
+/// A pod whose gateway entry is announced a few times after a start.
+pub(crate) struct Announce {
+    port: String,
+    mac: [u8; 6],
+    ips: Vec<std::net::Ipv4Addr>,
+    from: Instant,
+    sent: usize,
+}
 
 /// What a start took up again.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -124,6 +143,35 @@ impl Switch {
         Ok(done)
     }
 
+    /// Sends the announcements that are due (housekeeping calls it).
+    pub(crate) fn announce_gateway(&mut self) {
+        if self.announce.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.announce);
+        for a in &mut pending {
+            let Some(&due) = ANNOUNCE.get(a.sent) else {
+                continue;
+            };
+            if a.from.elapsed() < due {
+                continue;
+            }
+            a.sent += 1;
+            let Some(tap) = self.port_tap(&a.port) else {
+                a.sent = ANNOUNCE.len();
+                continue;
+            };
+            for ip in &a.ips {
+                let f = crate::pipeline::l3::gateway_announcement(a.mac, ip.octets());
+                if !tap.send(&f) {
+                    tracing::debug!("announcing the gateway to {}: not taken", a.port);
+                }
+            }
+        }
+        pending.retain(|a| a.sent < ANNOUNCE.len());
+        self.announce = pending;
+    }
+
     fn restore_cluster(&mut self, c: ClusterRecord) -> Result<(), String> {
         self.pool_meta = c.pools.into_iter().map(|p| (p.name.clone(), p)).collect();
         self.nodes = c.nodes.into_iter().map(|n| (n.name.clone(), n)).collect();
@@ -170,8 +218,18 @@ impl Switch {
                 (spec, None)
             }
         };
+        let tap = matches!(io, Some(PortIo::Tap(_)));
         self.add_port_as(spec, Origin::Pod, Some(pod.id), io)
             .map_err(|e| e.to_string())?;
+        if tap {
+            self.announce.push(Announce {
+                port: a.port.clone(),
+                mac: a.mac.0,
+                ips: a.ips.clone(),
+                from: Instant::now(),
+                sent: 0,
+            });
+        }
         self.attachments
             .insert((a.container_id.clone(), a.ifname.clone()), a);
         Ok(())

@@ -136,6 +136,8 @@ pub struct Switch {
     /// Where pods, hand-made ports and the applied cluster state are kept
     /// for the next start.
     pub(crate) saved: crate::control::persist::Saved,
+    /// Pods taken up again whose kernels still have to hear of the gateway.
+    pub(crate) announce: Vec<crate::control::restore::Announce>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +279,7 @@ impl Switch {
             policy_source: cfg.policy_source,
             pci_allowed: cfg.pci_allowed.clone(),
             saved: crate::control::persist::Saved::new(&cfg.state_dir),
+            announce: Vec::new(),
         })
     }
 
@@ -711,6 +714,7 @@ impl Switch {
     /// Periodic chores: the flow log, link states, FDB aging.
     pub fn housekeeping(&mut self) {
         self.collect_flow_log();
+        self.announce_gateway();
         for p in self.ports.values() {
             let up = link_up(&p.entry.io);
             if p.entry.link.swap(up, Relaxed) != up {
@@ -852,6 +856,14 @@ impl Switch {
             .filter(|p| p.origin == origin)
             .map(|p| (p.spec.clone(), p.id))
             .collect()
+    }
+
+    /// The TAP behind a port, if it is one.
+    pub(crate) fn port_tap(&self, name: &str) -> Option<&dpdk::tap::Tap> {
+        match &self.ports.get(name)?.entry.io {
+            PortIo::Tap(t) => Some(t),
+            _ => None,
+        }
     }
 
     pub(crate) fn port_id(&self, name: &str) -> Option<u16> {

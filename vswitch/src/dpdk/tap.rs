@@ -94,6 +94,14 @@ impl Tap {
         })
     }
 
+    /// Writes one frame to the kernel outside the workers' bursts (a write
+    /// to a TAP is one whole frame, so it does not mix with theirs).
+    pub fn send(&self, frame: &[u8]) -> bool {
+        // SAFETY: writes frame.len() bytes from a live slice.
+        let put = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+        usize::try_from(put) == Ok(frame.len())
+    }
+
     /// Removes a persistent interface: it goes when its last descriptor
     /// closes (when the port is dropped).
     pub fn remove(&self) {

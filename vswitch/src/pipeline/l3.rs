@@ -165,9 +165,43 @@ fn proxy_arp(frame: &mut [u8], in_port: u16, ep: &Endpoint) -> Verdict {
     Verdict::Reply(in_port)
 }
 
+/// An ARP reply from the gateway to a pod that did not ask. A pod's kernel
+/// flushes its gateway entry when its TAP loses carrier (vswitchd went
+/// away) and asks again only once a second; an entry waiting for an answer
+/// takes this one (Linux updates entries it has, even with `arp_accept`
+/// off), so a restarted switch sends it to every pod it takes up again.
+pub fn gateway_announcement(pod_mac: [u8; 6], pod_ip: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(ETH_HLEN + ARP_LEN);
+    f.extend_from_slice(&pod_mac);
+    f.extend_from_slice(&GATEWAY_MAC_BYTES);
+    f.extend_from_slice(&0x0806u16.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+    f.extend_from_slice(&GATEWAY_MAC_BYTES);
+    f.extend_from_slice(&GATEWAY_IP.to_be_bytes());
+    f.extend_from_slice(&pod_mac);
+    f.extend_from_slice(&pod_ip);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_announces_itself_as_it_answers() {
+        let pod = [2, 0, 0, 0, 0, 7];
+        let f = gateway_announcement(pod, [10, 0, 0, 7]);
+        let e = etherparse::SlicedPacket::from_ethernet(&f).expect("an Ethernet frame");
+        let Some(etherparse::NetSlice::Arp(a)) = e.net else {
+            panic!("not ARP: {f:?}");
+        };
+        assert_eq!(a.operation(), etherparse::ArpOperation::REPLY);
+        assert_eq!(a.sender_hw_addr(), GATEWAY_MAC_BYTES);
+        assert_eq!(a.sender_protocol_addr(), api::GATEWAY_IP.octets());
+        assert_eq!(a.target_hw_addr(), pod);
+        assert_eq!(a.target_protocol_addr(), [10, 0, 0, 7]);
+        assert_eq!(f[0..6], pod, "to the pod alone");
+    }
     use crate::tables::endpoints::{EndpointPolicy, Route};
 
     const POD_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
