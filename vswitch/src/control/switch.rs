@@ -314,7 +314,10 @@ impl Switch {
             .map(|p| p.spec.name.as_str())
     }
 
-    fn check_new(&self, spec: &PortSpec) -> Result<()> {
+    /// `adopt`: a TAP of that name may be there already, left by an earlier
+    /// run of this switch for the same pod (its attach was cut short by a
+    /// crash, or it is being taken up again).
+    fn check_new(&self, spec: &PortSpec, adopt: bool) -> Result<()> {
         spec.validate().map_err(SwitchError::Invalid)?;
         if self.ports.contains_key(&spec.name) {
             return invalid(format!("a port named '{}' exists already", spec.name));
@@ -359,7 +362,9 @@ impl Switch {
                 {
                     return invalid(format!("interface {iface} is used by port '{other}'"));
                 }
-                if Path::new("/sys/class/net").join(iface).exists() {
+                let there = Path::new("/sys/class/net").join(iface);
+                // only a TUN/TAP device has tun_flags
+                if there.exists() && !(adopt && there.join("tun_flags").exists()) {
                     return invalid(format!("interface {iface} exists already on this host"));
                 }
             }
@@ -501,7 +506,7 @@ impl Switch {
         want: Option<u16>,
         io: Option<PortIo>,
     ) -> Result<PortInfo> {
-        self.check_new(&spec)?;
+        self.check_new(&spec, origin == Origin::Pod)?;
         let free =
             want.filter(|&w| usize::from(w) < MAX_PORTS && !self.ports.values().any(|p| p.id == w));
         let Some(id) = free.or_else(|| self.free_id()) else {
