@@ -2,6 +2,7 @@
 //! the uplink's configuration, and the control socket. Every change is a new
 //! [`crate::snapshot::Snapshot`] swapped in for the workers.
 
+mod announce;
 pub mod capacity;
 pub mod config;
 pub mod persist;

@@ -9,25 +9,7 @@ use crate::dpdk::tap::Tap;
 use crate::snapshot::PortIo;
 use api::{AttachKind, PortKind, PortSpec};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// How often a pod taken up again is told of its gateway, and from when:
-/// an answer that comes before the kernel has seen the carrier come back is
-/// not taken (measured: at once, no; 50 ms later, yes).
-const ANNOUNCE: [Duration; 3] = [
-    Duration::from_millis(50),
-    Duration::from_millis(250),
-    Duration::from_millis(600),
-];
-
-/// A pod whose gateway entry is announced a few times after a start.
-pub(crate) struct Announce {
-    port: String,
-    mac: [u8; 6],
-    ips: Vec<std::net::Ipv4Addr>,
-    from: Instant,
-    sent: usize,
-}
+use std::time::Instant;
 
 /// What a start took up again.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -148,28 +130,18 @@ impl Switch {
         if self.announce.is_empty() {
             return;
         }
-        let mut pending = std::mem::take(&mut self.announce);
-        for a in &mut pending {
-            let Some(&due) = ANNOUNCE.get(a.sent) else {
+        for due in self.announce.due(Instant::now()) {
+            let Some(tap) = self.port_tap(&due.port) else {
+                self.announce.forget(&due.port);
                 continue;
             };
-            if a.from.elapsed() < due {
-                continue;
-            }
-            a.sent += 1;
-            let Some(tap) = self.port_tap(&a.port) else {
-                a.sent = ANNOUNCE.len();
-                continue;
-            };
-            for ip in &a.ips {
-                let f = crate::pipeline::l3::gateway_announcement(a.mac, ip.octets());
+            for ip in &due.ips {
+                let f = crate::pipeline::l3::gateway_announcement(due.mac, ip.octets());
                 if !tap.send(&f) {
-                    tracing::debug!("announcing the gateway to {}: not taken", a.port);
+                    tracing::debug!("announcing the gateway to {}: not taken", due.port);
                 }
             }
         }
-        pending.retain(|a| a.sent < ANNOUNCE.len());
-        self.announce = pending;
     }
 
     fn restore_cluster(&mut self, c: ClusterRecord) -> Result<(), String> {
@@ -222,13 +194,8 @@ impl Switch {
         self.add_port_as(spec, Origin::Pod, Some(pod.id), io)
             .map_err(|e| e.to_string())?;
         if tap {
-            self.announce.push(Announce {
-                port: a.port.clone(),
-                mac: a.mac.0,
-                ips: a.ips.clone(),
-                from: Instant::now(),
-                sent: 0,
-            });
+            self.announce
+                .add(&a.port, a.mac.0, a.ips.clone(), Instant::now());
         }
         self.attachments
             .insert((a.container_id.clone(), a.ifname.clone()), a);

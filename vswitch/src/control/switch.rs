@@ -137,7 +137,7 @@ pub struct Switch {
     /// for the next start.
     pub(crate) saved: crate::control::persist::Saved,
     /// Pods taken up again whose kernels still have to hear of the gateway.
-    pub(crate) announce: Vec<crate::control::restore::Announce>,
+    pub(crate) announce: crate::control::announce::Announcements,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -279,7 +279,7 @@ impl Switch {
             policy_source: cfg.policy_source,
             pci_allowed: cfg.pci_allowed.clone(),
             saved: crate::control::persist::Saved::new(&cfg.state_dir),
-            announce: Vec::new(),
+            announce: Default::default(),
         })
     }
 
