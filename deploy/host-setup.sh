@@ -36,6 +36,8 @@ need=(dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev clang iproute2 iputils-p
 # every other package of this list down with it; deploy/kubectl.sh then
 # unpacks Debian's into a cache of its own instead
 need+=(python3-yaml)
+# tests/metrics: a real Prometheus scrapes vswitchd (a private one per test)
+need+=(prometheus)
 kubectl_owner=$(dpkg-query -S /usr/bin/kubectl 2>/dev/null | cut -d: -f1 || true)
 if [ ! -e /usr/bin/kubectl ] || [ "$kubectl_owner" = kubernetes-client ]; then
   need+=(kubernetes-client)
@@ -50,8 +52,20 @@ if [ "$PACKAGES" = 1 ]; then
     log "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # the OVS package starts its own ovs-vswitchd; the harness runs private ones
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # the OVS and Prometheus packages would start daemons of their own (where
+    # an init runs); the harness and the tests run private ones: a
+    # policy-rc.d of ours, for this install only, keeps the packages' from
+    # starting
+    ours_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+      ours_policy=1
+    fi
+    rc=0
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    [ "$ours_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    [ "$rc" = 0 ] || { log "apt-get install failed ($rc)"; exit "$rc"; }
   else
     log "packages present"
   fi

@@ -724,6 +724,26 @@ fn agent_follows_the_cluster_through_restarts() {
         "agent resynced after vswitchd restart: {:?}",
         until_resync.elapsed()
     );
+    // its metrics say what its status says
+    let (_, status) = http_get(health, "/status").expect("/status");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    let (code, metrics) = http_get(health, "/metrics").expect("/metrics");
+    assert_eq!(code, 200, "{metrics}");
+    for (series, field) in [
+        ("vswitch_agent_resyncs_total", "resyncs"),
+        ("vswitch_agent_pushes_total", "pushes"),
+        ("vswitch_agent_refusals_total", "refusals"),
+    ] {
+        let line = format!("{series} {}\n", status[field]);
+        assert!(metrics.contains(&line), "no {line:?} in\n{metrics}");
+    }
+    assert!(metrics.contains("vswitch_agent_ready 1\n"), "{metrics}");
+    assert!(
+        metrics
+            .contains("vswitch_agent_skipped{kind=\"NetworkPolicy (projectcalico.org/v3)\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
     // nothing more changed
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(state(&sock).expect("state"), settled);

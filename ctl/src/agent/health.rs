@@ -1,4 +1,4 @@
-//! `/healthz`, `/readyz` and `/status` over plain HTTP/1.1: the kubelet's
+//! `/healthz`, `/readyz`, `/status` and `/metrics` over plain HTTP/1.1: the kubelet's
 //! probes and people. One request per connection.
 
 use super::AgentStatus;
@@ -22,9 +22,17 @@ pub async fn serve(listener: TcpListener, status: Arc<Mutex<AgentStatus>>) {
     }
 }
 
-/// (status code, body) for a path.
-pub fn route(path: &str, st: &AgentStatus) -> (u16, String) {
-    match path {
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// (status code, content type, body) for a path.
+pub fn route(path: &str, st: &AgentStatus) -> (u16, &'static str, String) {
+    if path == "/metrics" {
+        return match super::metrics::render(st) {
+            Ok(text) => (200, super::metrics::CONTENT_TYPE, text),
+            Err(_) => (500, TEXT, "metrics could not be written\n".into()),
+        };
+    }
+    let (code, body) = match path {
         "/healthz" => {
             if st.heartbeat.elapsed() < STALL {
                 (200, "ok\n".into())
@@ -41,7 +49,8 @@ pub fn route(path: &str, st: &AgentStatus) -> (u16, String) {
             serde_json::to_string_pretty(&st.report()).unwrap_or_default() + "\n",
         ),
         _ => (404, "not found\n".into()),
-    }
+    };
+    (code, TEXT, body)
 }
 
 async fn answer(mut conn: TcpStream, status: Arc<Mutex<AgentStatus>>) -> std::io::Result<()> {
@@ -57,13 +66,13 @@ async fn answer(mut conn: TcpStream, status: Arc<Mutex<AgentStatus>>) -> std::io
     let line = String::from_utf8_lossy(&buf);
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (code, body) = if method != "GET" {
-        (405, "only GET\n".to_owned())
+    let (code, kind, body) = if method != "GET" {
+        (405, TEXT, "only GET\n".to_owned())
     } else {
         let path = path.split('?').next().unwrap_or("");
         match status.lock() {
             Ok(st) => route(path, &st),
-            Err(_) => (500, "status poisoned\n".to_owned()),
+            Err(_) => (500, TEXT, "status poisoned\n".to_owned()),
         }
     };
     let reason = match code {
@@ -74,7 +83,7 @@ async fn answer(mut conn: TcpStream, status: Arc<Mutex<AgentStatus>>) -> std::io
         _ => "Internal Server Error",
     };
     let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     conn.write_all(head.as_bytes()).await?;

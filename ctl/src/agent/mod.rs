@@ -12,6 +12,7 @@
 pub mod discover;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod push;
 pub mod reconcile;
 pub mod watch;
@@ -41,7 +42,8 @@ pub struct AgentArgs {
     /// ~/.kube/config.
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
-    /// Serve GET /healthz, /readyz and /status (JSON) on this address.
+    /// Serve GET /healthz, /readyz, /status (JSON) and /metrics
+    /// (Prometheus) on this address.
     #[arg(long, value_name = "ADDR")]
     pub health_listen: Option<std::net::SocketAddr>,
 }
@@ -59,6 +61,9 @@ pub struct AgentStatus {
     pub push_failures: u64,
     pub refusals: u64,
     pub resyncs: u64,
+    /// Time spent in pushes vswitchd took, and in the last of them.
+    pub push_seconds: f64,
+    pub last_push_seconds: f64,
     pub last_error: Option<String>,
     pub skipped: Vec<Skipped>,
 }
@@ -76,6 +81,8 @@ impl AgentStatus {
             push_failures: 0,
             refusals: 0,
             resyncs: 0,
+            push_seconds: 0.0,
+            last_push_seconds: 0.0,
             last_error: None,
             skipped: Vec::new(),
         }
@@ -333,6 +340,7 @@ async fn main_loop(
             return;
         };
         let d = doc.clone();
+        let began = Instant::now();
         let Ok((p, outcome)) = tokio::task::spawn_blocking(move || {
             let o = p.step(d.as_deref());
             (p, o)
@@ -352,6 +360,8 @@ async fn main_loop(
             Outcome::Pushed => {
                 failures = 0;
                 s.pushes += 1;
+                s.last_push_seconds = began.elapsed().as_secs_f64();
+                s.push_seconds += s.last_push_seconds;
                 s.in_sync = true;
                 s.last_error = None;
                 if let Some(d) = &doc {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use vswitch::control::config::{IpamStoreKind, PolicySource, SwitchConfig, UplinkConfig};
-use vswitch::control::{socket, switch::Switch};
+use vswitch::control::{metrics, socket, switch::Switch};
 use vswitch::dpdk;
 
 #[derive(Parser, Debug)]
@@ -108,6 +108,10 @@ struct Args {
     /// vfio-pci; only PCI devices named here are probed). Repeatable.
     #[arg(long = "port", value_name = "NAME=KIND:ARG")]
     ports: Vec<String>,
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics,
+    /// e.g. 0.0.0.0:9091.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Extra EAL arguments, after `--`.
     #[arg(last = true)]
     eal: Vec<String>,
@@ -387,6 +391,13 @@ fn serve(args: &Args, sw: &Arc<Mutex<Switch>>, initial: Vec<PortSpec>) -> Result
         tracing::info!("control socket {}", args.socket.display());
         let ctl =
             socket::Control::new(sw.clone()).ok_or_else(|| "switch state poisoned".to_owned())?;
+        if let Some(addr) = args.metrics_listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            tokio::task::spawn_local(metrics::serve(ctl.clone(), l));
+        }
         socket::serve(ctl, listener)
             .await
             .map_err(|e| format!("control socket: {e}"))

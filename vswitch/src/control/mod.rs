@@ -5,6 +5,7 @@
 mod announce;
 pub mod capacity;
 pub mod config;
+pub mod metrics;
 pub mod persist;
 pub mod pods;
 pub mod policies;

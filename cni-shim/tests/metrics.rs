@@ -1,0 +1,189 @@
+//! A real Prometheus (Debian's) scrapes vswitchd's `/metrics`: a pod's
+//! receive rate while it pings, and then its packet count and a drop
+//! reason, read back through PromQL, are what `vsctl stats` shows. Pods are
+//! attached through the real CNI plugin, with the pod's namespace and name
+//! as a kubelet passes them.
+//!
+//! Run with `cargo test --release -p cni-shim --test metrics` as root.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// A TCP port free now on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `GET path` over HTTP/1.0 (so the server closes the connection and sends
+/// no chunks): the body, or None.
+fn get(addr: &str, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out.split_once("\r\n\r\n")?.1.to_owned())
+}
+
+/// The values of an instant PromQL query's series (empty when it has none).
+fn query(prom: &str, q: &str) -> Vec<f64> {
+    let Some(body) = get(prom, &format!("/api/v1/query?query={}", percent_encode(q))) else {
+        return Vec::new();
+    };
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    v["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|s| s["value"][1].as_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn one_value(prom: &str, q: &str) -> Option<f64> {
+    match query(prom, q).as_slice() {
+        [v] => Some(*v),
+        _ => None,
+    }
+}
+
+/// See the module's note.
+#[test]
+fn prometheus_reads_what_vsctl_stats_shows() {
+    must_be_root();
+    need_tools(&["prometheus"]);
+    let _g = serial();
+    let maddr = format!("127.0.0.1:{}", free_port());
+    let sw = Vswitchd::new()
+        .args(["--node", NODE, "--metrics-listen", &maddr])
+        .any_exit()
+        .start();
+    sw.apply_pool("metrics-pool", "10.215.0.0/16", 26);
+    let conf = json!({"cniVersion": "1.0.0", "name": "podnet", "type": "vswitch-cni",
+                      "socket": sw.sock});
+    let web = Netns::new("mweb");
+    let client = Netns::new("mcli");
+    let web_id = format!("mweb{}x{}", std::process::id(), unique());
+    let client_id = format!("mcli{}x{}", std::process::id(), unique());
+    let mut call = Call::new(&web_id, &web.path);
+    call.args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0";
+    let web_ip = first_ip(&call.run("ADD", &conf).ok());
+    let mut call = Call::new(&client_id, &client.path);
+    call.args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=client-0";
+    let _client_ip = first_ip(&call.run("ADD", &conf).ok());
+    let client_port = sw
+        .pod(&client_id, "eth0")
+        .expect("the client's attachment")
+        .port;
+
+    // the switch's own exposition first: the pod's series carry its names
+    let text = get(&maddr, "/metrics").expect("vswitchd serves /metrics");
+    assert!(
+        text.contains(&format!(
+            "vswitch_interface_rx_packets_total{{port=\"{client_port}\",namespace=\"shop\",pod=\"client-0\"}}"
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+
+    let pport = free_port();
+    let prom = format!("127.0.0.1:{pport}");
+    let cfg = sw.dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             scrape_configs:\n  - job_name: vswitchd\n    static_configs: [{{targets: ['{maddr}']}}]\n"
+        ),
+    )
+    .expect("writing prometheus.yml");
+    let tsdb = sw.dir.join("tsdb");
+    let prometheus = Bg::spawn(
+        None,
+        &[
+            "prometheus",
+            &format!("--config.file={}", cfg.display()),
+            &format!("--storage.tsdb.path={}", tsdb.display()),
+            &format!("--web.listen-address={prom}"),
+        ],
+    );
+    wait_for(
+        "Prometheus scrapes vswitchd",
+        Duration::from_secs(60),
+        || (one_value(&prom, "up{job=\"vswitchd\"}") == Some(1.0)).then_some(()),
+    );
+
+    // a pod's receive rate while it pings 5 times a second for 8 s
+    let pinger = client.spawn(&["ping", "-c", "40", "-i", "0.2", &web_ip]);
+    let rx = "vswitch_interface_rx_packets_total{namespace=\"shop\",pod=\"client-0\"}";
+    let rate = wait_for("a receive rate", Duration::from_secs(30), || {
+        one_value(&prom, &format!("rate({rx}[4s])")).filter(|r| *r >= 3.0)
+    });
+    assert!(rate <= 12.0, "5 pings a second, rate {rate}");
+    eprintln!("the pod's receive rate, as PromQL has it: {rate:.2}/s");
+    let o = pinger.wait(Duration::from_secs(30));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("40 received"), "{said}");
+
+    // a spoofed source: the switch drops it as spoofed_ip
+    client.ip(&["addr", "add", "10.99.0.1/32", "dev", "eth0"]);
+    let o = client.exec(&[
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        "-I",
+        "10.99.0.1",
+        &web_ip,
+    ]);
+    assert!(!o.status.success(), "a spoofed ping went through");
+
+    // once traffic stops, the last scrape and vsctl stats agree
+    let spoofed = "vswitch_drops_total{reason=\"spoofed_ip\"}";
+    let (packets, drops) = wait_for(
+        "Prometheus and vsctl stats agree",
+        Duration::from_secs(30),
+        || {
+            let stats = sw.stats();
+            let port = stats.ports.iter().find(|p| p.name == client_port)?;
+            let want_drops = *stats.drops.get("spoofed_ip")?;
+            let got_rx = one_value(&prom, rx)?;
+            let got_drops = one_value(&prom, spoofed)?;
+            (got_rx == port.rx_packets as f64 && got_drops == want_drops as f64)
+                .then_some((port.rx_packets, want_drops))
+        },
+    );
+    assert!(
+        packets >= 43,
+        "40 pings and 3 spoofed ones were counted: {packets}"
+    );
+    assert!(drops >= 3, "the spoofed pings were counted: {drops}");
+    eprintln!("agreed: {packets} packets received from the pod, {drops} spoofed_ip drops");
+    prometheus.stop();
+
+    for (id, ns) in [(&web_id, &web), (&client_id, &client)] {
+        Call::new(id, &ns.path).run("DEL", &conf).ok_silent();
+    }
+}
