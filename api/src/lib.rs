@@ -832,6 +832,80 @@ pub enum Request {
     },
     /// The Services in force.
     ServiceList {},
+    /// Starts copying the frames of ports (port names, or pods as
+    /// "namespace/name") that match `filter` (see [`CaptureStart`]).
+    CaptureStart {
+        start: CaptureStart,
+    },
+    /// The frames a capture took since the last read; keeps it alive.
+    CaptureRead {
+        id: u64,
+    },
+    /// Ends a capture; succeeds when it has already ended.
+    CaptureStop {
+        id: u64,
+    },
+}
+
+/// What a capture takes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct CaptureStart {
+    /// Port names, or pods as "namespace/name"; all ports when empty.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// A filter in a small subset of tcpdump's language: `tcp`, `udp`,
+    /// `icmp`, `arp`, `host ADDR`, `port N`, `vxlan`, joined by `and`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Bytes kept of each frame (the rest is cut); 0 for whole frames.
+    #[serde(default)]
+    pub snaplen: u32,
+}
+
+/// A capture that runs: its id and the ports it covers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CaptureInfo {
+    pub id: u64,
+    pub ports: Vec<CapturePort>,
+    /// Seconds a capture lives without a read before the switch ends it.
+    pub idle_timeout: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CapturePort {
+    pub port_id: u16,
+    pub name: String,
+}
+
+/// Frames taken since the last read.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct CaptureChunk {
+    pub frames: Vec<CapturedFrame>,
+    /// Frames that matched but were not kept (the capture's queue was
+    /// full), since the capture started.
+    pub dropped: u64,
+}
+
+/// Which way a captured frame went through its port.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaptureDir {
+    /// Received by the switch from the port.
+    In,
+    /// Sent by the switch on the port.
+    Out,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CapturedFrame {
+    /// Unix time, nanoseconds.
+    pub time_ns: u64,
+    pub port_id: u16,
+    pub dir: CaptureDir,
+    /// The frame's length on the wire; `data` may be shorter (snaplen).
+    pub len: u32,
+    /// The frame's first bytes, base64.
+    pub data: String,
 }
 
 /// The reply to one request.
@@ -898,6 +972,8 @@ pub enum Reply {
     FlowLog(Vec<FlowLogEntry>),
     Policies(PolicySet),
     Services(Vec<Service>),
+    Capture(CaptureInfo),
+    Captured(CaptureChunk),
 }
 
 /// The policy objects in force, as applied.

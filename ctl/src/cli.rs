@@ -82,10 +82,43 @@ pub enum Command {
     /// Calico selectors: evaluate them against labels (JSON lines on standard input).
     #[command(subcommand)]
     Selector(crate::policy_cmd::SelectorCmd),
+    /// Copy the frames of ports or pods to a pcapng file (`-w -`: standard output,
+    /// for `tshark -r -` or Wireshark), both directions, until the count or the
+    /// duration is reached or the command is interrupted.
+    ///
+    /// Each port is an interface of the file, named for the port; each frame is
+    /// marked inbound (received by the switch from the port) or outbound (handed
+    /// to the port). Ports not captured cost nothing; a captured port's frames are
+    /// matched by the switch's workers and copied into a bounded queue, and what
+    /// does not fit is counted as dropped (printed at the end).
+    Capture(CaptureArgs),
     /// The node agent: watch the Kubernetes API and keep vswitchd's desired state
     /// (pools, nodes, namespaces, policies, the cluster's pods, Services) in line
     /// with it. Runs until killed.
     Agent(crate::agent::AgentArgs),
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct CaptureArgs {
+    /// Port names, or pods as NAMESPACE/NAME; every port when none is given.
+    #[arg(value_name = "PORT")]
+    pub ports: Vec<String>,
+    /// Where to write the pcapng file; `-` for standard output.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: String,
+    /// Keep only frames that match: `arp`, `ip`, `ip6`, `tcp`, `udp`, `icmp`,
+    /// `host A.B.C.D`, `port N`, joined by `and` (a subset of tcpdump's filters).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Stop after this many frames.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_interval)]
+    pub duration: Option<Duration>,
+    /// Bytes kept of each frame; 0 keeps whole frames.
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = 0)]
+    pub snaplen: u32,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

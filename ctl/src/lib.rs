@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod capture;
 pub mod cli;
 pub mod flows;
 pub mod manifest;
@@ -102,6 +103,8 @@ pub fn reply_kind(r: &Reply) -> &'static str {
         Reply::FlowLog(_) => "flow-log",
         Reply::Policies(_) => "policies",
         Reply::Services(_) => "services",
+        Reply::Capture(_) => "capture",
+        Reply::Captured(_) => "captured",
     }
 }
 
@@ -121,7 +124,7 @@ macro_rules! expect_reply {
     };
 }
 
-fn expect_done(r: Reply) -> Result<(), Error> {
+pub(crate) fn expect_done(r: Reply) -> Result<(), Error> {
     match r {
         Reply::Done => Ok(()),
         other => Err(Error::Unexpected {
@@ -267,6 +270,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             emit(json, out, &v, || render::services(&v))
         }
         Command::Flows(FlowsCmd::Log(args)) => flows::log(&mut client, args, json, out),
+        Command::Capture(args) => capture::capture(&mut client, args, out, &mut io::stderr()),
         Command::Get {
             what: GetWhat::Pools,
         } => {

@@ -9,6 +9,7 @@
 //!   Services, neighbours, the underlay;
 //! - [`pipeline`]: a burst through its stages (bridge, pods, firewall,
 //!   Services, uplink, refusals), batched per output port;
+//! - [`capture`]: copies of chosen ports' frames for `vsctl capture`;
 //! - [`snapshot`] and [`worker`]: what the workers run and the poll loop;
 //! - [`control`]: the control thread: ports, pods, policies, the socket.
 //!
@@ -16,6 +17,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod capture;
 pub mod control;
 pub mod counters;
 #[allow(unsafe_code)]

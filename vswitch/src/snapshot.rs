@@ -166,4 +166,6 @@ pub struct Shared {
     pub neigh: crate::tables::neigh::Neighbors,
     /// Where workers take buffers for frames the switch makes itself.
     pub pool: Arc<crate::dpdk::mbuf::Mempool>,
+    /// The ports being captured, and what their captures took.
+    pub captures: crate::capture::Captures,
 }

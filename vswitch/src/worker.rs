@@ -7,6 +7,7 @@
 //! finds nothing it spins a little, then sleeps with growing pauses, so that
 //! two pollers can share a small machine.
 
+use crate::capture::{Captures, Dir};
 use crate::counters::{DropReason, PortCounters, WorkerCounters};
 use crate::dpdk::{self, mbuf::Mbuf};
 use crate::packet::{Burst, PacketBuf};
@@ -30,9 +31,19 @@ fn bytes(b: &Burst<Mbuf>) -> u64 {
     b.iter().map(|m| m.data().len() as u64).sum()
 }
 
-/// Sends on a port this worker owns and counts what went.
+/// Sends on a port this worker owns and counts what went; a capture of the
+/// port sees the batch as it is handed to the port.
 #[inline]
-fn send_own(p: &PortEntry, pkts: &mut Burst<Mbuf>, c: &PortCounters) -> DropReason {
+fn send_own(
+    p: &PortEntry,
+    pkts: &mut Burst<Mbuf>,
+    c: &PortCounters,
+    caps: &Captures,
+) -> DropReason {
+    let armed = caps.armed(p.id);
+    if armed != 0 {
+        caps.offer(armed, p.id, Dir::Out, &pkts[..], dpdk::eal::rdtsc());
+    }
     let all = bytes(pkts);
     let n = p.io.tx(pkts);
     c.tx_packets.add(n as u64);
@@ -48,6 +59,7 @@ struct PortSink<'a> {
     me: usize,
     pool: &'a dpdk::mbuf::Mempool,
     ctr: &'a WorkerCounters,
+    caps: &'a Captures,
 }
 
 impl TxSink<Mbuf> for PortSink<'_> {
@@ -57,7 +69,7 @@ impl TxSink<Mbuf> for PortSink<'_> {
             return DropReason::NoPort;
         };
         if p.owner == self.me {
-            send_own(p, pkts, &self.ctr.ports[slot(port)])
+            send_own(p, pkts, &self.ctr.ports[slot(port)], self.caps)
         } else {
             match &p.handoff {
                 Some(r) => {
@@ -84,6 +96,7 @@ fn local_ports(snap: &Snapshot, me: usize) -> Box<PortSet> {
 pub fn run(shared: Arc<Shared>, me: usize) {
     let ctr: &WorkerCounters = &shared.counters[me];
     let fdb: &Fdb = &shared.fdb;
+    let caps: &Captures = &shared.captures;
     let hz = shared.tsc_hz.max(1);
     let spin_cycles = hz * SPIN_MICROS / 1_000_000;
     let mut pipe: Pipeline<Mbuf> = Pipeline::new(shared.ct_capacity, Timeouts::default());
@@ -134,7 +147,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
                     got += handed;
                     pipe.deliver(&cx, port, &mut burst, ctr);
                     transmit_counted(&mut burst, port, ctr, |b| {
-                        send_own(p, b, &ctr.ports[slot(port)])
+                        send_own(p, b, &ctr.ports[slot(port)], caps)
                     });
                 }
             }
@@ -143,6 +156,10 @@ pub fn run(shared: Arc<Shared>, me: usize) {
                 continue;
             }
             got += n;
+            let armed = caps.armed(port);
+            if armed != 0 {
+                caps.offer(armed, port, Dir::In, &burst[..], dpdk::eal::rdtsc());
+            }
             let pc = &ctr.ports[slot(port)];
             pc.rx_packets.add(n as u64);
             pc.rx_bytes.add(bytes(&burst));
@@ -151,6 +168,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
                 me,
                 pool: &shared.pool,
                 ctr,
+                caps,
             };
             pipe.process(&cx, port, &mut burst, &mut sink, ctr);
         }

@@ -4,6 +4,7 @@
 
 mod announce;
 pub mod capacity;
+pub mod capture;
 pub mod config;
 pub mod metrics;
 pub mod persist;

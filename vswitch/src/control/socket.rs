@@ -8,6 +8,7 @@
 //! that is down, a large policy push) holds up only the requests that need
 //! the switch after it, and `status` needs no lock at all.
 
+use crate::control::capture::{self, Desk};
 use crate::control::switch::{StatusSource, Switch};
 use api::{ErrorCode, Reply, Request, Response};
 use std::path::{Path, PathBuf};
@@ -27,12 +28,22 @@ const MAX_LINE: usize = 128 << 20;
 pub struct Control {
     pub sw: Arc<Mutex<Switch>>,
     pub status: StatusSource,
+    /// Captures are read without the switch's lock, so that a long policy
+    /// push does not make them drop frames.
+    pub captures: Arc<Desk>,
 }
 
 impl Control {
     pub fn new(sw: Arc<Mutex<Switch>>) -> Option<Control> {
-        let status = sw.lock().ok()?.status_source();
-        Some(Control { sw, status })
+        let (status, shared) = {
+            let s = sw.lock().ok()?;
+            (s.status_source(), s.shared().clone())
+        };
+        Some(Control {
+            sw,
+            status,
+            captures: Arc::new(Desk::new(shared)),
+        })
     }
 }
 
@@ -66,6 +77,17 @@ pub fn handle_line(ctl: &Control, line: &str) -> Response {
         }
         Request::PoolList {} => Switch::pool_list_via(&ctl.sw).map(Reply::Pools),
         Request::BlockList {} => Switch::block_list_via(&ctl.sw).map(Reply::Blocks),
+        Request::CaptureStart { start } => match ctl.sw.lock() {
+            Ok(sw) => capture::resolve(&sw, &start.ports),
+            Err(_) => return poisoned(),
+        }
+        .and_then(|ports| {
+            ctl.captures
+                .start(ports, start.filter.as_deref(), start.snaplen)
+        })
+        .map(Reply::Capture),
+        Request::CaptureRead { id } => ctl.captures.read(id).map(Reply::Captured),
+        Request::CaptureStop { id } => ctl.captures.stop(id).map(|()| Reply::Done),
         req => {
             let Ok(mut sw) = ctl.sw.lock() else {
                 return poisoned();
@@ -134,6 +156,11 @@ fn locked(sw: &mut Switch, req: Request) -> crate::control::switch::Result<Reply
         Request::PolicyList {} => Ok(Reply::Policies(sw.policy_list())),
         Request::FlowLog { after } => Ok(Reply::FlowLog(sw.flow_log(after))),
         Request::ServiceList {} => Ok(Reply::Services(sw.service_list())),
+        Request::CaptureStart { .. }
+        | Request::CaptureRead { .. }
+        | Request::CaptureStop { .. } => Err(crate::control::switch::SwitchError::Internal(
+            "captures are served without the switch".into(),
+        )),
     }
 }
 
@@ -239,6 +266,7 @@ pub async fn serve(ctl: Control, listener: UnixListener) -> std::io::Result<()> 
                 Err(e) => tracing::warn!("control socket accept: {e}"),
             },
             _ = tick.tick() => {
+                ctl.captures.expire();
                 // a request holding the switch delays the chores, never the
                 // workers: their clock is their own
                 if let Ok(mut s) = ctl.sw.try_lock() {

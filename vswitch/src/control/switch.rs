@@ -250,6 +250,7 @@ impl Switch {
             ct_zone_share: cfg.ct_zone_share,
             neigh: crate::tables::neigh::Neighbors::new(NEIGHBORS),
             pool: pool.clone(),
+            captures: crate::capture::Captures::new(MAX_PORTS),
         });
         Ok(Switch {
             shared,
@@ -590,6 +591,8 @@ impl Switch {
             dpdk::ethdev::port_close(*eth);
         }
         self.shared.fdb.flush(Some(port.id));
+        // a port that comes later with the same id is not the one captured
+        self.shared.captures.arm(port.id, None);
         if port.spec.kind == PortKind::VhostServer {
             if let Some(p) = &port.spec.path {
                 self.made_sockets.remove(p);
