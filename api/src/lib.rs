@@ -845,6 +845,90 @@ pub enum Request {
     CaptureStop {
         id: u64,
     },
+    /// Tracked connections, from every worker.
+    ConntrackList {
+        #[serde(default)]
+        query: ConntrackQuery,
+    },
+    /// Forgets tracked connections: a pod's ("namespace/name" or its
+    /// port's name), or all. Their next packets are judged by policy anew.
+    ConntrackFlush {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod: Option<String>,
+    },
+    /// natOutgoing translations, from every worker; at most `limit` listed
+    /// (0: the default, 1,000).
+    NatList {
+        #[serde(default)]
+        limit: u32,
+    },
+}
+
+/// Which connections to list.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ConntrackQuery {
+    /// A pod ("namespace/name") or its port's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// One state: syn_sent, syn_recv, established, picked_up, fin_wait,
+    /// time_wait, close, unreplied, replied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Listed at most (0: the default, 1,000); `total` counts them all.
+    #[serde(default)]
+    pub limit: u32,
+}
+
+/// Connections as the workers track them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ConntrackList {
+    pub connections: Vec<ConnectionInfo>,
+    /// Connections that matched, listed or not.
+    pub total: u64,
+}
+
+/// One tracked connection, from its originator's side.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The worker that tracks it.
+    pub lcore: u32,
+    /// Its conntrack zone: a pod's own, 0 for traffic of no pod.
+    pub zone: u16,
+    /// The pod of that zone ("namespace/name", else its port's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    pub protocol: String,
+    pub src: std::net::Ipv4Addr,
+    pub sport: u16,
+    pub dst: std::net::Ipv4Addr,
+    pub dport: u16,
+    pub state: String,
+    pub idle_seconds: u32,
+    pub expires_seconds: u32,
+}
+
+/// natOutgoing translations.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct NatList {
+    pub bindings: Vec<NatBinding>,
+    pub total: u64,
+}
+
+/// One natOutgoing translation: the pod's flow, the node's address and
+/// port it leaves with, and the remote end.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NatBinding {
+    pub lcore: u32,
+    pub protocol: String,
+    pub pod_ip: std::net::Ipv4Addr,
+    pub pod_port: u16,
+    pub node_ip: std::net::Ipv4Addr,
+    pub nat_port: u16,
+    pub remote_ip: std::net::Ipv4Addr,
+    pub remote_port: u16,
+    pub state: String,
+    pub age_seconds: u32,
+    pub expires_seconds: u32,
 }
 
 /// What a capture takes.
@@ -974,6 +1058,8 @@ pub enum Reply {
     Services(Vec<Service>),
     Capture(CaptureInfo),
     Captured(CaptureChunk),
+    Conntrack(ConntrackList),
+    Nat(NatList),
 }
 
 /// The policy objects in force, as applied.

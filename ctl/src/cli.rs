@@ -68,10 +68,29 @@ pub enum Command {
         #[arg(long)]
         ignore_not_found: bool,
     },
-    /// Show desired and assigned state.
+    /// Show desired and assigned state, and what the workers track.
     Get {
         #[arg(value_enum)]
         what: GetWhat,
+        /// conntrack: only this pod's connections (NAMESPACE/NAME, or its port's name).
+        #[arg(long, value_name = "POD")]
+        pod: Option<String>,
+        /// conntrack: only connections in this state (syn_sent, syn_recv, established,
+        /// picked_up, fin_wait, time_wait, close, unreplied, replied).
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+        /// conntrack, nat: list at most this many (the total is printed too); 0 for
+        /// the default, 1000.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        limit: u32,
+    },
+    /// Forget what the workers track.
+    Flush {
+        #[arg(value_enum)]
+        what: FlushWhat,
+        /// Only this pod's connections (NAMESPACE/NAME, or its port's name).
+        #[arg(long, value_name = "POD")]
+        pod: Option<String>,
     },
     /// Flow logs of policy rules with action Log.
     #[command(subcommand)]
@@ -139,6 +158,20 @@ pub enum GetWhat {
     /// The cluster's pods as policy sees them (from the node agent): NAME IPS
     /// LOCAL LABELS.
     ClusterPods,
+    /// Tracked connections, from every worker: POD PROTO SRC DST STATE IDLE
+    /// EXPIRES LCORE, from the originator's side (a pod's zone: the pod whose
+    /// policy tracks it).
+    Conntrack,
+    /// natOutgoing translations: PROTO POD NODE (the address and port the flow
+    /// leaves with) REMOTE STATE AGE EXPIRES LCORE.
+    Nat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushWhat {
+    /// Tracked connections: their next packets are judged by policy anew (a TCP
+    /// connection is picked up mid-stream if policy allows it).
+    Conntrack,
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq)]
@@ -569,9 +602,58 @@ mod tests {
         for (word, what) in [
             ("policies", GetWhat::Policies),
             ("namespaces", GetWhat::Namespaces),
+            ("conntrack", GetWhat::Conntrack),
+            ("nat", GetWhat::Nat),
         ] {
-            assert_eq!(parse(&["get", word]).command, Command::Get { what });
+            assert_eq!(
+                parse(&["get", word]).command,
+                Command::Get {
+                    what,
+                    pod: None,
+                    state: None,
+                    limit: 0
+                }
+            );
         }
+        assert_eq!(
+            parse(&[
+                "get",
+                "conntrack",
+                "--pod",
+                "shop/web-0",
+                "--state",
+                "established"
+            ])
+            .command,
+            Command::Get {
+                what: GetWhat::Conntrack,
+                pod: Some("shop/web-0".into()),
+                state: Some("established".into()),
+                limit: 0
+            }
+        );
+        assert_eq!(
+            parse(&["flush", "conntrack", "--pod", "shop/web-0"]).command,
+            Command::Flush {
+                what: FlushWhat::Conntrack,
+                pod: Some("shop/web-0".into())
+            }
+        );
+        assert_eq!(
+            parse(&["capture", "a", "shop/b", "--filter", "tcp", "-c", "5", "-w", "-"]).command,
+            Command::Capture(CaptureArgs {
+                ports: vec!["a".into(), "shop/b".into()],
+                write: "-".into(),
+                filter: Some("tcp".into()),
+                count: Some(5),
+                duration: None,
+                snaplen: 0
+            })
+        );
+        assert_eq!(
+            parse_err(&["capture", "a"]),
+            ErrorKind::MissingRequiredArgument
+        );
         assert_eq!(
             parse(&["flows", "log"]).command,
             Command::Flows(FlowsCmd::Log(FlowLogArgs {

@@ -20,7 +20,7 @@ pub mod render;
 pub mod table;
 
 use api::{Client, ClientError, PortSpec, Reply, Request};
-use cli::{Cli, Command, EndpointCmd, FdbCmd, FlowsCmd, GetWhat, PortCmd, StatsArgs};
+use cli::{Cli, Command, EndpointCmd, FdbCmd, FlowsCmd, FlushWhat, GetWhat, PortCmd, StatsArgs};
 use serde::Serialize;
 use std::fmt;
 use std::io::{self, Write};
@@ -42,13 +42,15 @@ pub enum Error {
     Manifest(String),
     /// The node agent could not start.
     Agent(String),
+    /// Options that do not go together.
+    Usage(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Client(ClientError::Refused { .. }) => 1,
-            Error::Client(_) | Error::Unexpected { .. } => 2,
+            Error::Client(_) | Error::Unexpected { .. } | Error::Usage(_) => 2,
             Error::Output(_) | Error::Manifest(_) | Error::Agent(_) => 1,
         }
     }
@@ -65,7 +67,7 @@ impl fmt::Display for Error {
                 "unexpected reply from vswitchd: expected '{expected}', got '{got}'"
             ),
             Error::Output(e) => write!(f, "cannot write output: {e}"),
-            Error::Manifest(m) | Error::Agent(m) => f.write_str(m),
+            Error::Manifest(m) | Error::Agent(m) | Error::Usage(m) => f.write_str(m),
         }
     }
 }
@@ -104,6 +106,8 @@ pub fn reply_kind(r: &Reply) -> &'static str {
         Reply::Policies(_) => "policies",
         Reply::Services(_) => "services",
         Reply::Capture(_) => "capture",
+        Reply::Conntrack(_) => "conntrack",
+        Reply::Nat(_) => "nat",
         Reply::Captured(_) => "captured",
     }
 }
@@ -170,6 +174,21 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             file,
             ignore_not_found,
         } => return apply::delete(&cli.socket, file, *ignore_not_found, cli.json, out),
+        Command::Get {
+            what,
+            pod,
+            state,
+            limit,
+        } => {
+            let conntrack = *what == GetWhat::Conntrack;
+            let takes_limit = conntrack || *what == GetWhat::Nat;
+            if (!conntrack && (pod.is_some() || state.is_some())) || (!takes_limit && *limit != 0) {
+                return Err(Error::Usage(
+                    "--pod and --state are for 'get conntrack', --limit for 'get conntrack' and 'get nat'"
+                        .into(),
+                ));
+            }
+        }
         _ => {}
     }
     let mut client = Client::connect(&cli.socket)?;
@@ -245,12 +264,14 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         Command::Get {
             what: GetWhat::Policies,
+            ..
         } => {
             let v = expect_reply!(client.call(&Request::PolicyList {})?, Policies, "policies");
             emit(json, out, &v, || render::policies(&v))
         }
         Command::Get {
             what: GetWhat::Namespaces,
+            ..
         } => {
             let v = expect_reply!(client.call(&Request::PolicyList {})?, Policies, "policies");
             emit(json, out, &v.namespaces, || {
@@ -259,38 +280,82 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         Command::Get {
             what: GetWhat::ClusterPods,
+            ..
         } => {
             let v = expect_reply!(client.call(&Request::PolicyList {})?, Policies, "policies");
             emit(json, out, &v.pods, || render::cluster_pods(&v.pods))
         }
         Command::Get {
             what: GetWhat::Services,
+            ..
         } => {
             let v = expect_reply!(client.call(&Request::ServiceList {})?, Services, "services");
             emit(json, out, &v, || render::services(&v))
         }
         Command::Flows(FlowsCmd::Log(args)) => flows::log(&mut client, args, json, out),
+        Command::Get {
+            what: GetWhat::Conntrack,
+            pod,
+            state,
+            limit,
+        } => {
+            let query = api::ConntrackQuery {
+                pod: pod.clone(),
+                state: state.clone(),
+                limit: *limit,
+            };
+            let v = expect_reply!(
+                client.call(&Request::ConntrackList { query })?,
+                Conntrack,
+                "conntrack"
+            );
+            emit(json, out, &v, || render::conntrack(&v))
+        }
+        Command::Get {
+            what: GetWhat::Nat,
+            limit,
+            ..
+        } => {
+            let v = expect_reply!(
+                client.call(&Request::NatList { limit: *limit })?,
+                Nat,
+                "nat"
+            );
+            emit(json, out, &v, || render::nat(&v))
+        }
+        Command::Flush {
+            what: FlushWhat::Conntrack,
+            pod,
+        } => {
+            let req = Request::ConntrackFlush { pod: pod.clone() };
+            let n = expect_reply!(client.call(&req)?, Flushed, "flushed");
+            emit(json, out, &n, || format!("{n} connections flushed\n"))
+        }
         Command::Capture(args) => capture::capture(&mut client, args, out, &mut io::stderr()),
         Command::Get {
             what: GetWhat::Pools,
+            ..
         } => {
             let v = expect_reply!(client.call(&Request::PoolList {})?, Pools, "pools");
             emit(json, out, &v, || render::pools(&v))
         }
         Command::Get {
             what: GetWhat::Blocks,
+            ..
         } => {
             let v = expect_reply!(client.call(&Request::BlockList {})?, Blocks, "blocks");
             emit(json, out, &v, || render::blocks(&v))
         }
         Command::Get {
             what: GetWhat::Nodes,
+            ..
         } => {
             let v = expect_reply!(client.call(&Request::NodeList {})?, Nodes, "nodes");
             emit(json, out, &v, || render::nodes(&v))
         }
         Command::Get {
             what: GetWhat::Pods,
+            ..
         } => {
             let v = expect_reply!(
                 client.call(&Request::PodList {})?,
@@ -307,6 +372,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         | Command::Delete { .. } => Ok(()),
         Command::Get {
             what: GetWhat::Endpoints,
+            ..
         }
         | Command::Endpoint(EndpointCmd::List) => {
             let eps = expect_reply!(
@@ -521,6 +587,43 @@ mod tests {
              t0    tap           1        3      down  02:00:00:00:00:a1  vs-t0\n"
         );
         assert_eq!(server.requests(), vec![Request::PortList {}]);
+    }
+
+    #[test]
+    fn conntrack_rows_and_refused_options() {
+        let reply = r#"{"status":"ok","result":{"kind":"conntrack","data":{"total":3,"connections":[
+            {"lcore":1,"zone":4,"pod":"shop/web-0","protocol":"tcp","src":"10.0.0.1","sport":40000,
+             "dst":"10.0.0.2","dport":80,"state":"established","idle_seconds":2,"expires_seconds":86398}]}}}"#;
+        let server = FakeServer::start(vec![one_line(reply)]);
+        let (code, out, err) = run(
+            &server,
+            &["get", "conntrack", "--pod", "shop/web-0", "--limit", "1"],
+        );
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            "POD         PROTO  SRC             DST          STATE        IDLE  EXPIRES  LCORE\n\
+             shop/web-0  tcp    10.0.0.1:40000  10.0.0.2:80  established  2s    86398s   1\n\
+             1 of 3 connections\n"
+        );
+        assert_eq!(
+            server.requests(),
+            vec![Request::ConntrackList {
+                query: api::ConntrackQuery {
+                    pod: Some("shop/web-0".into()),
+                    state: None,
+                    limit: 1
+                }
+            }]
+        );
+        // options of another kind: refused before anything is sent
+        let server = FakeServer::start(vec![]);
+        let (code, _, err) = run(&server, &["get", "pods", "--state", "established"]);
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("--pod and --state are for 'get conntrack'"),
+            "{err}"
+        );
     }
 
     #[test]

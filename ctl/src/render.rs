@@ -595,6 +595,56 @@ pub fn flow_follow_header() -> String {
     format_line(&FLOW_HEADER, &FLOW_FOLLOW_WIDTHS) + "\n"
 }
 
+/// `get conntrack`: one row per connection, then how many matched.
+pub fn conntrack(l: &api::ConntrackList) -> String {
+    let mut t = Table::new([
+        "pod", "proto", "src", "dst", "state", "idle", "expires", "lcore",
+    ]);
+    for c in &l.connections {
+        t.row([
+            c.pod.clone().unwrap_or_else(|| "-".into()),
+            c.protocol.clone(),
+            format!("{}:{}", c.src, c.sport),
+            format!("{}:{}", c.dst, c.dport),
+            c.state.clone(),
+            format!("{}s", c.idle_seconds),
+            format!("{}s", c.expires_seconds),
+            c.lcore.to_string(),
+        ]);
+    }
+    format!(
+        "{}{} of {} connections\n",
+        t.render(),
+        l.connections.len(),
+        l.total
+    )
+}
+
+/// `get nat`: one row per translation, then how many there are.
+pub fn nat(l: &api::NatList) -> String {
+    let mut t = Table::new([
+        "proto", "pod", "node", "remote", "state", "age", "expires", "lcore",
+    ]);
+    for b in &l.bindings {
+        t.row([
+            b.protocol.clone(),
+            format!("{}:{}", b.pod_ip, b.pod_port),
+            format!("{}:{}", b.node_ip, b.nat_port),
+            format!("{}:{}", b.remote_ip, b.remote_port),
+            b.state.clone(),
+            format!("{}s", b.age_seconds),
+            format!("{}s", b.expires_seconds),
+            b.lcore.to_string(),
+        ]);
+    }
+    format!(
+        "{}{} of {} translations\n",
+        t.render(),
+        l.bindings.len(),
+        l.total
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

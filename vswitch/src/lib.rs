@@ -10,6 +10,7 @@
 //! - [`pipeline`]: a burst through its stages (bridge, pods, firewall,
 //!   Services, uplink, refusals), batched per output port;
 //! - [`capture`]: copies of chosen ports' frames for `vsctl capture`;
+//! - [`inquiry`]: questions to a worker about the tables it alone holds;
 //! - [`snapshot`] and [`worker`]: what the workers run and the poll loop;
 //! - [`control`]: the control thread: ports, pods, policies, the socket.
 //!
@@ -22,6 +23,7 @@ pub mod control;
 pub mod counters;
 #[allow(unsafe_code)]
 pub mod dpdk;
+pub mod inquiry;
 pub mod packet;
 pub mod pipeline;
 pub mod snapshot;

@@ -168,4 +168,6 @@ pub struct Shared {
     pub pool: Arc<crate::dpdk::mbuf::Mempool>,
     /// The ports being captured, and what their captures took.
     pub captures: crate::capture::Captures,
+    /// Questions to each worker about its own tables.
+    pub inquiries: Vec<crate::inquiry::Mailbox>,
 }

@@ -10,6 +10,7 @@
 use crate::capture::{Captures, Dir};
 use crate::counters::{DropReason, PortCounters, WorkerCounters};
 use crate::dpdk::{self, mbuf::Mbuf};
+use crate::inquiry::{Ask, Told};
 use crate::packet::{Burst, PacketBuf};
 use crate::pipeline::firewall::PolicyView;
 use crate::pipeline::{slot, transmit_counted, Context, Pipeline, PortSet, TxSink};
@@ -87,6 +88,29 @@ impl TxSink<Mbuf> for PortSink<'_> {
     }
 }
 
+/// What the control thread asked of this worker's own tables.
+#[cold]
+fn answer(pipe: &mut Pipeline<Mbuf>, ask: &Ask, now: u32) -> Told {
+    match *ask {
+        Ask::Connections { zone, state, max } => {
+            let mut list = Vec::new();
+            let total = pipe.ct.connections(now, zone, state, max, &mut list);
+            Told::Connections { total, list }
+        }
+        Ask::FlushConnections { zone: Some(z) } => Told::Flushed(pipe.ct.flush_zone(z, now)),
+        Ask::FlushConnections { zone: None } => {
+            let n = pipe.ct.live(now);
+            pipe.ct.flush();
+            Told::Flushed(n)
+        }
+        Ask::Bindings { max } => {
+            let mut list = Vec::new();
+            let total = pipe.snat.bindings(now, max, &mut list);
+            Told::Bindings { total, list }
+        }
+    }
+}
+
 /// The ports worker `me` owns.
 fn local_ports(snap: &Snapshot, me: usize) -> Box<PortSet> {
     Box::new(snap.polls[me].iter().copied().collect())
@@ -136,6 +160,9 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             neigh: &shared.neigh,
             services: &snap.services,
         };
+        if shared.inquiries[me].asked() {
+            shared.inquiries[me].answer(|ask| answer(&mut pipe, ask, cx.now));
+        }
         let mut got = 0usize;
         for &port in &snap.polls[me] {
             let Some(p) = snap.port(port) else { continue };

@@ -6,6 +6,7 @@ mod announce;
 pub mod capacity;
 pub mod capture;
 pub mod config;
+pub mod inspect;
 pub mod metrics;
 pub mod persist;
 pub mod pods;

@@ -9,6 +9,7 @@
 //! the switch after it, and `status` needs no lock at all.
 
 use crate::control::capture::{self, Desk};
+use crate::control::inspect;
 use crate::control::switch::{StatusSource, Switch};
 use api::{ErrorCode, Reply, Request, Response};
 use std::path::{Path, PathBuf};
@@ -156,6 +157,11 @@ fn locked(sw: &mut Switch, req: Request) -> crate::control::switch::Result<Reply
         Request::PolicyList {} => Ok(Reply::Policies(sw.policy_list())),
         Request::FlowLog { after } => Ok(Reply::FlowLog(sw.flow_log(after))),
         Request::ServiceList {} => Ok(Reply::Services(sw.service_list())),
+        Request::ConntrackList { query } => inspect::conntrack(sw, &query).map(Reply::Conntrack),
+        Request::ConntrackFlush { pod } => {
+            inspect::flush_conntrack(sw, pod.as_deref()).map(Reply::Flushed)
+        }
+        Request::NatList { limit } => inspect::nat(sw, limit).map(Reply::Nat),
         Request::CaptureStart { .. }
         | Request::CaptureRead { .. }
         | Request::CaptureStop { .. } => Err(crate::control::switch::SwitchError::Internal(

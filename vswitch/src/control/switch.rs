@@ -251,6 +251,7 @@ impl Switch {
             neigh: crate::tables::neigh::Neighbors::new(NEIGHBORS),
             pool: pool.clone(),
             captures: crate::capture::Captures::new(MAX_PORTS),
+            inquiries: (0..n).map(|_| Default::default()).collect(),
         });
         Ok(Switch {
             shared,
@@ -976,6 +977,11 @@ impl Switch {
 
     pub fn endpoints(&self) -> Vec<EndpointSpec> {
         self.endpoints.values().cloned().collect()
+    }
+
+    /// Routed ports and their conntrack zones.
+    pub(crate) fn zones(&self) -> impl Iterator<Item = (&str, u16)> {
+        self.zones.iter().map(|(port, z)| (port.as_str(), z.0))
     }
 
     pub fn status(&self) -> api::Status {

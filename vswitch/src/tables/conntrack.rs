@@ -211,6 +211,24 @@ pub enum State {
 }
 
 impl State {
+    /// Every state a connection may be in (not [`State::Free`]).
+    pub const ALL: [State; 9] = [
+        State::SynSent,
+        State::SynRecv,
+        State::Established,
+        State::PickedUp,
+        State::FinWait,
+        State::TimeWait,
+        State::Close,
+        State::Unreplied,
+        State::Replied,
+    ];
+
+    /// The state of a name as [`State::name`] gives it.
+    pub fn from_name(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             State::Free => "free",
@@ -747,6 +765,84 @@ impl Conntrack {
         self.buckets.fill(Bucket::default());
         self.held.fill(0);
     }
+
+    /// Forgets the connections of `zone`; returns how many were live.
+    pub fn flush_zone(&mut self, zone: u16, now: u32) -> usize {
+        let mut n = 0;
+        for b in self.buckets.iter_mut() {
+            for i in 0..WAYS {
+                let e = &b.entries[i];
+                if b.tags[i] != 0 && e.zone == zone {
+                    n += usize::from(now <= e.deadline);
+                    b.tags[i] = 0;
+                }
+            }
+        }
+        self.held[usize::from(zone)] = 0;
+        n
+    }
+
+    /// Live connections (of `zone` and in `state` when given): how many,
+    /// and the first `max` of them in `out` (a full scan, for reports).
+    pub fn connections(
+        &self,
+        now: u32,
+        zone: Option<u16>,
+        state: Option<State>,
+        max: usize,
+        out: &mut Vec<Connection>,
+    ) -> usize {
+        let mut n = 0;
+        for b in self.buckets.iter() {
+            for i in 0..WAYS {
+                let e = &b.entries[i];
+                if b.tags[i] == 0
+                    || now > e.deadline
+                    || zone.is_some_and(|z| z != e.zone)
+                    || state.is_some_and(|s| s != e.state)
+                {
+                    continue;
+                }
+                n += 1;
+                if out.len() < max {
+                    let (src, sport, dst, dport) = if e.orig_lo {
+                        (e.lo_ip, e.lo_port, e.hi_ip, e.hi_port)
+                    } else {
+                        (e.hi_ip, e.hi_port, e.lo_ip, e.lo_port)
+                    };
+                    out.push(Connection {
+                        zone: e.zone,
+                        proto: e.proto,
+                        src,
+                        sport,
+                        dst,
+                        dport,
+                        state: e.state,
+                        idle: now.saturating_sub(e.last),
+                        expires: e.deadline - now,
+                    });
+                }
+            }
+        }
+        n
+    }
+}
+
+/// A connection as reports show it: from its originator's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    pub zone: u16,
+    pub proto: u8,
+    /// Host order; for ICMP the ports are the echo id and 0.
+    pub src: u32,
+    pub sport: u16,
+    pub dst: u32,
+    pub dport: u16,
+    pub state: State,
+    /// Seconds since its last packet.
+    pub idle: u32,
+    /// Seconds left without traffic.
+    pub expires: u32,
 }
 
 enum Step {
@@ -851,6 +947,49 @@ mod tests {
 
     fn table() -> Conntrack {
         Conntrack::new(1024, Timeouts::default())
+    }
+
+    #[test]
+    fn reports_list_from_the_originator_and_flush_one_zone() {
+        let mut ct = table();
+        // B (the higher address) opens: listed from B's side all the same
+        let syn = tcp(B, 40000, A, 80, TCP_SYN);
+        ct.create(1, &syn, 10);
+        ct.create(2, &udp(A, 53000, B, 53), 10);
+        ct.create(2, &udp(A, 53001, B, 53), 12);
+        let mut out = Vec::new();
+        assert_eq!(ct.connections(13, None, None, 10, &mut out), 3);
+        out.clear();
+        assert_eq!(ct.connections(13, Some(1), None, 10, &mut out), 1);
+        let c = out[0];
+        assert_eq!(
+            (c.src, c.sport, c.dst, c.dport, c.zone, c.state),
+            (B, 40000, A, 80, 1, State::SynSent)
+        );
+        assert_eq!((c.idle, c.expires), (3, Timeouts::default().tcp_syn - 3));
+        out.clear();
+        let n = ct.connections(13, None, Some(State::Unreplied), 1, &mut out);
+        assert_eq!((n, out.len()), (2, 1), "all counted, one listed");
+        out.clear();
+        assert_eq!(
+            ct.connections(13, None, Some(State::Established), 10, &mut out),
+            0
+        );
+        // the expired are not listed
+        out.clear();
+        let late = 12 + Timeouts::default().udp_unreplied;
+        assert_eq!(ct.connections(late, Some(2), None, 10, &mut out), 1);
+        assert_eq!(ct.flush_zone(2, 13), 2);
+        assert_eq!(ct.held(2), 0);
+        out.clear();
+        assert_eq!(
+            ct.connections(13, None, None, 10, &mut out),
+            1,
+            "zone 1 stays"
+        );
+        assert_eq!(ct.track(2, &udp(A, 53000, B, 53), 13), Track::New);
+        assert_eq!(State::from_name("time_wait"), Some(State::TimeWait));
+        assert_eq!(State::from_name("free"), None);
     }
 
     #[test]

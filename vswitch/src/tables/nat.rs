@@ -292,6 +292,24 @@ fn link(index: &mut [u64], hash: u32, i: u32) {
     index[s] = u64::from(hash) << 32 | u64::from(i);
 }
 
+/// A translation as reports show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub proto: u8,
+    /// Addresses in host order; for ICMP echo the ports are echo ids.
+    pub pod_ip: u32,
+    pub pod_port: u16,
+    pub node_ip: u32,
+    pub nat_port: u16,
+    pub remote_ip: u32,
+    pub remote_port: u16,
+    pub state: State,
+    /// Seconds since it began.
+    pub age: u32,
+    /// Seconds left without traffic.
+    pub expires: u32,
+}
+
 /// One worker's source NAT; see the module documentation.
 pub struct Snat {
     entries: Box<[Entry]>,
@@ -358,6 +376,33 @@ impl Snat {
             .iter()
             .filter(|e| e.proto != 0 && now <= e.deadline)
             .count()
+    }
+
+    /// Live translations: how many, and the first `max` of them in `out`
+    /// (a full scan, for reports).
+    pub fn bindings(&self, now: u32, max: usize, out: &mut Vec<Binding>) -> usize {
+        let mut n = 0;
+        for e in self.entries.iter() {
+            if e.proto == 0 || now > e.deadline {
+                continue;
+            }
+            n += 1;
+            if out.len() < max {
+                out.push(Binding {
+                    proto: e.proto,
+                    pod_ip: e.pod_ip,
+                    pod_port: e.pod_port,
+                    node_ip: e.node_ip,
+                    nat_port: e.nat_port,
+                    remote_ip: e.remote_ip,
+                    remote_port: e.remote_port,
+                    state: e.state,
+                    age: now.saturating_sub(e.born),
+                    expires: e.deadline - now,
+                });
+            }
+        }
+        n
     }
 
     /// Forgets every flow (the node's address changed, or natOutgoing was
@@ -888,6 +933,43 @@ mod tests {
             dport: port,
             ..*f
         }
+    }
+
+    #[test]
+    fn reports_list_live_translations() {
+        let mut n = table();
+        let f = udp(POD_A, 5000, DNS, 53);
+        let port = n.outbound(&f, NODE, 100).expect("translated");
+        n.outbound(&udp(POD_B, 5001, DNS, 53), NODE, 101)
+            .expect("translated");
+        let mut out = Vec::new();
+        assert_eq!(n.bindings(104, 1, &mut out), 2);
+        assert_eq!(out.len(), 1, "one listed, both counted");
+        out.clear();
+        n.bindings(104, 10, &mut out);
+        let b = out
+            .iter()
+            .find(|b| b.pod_ip == POD_A)
+            .expect("pod A's flow");
+        assert_eq!(
+            (
+                b.proto,
+                b.pod_port,
+                b.node_ip,
+                b.nat_port,
+                b.remote_ip,
+                b.remote_port
+            ),
+            (PROTO_UDP, 5000, NODE, port, DNS, 53)
+        );
+        assert_eq!((b.state, b.age), (State::Unreplied, 4));
+        out.clear();
+        let gone = 101 + Timeouts::default().udp_unreplied + 1;
+        assert_eq!(
+            n.bindings(gone, 10, &mut out),
+            0,
+            "expired ones are not live"
+        );
     }
 
     #[test]

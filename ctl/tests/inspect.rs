@@ -1,13 +1,19 @@
-//! `vsctl capture` against a real vswitchd with two kernel pods (TAPs in
-//! namespaces): a TCP exchange between them is captured on one pod's port
-//! to a pcapng file and on the other's live through a pipe, and tshark, an
-//! independent decoder, finds the handshake, the payload both ways, each
-//! frame's direction and a timestamp of today. The filter keeps the pods'
-//! pings out. Bad filters and unknown ports are refused, a port is
-//! captured once at a time, and a capture whose reader was killed ends on
-//! its own.
+//! What an operator sees inside a real vswitchd with kernel pods (TAPs in
+//! namespaces):
 //!
-//! Needs root (hugepages, namespaces) and tshark.
+//! - `vsctl capture`: a TCP exchange between two pods is captured on one
+//!   pod's port to a pcapng file and on the other's live through a pipe,
+//!   and tshark, an independent decoder, finds the handshake, the payload
+//!   both ways, each frame's direction and a timestamp of today. The filter
+//!   keeps the pods' pings out. Bad filters and unknown ports are refused,
+//!   a port is captured once at a time, and a capture whose reader was
+//!   killed ends on its own.
+//! - `vsctl get conntrack` lists a live TCP connection in both pods' zones;
+//!   a policy applied afterwards leaves it running (policy is stateful),
+//!   and `vsctl flush conntrack --pod` makes the policy judge it again,
+//!   which cuts it.
+//!
+//! Needs root (hugepages, namespaces), tshark and python3.
 
 use api::{EndpointSpec, MacAddr, Reply, Request};
 use std::io::{BufRead, BufReader};
@@ -16,6 +22,17 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use testsupport::{must_be_root, need_tools, serial, wait_for, Netns, Switch, Vswitchd};
+
+/// `vsctl ARGS`, which must succeed; its stdout.
+fn vsctl_ok(sw: &Switch, args: &[&str]) -> String {
+    let o = vsctl(sw, args).output().expect("running vsctl");
+    assert!(
+        o.status.success(),
+        "vsctl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
 
 const VSCTL: &str = env!("CARGO_BIN_EXE_vsctl");
 const PORT: &str = "7777";
@@ -85,6 +102,11 @@ struct Pod {
 }
 
 fn pod(sw: &Switch, port: &str, n: u8) -> Pod {
+    labelled_pod(sw, port, n, &[])
+}
+
+/// A pod `shop/{port}` with `labels`, in namespace shop as policy sees it.
+fn labelled_pod(sw: &Switch, port: &str, n: u8, labels: &[(&str, &str)]) -> Pod {
     let addr = Ipv4Addr::new(10, 77, 0, n);
     let iface = sw.add_tap(port);
     let mac = format!("02:00:0a:4d:00:{n:02x}");
@@ -95,8 +117,11 @@ fn pod(sw: &Switch, port: &str, n: u8) -> Pod {
             mac: mac.parse::<MacAddr>().expect("test MAC"),
             ips: vec![addr],
             pod: Some(format!("shop/{port}")),
-            labels: Default::default(),
-            namespace: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            namespace: Some("shop".into()),
             service_account: None,
             named_ports: Vec::new(),
         },
@@ -311,4 +336,189 @@ fn tshark_reads_what_vsctl_capture_wrote() {
         },
     );
     assert!(String::from_utf8_lossy(&again.stderr).contains("frames written"));
+}
+
+const ECHO_SERVER: &str = r#"
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 7000))
+s.listen()
+c, _ = s.accept()
+while True:
+    d = c.recv(100)
+    if not d:
+        break
+    c.sendall(d)
+"#;
+
+/// Sends a byte and waits half a second for its echo, round after round,
+/// writing "PHASE RESULT" lines to DIR/rounds; the phase is what the test
+/// wrote to DIR/phase when the round began.
+const ECHO_CLIENT: &str = r#"
+import socket, sys, time
+d = sys.argv[1]
+c = socket.create_connection((sys.argv[2], 7000), timeout=5)
+c.settimeout(0.5)
+while True:
+    phase = open(d + '/phase').read().strip()
+    if phase == 'stop':
+        break
+    try:
+        c.sendall(b'x')
+        res = 'ok' if c.recv(10) else 'closed'
+    except socket.timeout:
+        res = 'lost'
+    except OSError:
+        res = 'error'
+    with open(d + '/rounds', 'a') as f:
+        f.write(phase + ' ' + res + '\n')
+    if res in ('closed', 'error'):
+        break
+    time.sleep(0.1)
+"#;
+
+const DENY_INGRESS: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  policyTypes: [Ingress]
+";
+
+/// The rounds of `phase` so far.
+fn rounds(dir: &Path, phase: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join("rounds"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{phase} ")).map(str::to_owned))
+        .collect()
+}
+
+fn set_phase(dir: &Path, phase: &str) {
+    std::fs::write(dir.join("phase"), phase).expect("writing the phase");
+}
+
+/// See the module's note.
+#[test]
+fn conntrack_lists_a_connection_and_a_flush_makes_policy_judge_it_again() {
+    must_be_root();
+    need_tools(&["python3"]);
+    let _g = serial();
+    let sw = Vswitchd::new().start();
+    let a = labelled_pod(&sw, "cta", 1, &[("app", "client")]);
+    let b = labelled_pod(&sw, "ctb", 2, &[("app", "server")]);
+    let dir = sw.dir.clone();
+    set_phase(&dir, "open");
+
+    let _server = b.ns.spawn(&["python3", "-c", ECHO_SERVER]);
+    wait_for("the server to listen", Duration::from_secs(10), || {
+        let o = b.ns.exec(&["ss", "-Hltn", "sport", "=", ":7000"]);
+        (!o.stdout.is_empty()).then_some(())
+    });
+    let baddr = b.addr.to_string();
+    let dir_s = dir.display().to_string();
+    let client = a.ns.spawn(&["python3", "-c", ECHO_CLIENT, &dir_s, &baddr]);
+    wait_for("echoes", Duration::from_secs(10), || {
+        (rounds(&dir, "open").iter().filter(|r| *r == "ok").count() >= 3).then_some(())
+    });
+
+    // the connection, in the server's zone and in the client's
+    for (pod, who) in [("shop/ctb", "server"), ("shop/cta", "client")] {
+        let v: serde_json::Value = serde_json::from_str(&vsctl_ok(
+            &sw,
+            &["--json", "get", "conntrack", "--pod", pod],
+        ))
+        .expect("JSON");
+        let conns = v["connections"].as_array().expect("connections");
+        let c = conns
+            .iter()
+            .find(|c| c["dport"] == 7000)
+            .unwrap_or_else(|| panic!("the {who}'s zone has the connection: {v}"));
+        assert_eq!(c["protocol"], "tcp");
+        assert_eq!(
+            c["src"],
+            a.addr.to_string(),
+            "listed from the client's side"
+        );
+        assert_eq!(c["dst"], baddr);
+        assert_eq!(c["state"], "established");
+        assert_eq!(c["pod"], pod);
+        assert!(c["expires_seconds"].as_u64() > Some(3600), "{c}");
+    }
+    let table = vsctl_ok(&sw, &["get", "conntrack", "--state", "established"]);
+    assert!(
+        table.starts_with("POD ") && table.contains(&format!("{baddr}:7000")),
+        "{table}"
+    );
+    let none = vsctl_ok(&sw, &["get", "conntrack", "--state", "syn_sent"]);
+    assert!(none.ends_with("0 of 0 connections\n"), "{none}");
+    let nat = vsctl_ok(&sw, &["get", "nat"]);
+    assert!(
+        nat.ends_with("0 of 0 translations\n"),
+        "no natOutgoing here: {nat}"
+    );
+    for (args, why) in [
+        (
+            vec!["get", "conntrack", "--state", "open"],
+            "unknown connection state",
+        ),
+        (
+            vec!["flush", "conntrack", "--pod", "shop/nosuch"],
+            "no pod or routed port named",
+        ),
+    ] {
+        let o = vsctl(&sw, &args).output().expect("vsctl");
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(why), "{args:?}");
+    }
+
+    // a policy that denies the server's ingress: the established
+    // connection goes on, as in Calico (policy judges new connections)
+    let file = dir.join("deny.yaml");
+    std::fs::write(&file, DENY_INGRESS).expect("writing the policy");
+    vsctl_ok(&sw, &["apply", "-f", &file.display().to_string()]);
+    set_phase(&dir, "denied");
+    wait_for(
+        "echoes under the new policy",
+        Duration::from_secs(10),
+        || (rounds(&dir, "denied").len() >= 4).then_some(()),
+    );
+    let denied = rounds(&dir, "denied");
+    assert!(
+        denied.iter().all(|r| r == "ok"),
+        "the established connection was cut by the policy alone: {denied:?}"
+    );
+
+    // forgetting the server's connections: the next segment is picked up
+    // mid-stream, judged, and dropped
+    let before = sw.stats().drops.get("policy_ingress").copied().unwrap_or(0);
+    let flushed = vsctl_ok(&sw, &["flush", "conntrack", "--pod", "shop/ctb"]);
+    assert!(flushed.starts_with("1 connections flushed"), "{flushed}");
+    set_phase(&dir, "flushed");
+    wait_for("rounds after the flush", Duration::from_secs(15), || {
+        (rounds(&dir, "flushed").len() >= 3).then_some(())
+    });
+    set_phase(&dir, "stop");
+    let after = rounds(&dir, "flushed");
+    assert!(
+        after.iter().all(|r| r == "lost"),
+        "after the flush, policy judges the connection and denies it: {after:?}"
+    );
+    let drops = sw.stats().drops.get("policy_ingress").copied().unwrap_or(0);
+    assert!(
+        drops > before,
+        "the denied segments are policy_ingress drops"
+    );
+    let v: serde_json::Value = serde_json::from_str(&vsctl_ok(
+        &sw,
+        &["--json", "get", "conntrack", "--pod", "shop/ctb"],
+    ))
+    .expect("JSON");
+    assert_eq!(v["total"], 0, "nothing denied is tracked: {v}");
+    let _ = client.wait(Duration::from_secs(5));
 }
