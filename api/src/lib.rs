@@ -1137,6 +1137,26 @@ pub struct Stats {
     pub tsc_hz: u64,
     #[serde(default)]
     pub conntrack: ConntrackStats,
+    /// The policy rules in force and the connections each decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_rules: Vec<RuleHits>,
+}
+
+/// One policy rule and the connections it allowed or denied (counted when
+/// policy judges a connection's first packet; the rest of a connection
+/// follows conntrack).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct RuleHits {
+    pub tier: String,
+    /// As flow logs name it: `namespace/kind.name`, or the global name.
+    pub policy: String,
+    /// ingress or egress.
+    pub direction: String,
+    /// Its index among the policy's rules of that direction (from 0).
+    pub rule: u32,
+    /// allow, deny, log or pass.
+    pub action: String,
+    pub hits: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]

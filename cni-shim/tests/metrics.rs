@@ -1,6 +1,7 @@
 //! A real Prometheus (Debian's) scrapes vswitchd's `/metrics`: a pod's
-//! receive rate while it pings, and then its packet count and a drop
-//! reason, read back through PromQL, are what `vsctl stats` shows. Pods are
+//! receive rate while it pings, and then its packet count, a drop reason
+//! and a policy rule's hits, read back through PromQL, are what `vsctl
+//! stats` shows. Pods are
 //! attached through the real CNI plugin, with the pod's namespace and name
 //! as a kubelet passes them.
 //!
@@ -12,6 +13,17 @@ use common::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::Duration;
+
+const ALLOW_ICMP: &str = "apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: allow-icmp}
+spec:
+  selector: all()
+  types: [Ingress]
+  ingress:
+  - action: Allow
+    protocol: ICMP
+";
 
 /// A TCP port free now on loopback.
 fn free_port() -> u16 {
@@ -104,6 +116,18 @@ fn prometheus_reads_what_vsctl_stats_shows() {
         "{text}"
     );
     assert!(text.ends_with("# EOF\n"), "{text}");
+    // what the Grafana dashboard of deploy/ queries exists (the policy and
+    // pod series appear once there are rules and pods, as here below)
+    let later = ["vswitch_policy_rule_hits_total"];
+    for name in dashboard_metrics() {
+        if name.starts_with("vswitch_agent_") || later.contains(&name.as_str()) {
+            continue;
+        }
+        assert!(
+            text.contains(&format!("\n{name}{{")) || text.contains(&format!("\n{name} ")),
+            "the dashboard queries {name}, which vswitchd does not export"
+        );
+    }
 
     let pport = free_port();
     let prom = format!("127.0.0.1:{pport}");
@@ -131,6 +155,20 @@ fn prometheus_reads_what_vsctl_stats_shows() {
         Duration::from_secs(60),
         || (one_value(&prom, "up{job=\"vswitchd\"}") == Some(1.0)).then_some(()),
     );
+
+    // a policy whose one rule allows ICMP to every pod: the pings are one
+    // connection it allows
+    let vsctl = vswitchd().with_file_name("vsctl");
+    let policy = sw.dir.join("allow-icmp.yaml");
+    std::fs::write(&policy, ALLOW_ICMP).expect("writing the policy");
+    let o = std::process::Command::new(&vsctl)
+        .arg("--socket")
+        .arg(&sw.sock)
+        .args(["apply", "-f"])
+        .arg(&policy)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", vsctl.display()));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // a pod's receive rate while it pings 5 times a second for 8 s
     let pinger = client.spawn(&["ping", "-c", "40", "-i", "0.2", &web_ip]);
@@ -162,25 +200,45 @@ fn prometheus_reads_what_vsctl_stats_shows() {
 
     // once traffic stops, the last scrape and vsctl stats agree
     let spoofed = "vswitch_drops_total{reason=\"spoofed_ip\"}";
-    let (packets, drops) = wait_for(
+    let (packets, drops, hits) = wait_for(
         "Prometheus and vsctl stats agree",
         Duration::from_secs(30),
         || {
             let stats = sw.stats();
             let port = stats.ports.iter().find(|p| p.name == client_port)?;
             let want_drops = *stats.drops.get("spoofed_ip")?;
+            let rule = stats
+                .policy_rules
+                .iter()
+                .find(|r| r.policy.contains("allow-icmp"))?;
             let got_rx = one_value(&prom, rx)?;
             let got_drops = one_value(&prom, spoofed)?;
-            (got_rx == port.rx_packets as f64 && got_drops == want_drops as f64)
-                .then_some((port.rx_packets, want_drops))
+            let got_hits = one_value(
+                &prom,
+                &format!(
+                    "vswitch_policy_rule_hits_total{{policy=\"{}\",direction=\"ingress\",rule=\"0\",action=\"allow\"}}",
+                    rule.policy
+                ),
+            )?;
+            (got_rx == port.rx_packets as f64
+                && got_drops == want_drops as f64
+                && got_hits == rule.hits as f64)
+                .then_some((port.rx_packets, want_drops, rule.hits))
         },
+    );
+    assert_eq!(
+        hits, 1,
+        "the 40 pings are one connection, allowed by the rule"
     );
     assert!(
         packets >= 43,
         "40 pings and 3 spoofed ones were counted: {packets}"
     );
     assert!(drops >= 3, "the spoofed pings were counted: {drops}");
-    eprintln!("agreed: {packets} packets received from the pod, {drops} spoofed_ip drops");
+    eprintln!(
+        "agreed: {packets} packets received from the pod, {drops} spoofed_ip drops, \
+         {hits} connection allowed by the rule"
+    );
     prometheus.stop();
 
     for (id, ns) in [(&web_id, &web), (&client_id, &client)] {

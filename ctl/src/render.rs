@@ -224,7 +224,22 @@ pub fn stats(s: &Stats) -> String {
         ]);
     }
 
-    [ports, drops, fdb, ct, workers]
+    let mut tables = vec![ports, drops, fdb, ct, workers];
+    if !s.policy_rules.is_empty() {
+        let mut rules = Table::new(["tier", "policy", "dir", "rule", "action", "hits"]);
+        for r in &s.policy_rules {
+            rules.row([
+                r.tier.clone(),
+                r.policy.clone(),
+                r.direction.clone(),
+                r.rule.to_string(),
+                r.action.clone(),
+                r.hits.to_string(),
+            ]);
+        }
+        tables.push(rules);
+    }
+    tables
         .iter()
         .map(Table::render)
         .collect::<Vec<_>>()
@@ -834,6 +849,14 @@ mod tests {
                 log_suppressed: 0,
                 ..Default::default()
             },
+            policy_rules: vec![api::RuleHits {
+                tier: "default".into(),
+                policy: "shop/knp.default.allow-web".into(),
+                direction: "ingress".into(),
+                rule: 0,
+                action: "allow".into(),
+                hits: 3,
+            }],
         };
         assert_eq!(
             stats(&s),
@@ -852,7 +875,10 @@ mod tests {
              \n\
              LCORE  PORTS  PACKETS  CYCLES/PKT  IDLE-POLLS  SLEEPS\n\
              2      p0,p1  10       123         7           1\n\
-             3      -      0        -           9           4\n"
+             3      -      0        -           9           4\n\
+             \n\
+             TIER     POLICY                      DIR      RULE  ACTION  HITS\n\
+             default  shop/knp.default.allow-web  ingress  0     allow   3\n"
         );
     }
 

@@ -744,6 +744,14 @@ fn agent_follows_the_cluster_through_restarts() {
         "{metrics}"
     );
     assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    for name in testsupport::dashboard_metrics() {
+        if name.starts_with("vswitch_agent_") {
+            assert!(
+                metrics.contains(&format!("\n{name}{{")) || metrics.contains(&format!("\n{name} ")),
+                "the dashboard queries {name}, which the agent does not export"
+            );
+        }
+    }
     // nothing more changed
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(state(&sock).expect("state"), settled);

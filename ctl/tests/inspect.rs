@@ -11,7 +11,8 @@
 //! - `vsctl get conntrack` lists a live TCP connection in both pods' zones;
 //!   a policy applied afterwards leaves it running (policy is stateful),
 //!   and `vsctl flush conntrack --pod` makes the policy judge it again,
-//!   which cuts it.
+//!   which cuts it. The policy's allow rule counts the connection it
+//!   allowed, in `vsctl stats` and on `/metrics`.
 //!
 //! Needs root (hugepages, namespaces), tshark and python3.
 
@@ -21,7 +22,15 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use testsupport::{must_be_root, need_tools, serial, wait_for, Netns, Switch, Vswitchd};
+use testsupport::{http_get, must_be_root, need_tools, serial, wait_for, Netns, Switch, Vswitchd};
+
+/// A TCP port free now on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
 
 /// `vsctl ARGS`, which must succeed; its stdout.
 fn vsctl_ok(sw: &Switch, args: &[&str]) -> String {
@@ -388,6 +397,9 @@ metadata: {name: deny-in, namespace: shop}
 spec:
   podSelector: {matchLabels: {app: server}}
   policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 7001}]
 ";
 
 /// The rounds of `phase` so far.
@@ -409,7 +421,8 @@ fn conntrack_lists_a_connection_and_a_flush_makes_policy_judge_it_again() {
     must_be_root();
     need_tools(&["python3"]);
     let _g = serial();
-    let sw = Vswitchd::new().start();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let sw = Vswitchd::new().args(["--metrics-listen", &metrics]).start();
     let a = labelled_pod(&sw, "cta", 1, &[("app", "client")]);
     let b = labelled_pod(&sw, "ctb", 2, &[("app", "server")]);
     let dir = sw.dir.clone();
@@ -521,4 +534,41 @@ fn conntrack_lists_a_connection_and_a_flush_makes_policy_judge_it_again() {
     .expect("JSON");
     assert_eq!(v["total"], 0, "nothing denied is tracked: {v}");
     let _ = client.wait(Duration::from_secs(5));
+
+    // the policy's one rule allows the client to port 7001: a connection
+    // there (refused by the server's kernel, nothing listens) is one hit
+    let knock = format!(
+        "import socket\ntry:\n    socket.create_connection(('{baddr}', 7001), timeout=3)\nexcept ConnectionRefusedError:\n    print('refused')\n"
+    );
+    assert_eq!(a.ns.must(&["python3", "-c", &knock]).trim(), "refused");
+    let stats = sw.stats();
+    let rule = stats
+        .policy_rules
+        .iter()
+        .find(|r| r.policy.contains("deny-in"))
+        .unwrap_or_else(|| panic!("the rule is counted: {:?}", stats.policy_rules));
+    assert_eq!(
+        (
+            rule.direction.as_str(),
+            rule.rule,
+            rule.action.as_str(),
+            rule.hits
+        ),
+        ("ingress", 0, "allow", 1),
+        "{rule:?}"
+    );
+    let shown = vsctl_ok(&sw, &["stats"]);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains(&rule.policy) && l.ends_with(" 1")),
+        "{shown}"
+    );
+    let (code, text) = http_get(&metrics, "/metrics").expect("vswitchd serves /metrics");
+    assert_eq!(code, 200);
+    let series = format!(
+        "vswitch_policy_rule_hits_total{{tier=\"{}\",policy=\"{}\",direction=\"ingress\",rule=\"0\",action=\"allow\"}} 1",
+        rule.tier, rule.policy
+    );
+    assert!(text.contains(&series), "{series} in {text}");
 }

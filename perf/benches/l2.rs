@@ -130,6 +130,7 @@ fn bench_l2(c: &mut Criterion) {
                     policy: PolicyView {
                         compiled: &compiled,
                         generation: 0,
+                        rule_slots: &[],
                     },
                     log: &log,
                     underlay: None,

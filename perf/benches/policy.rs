@@ -195,6 +195,7 @@ impl Rig {
             policy: PolicyView {
                 compiled: &self.compiled,
                 generation: 1,
+                rule_slots: &[],
             },
             log: &self.log,
             underlay: None,

@@ -145,6 +145,17 @@ pub struct Compiled {
     local_endpoints: usize,
 }
 
+/// What names one compiled rule: its tier, its policy (as flow logs name
+/// it), its direction, its index within that direction, and its action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleName<'a> {
+    pub tier: &'a str,
+    pub policy: &'a str,
+    pub dir: Direction,
+    pub rule: u32,
+    pub action: Action,
+}
+
 /// The key of a named-port set entry: address, protocol, port.
 pub(crate) fn port_key(ip: u32, proto: u8, port: u16) -> u64 {
     (u64::from(ip) << 24) | (u64::from(proto) << 16) | u64::from(port)
@@ -381,6 +392,45 @@ impl Compiled {
                 None => format!("unknown policy #{policy} rule {rule}"),
             },
         }
+    }
+
+    /// Rules in the compiled policy, all policies together: what
+    /// [`Compiled::rule_index`] counts up to.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The index among all compiled rules of the rule a reason names (for
+    /// per-rule counters); None for verdicts no rule gave.
+    #[inline]
+    pub fn rule_index(&self, r: Reason) -> Option<usize> {
+        match r {
+            Reason::Rule { policy, rule } => {
+                let p = self.policies.get(policy as usize)?;
+                let i = p.rules.start.checked_add(rule as usize)?;
+                (i < p.rules.end).then_some(i)
+            }
+            _ => None,
+        }
+    }
+
+    /// Every compiled rule with its index (as [`Compiled::rule_index`]
+    /// gives it) and what names it.
+    pub fn rule_names(&self) -> impl Iterator<Item = (usize, RuleName<'_>)> {
+        self.policies.iter().flat_map(move |p| {
+            p.rules.clone().filter_map(move |i| {
+                Some((
+                    i,
+                    RuleName {
+                        tier: &p.tier,
+                        policy: &p.name,
+                        dir: p.dir,
+                        rule: (i - p.rules.start) as u32,
+                        action: self.rules.get(i)?.action,
+                    },
+                ))
+            })
+        })
     }
 
     /// The action of the rule a reason names.

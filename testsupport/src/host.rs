@@ -145,3 +145,32 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The metric names the Grafana dashboard in `deploy/grafana/` queries
+/// (every `vswitch_...` name in its panels' expressions), sorted, once each.
+pub fn dashboard_metrics() -> Vec<String> {
+    let path = testkube::repo_root().join("deploy/grafana/vswitch-dashboard.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+    let mut names = Vec::new();
+    for panel in v["panels"].as_array().into_iter().flatten() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap_or_default();
+            let mut rest = expr;
+            while let Some(i) = rest.find("vswitch_") {
+                let tail = &rest[i..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                names.push(tail[..end].to_owned());
+                rest = &tail[end..];
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    assert!(!names.is_empty(), "the dashboard queries no vswitch metric");
+    names
+}

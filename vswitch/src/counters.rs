@@ -245,7 +245,14 @@ pub struct WorkerCounters {
     pub busy_cycles: Counter,
     pub idle_polls: Counter,
     pub sleeps: Counter,
+    /// Connections each policy rule decided (allowed or denied), by the
+    /// slot the control thread gave the rule ([`RULE_SLOTS`] of them).
+    pub rule_hits: Box<[Counter]>,
 }
+
+/// Policy rules counted at most, over the switch's life: a rule keeps its
+/// slot while policies change around it, so its count only grows.
+pub const RULE_SLOTS: usize = 1 << 16;
 
 impl WorkerCounters {
     pub fn new(max_ports: usize) -> Self {
@@ -267,6 +274,7 @@ impl WorkerCounters {
             busy_cycles: Counter::default(),
             idle_polls: Counter::default(),
             sleeps: Counter::default(),
+            rule_hits: (0..RULE_SLOTS).map(|_| Counter::default()).collect(),
         }
     }
 

@@ -114,6 +114,8 @@ pub struct Snapshot {
     pub policy: Arc<Compiled>,
     /// Changes when the policy does (for flow-log names).
     pub policy_generation: u64,
+    /// Per compiled rule: its slot among the rule counters.
+    pub rule_slots: Arc<[u32]>,
     /// The uplink, remote nodes and pools, when there is an uplink.
     pub underlay: Option<crate::tables::underlay::Underlay>,
     /// Service addresses, NodePorts and their backends.
@@ -131,6 +133,7 @@ impl Snapshot {
             routes: Routes::default(),
             policy: Arc::new(Compiled::empty()),
             policy_generation: 0,
+            rule_slots: Arc::new([]),
             underlay: None,
             services: Default::default(),
         }

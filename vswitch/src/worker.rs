@@ -154,6 +154,7 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             policy: PolicyView {
                 compiled: &snap.policy,
                 generation: snap.policy_generation,
+                rule_slots: &snap.rule_slots,
             },
             log: &shared.flow_log[me],
             underlay: snap.underlay.as_ref(),

@@ -187,6 +187,23 @@ impl Collector for Scrape {
                 (l, gauge(1))
             }),
         )?;
+        family(
+            e,
+            "vswitch_policy_rule_hits",
+            "Connections a policy rule allowed or denied (judged on their first packet).",
+            s.policy_rules.iter().map(|r| {
+                (
+                    vec![
+                        ("tier", r.tier.clone()),
+                        ("policy", r.policy.clone()),
+                        ("direction", r.direction.clone()),
+                        ("rule", r.rule.to_string()),
+                        ("action", r.action.clone()),
+                    ],
+                    counter(r.hits),
+                )
+            }),
+        )?;
         let lcore = |w: &api::WorkerStats| vec![("lcore", w.lcore.to_string())];
         family(
             e,

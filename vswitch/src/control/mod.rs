@@ -13,6 +13,7 @@ pub mod pods;
 pub mod policies;
 pub mod policy_state;
 pub mod restore;
+mod rule_hits;
 pub mod socket;
 mod sockets;
 pub mod switch;

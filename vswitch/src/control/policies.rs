@@ -168,6 +168,7 @@ impl Switch {
         while self.policy.history.len() > HISTORY {
             self.policy.history.pop_front();
         }
+        self.policy.rule_slots = self.policy.hits.assign(&c);
         self.policy.compiled = c;
     }
 

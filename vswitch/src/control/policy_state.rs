@@ -21,6 +21,9 @@ pub(crate) struct PolicyState {
     pub pods: Vec<EndpointInfo>,
     pub compiled: Arc<Compiled>,
     pub generation: u64,
+    /// Per rule of `compiled`: its counter slot.
+    pub rule_slots: Arc<[u32]>,
+    pub(crate) hits: crate::control::rule_hits::RuleHits,
     pub(crate) history: VecDeque<(u64, Arc<Compiled>)>,
     pub(crate) log: VecDeque<FlowLogEntry>,
     pub(crate) next_seq: u64,
@@ -35,6 +38,8 @@ impl PolicyState {
             pods: Vec::new(),
             compiled: Arc::new(Compiled::empty()),
             generation: 0,
+            rule_slots: Arc::new([]),
+            hits: Default::default(),
             history: VecDeque::new(),
             log: VecDeque::new(),
             next_seq: 1,

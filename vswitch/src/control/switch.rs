@@ -658,6 +658,7 @@ impl Switch {
         snap.domain.sort_unstable();
         snap.policy = self.policy.compiled.clone();
         snap.policy_generation = self.policy.generation;
+        snap.rule_slots = self.policy.rule_slots.clone();
         snap.underlay = self.build_underlay(gen);
         let routes = &snap.routes;
         snap.services = crate::tables::services::Services::build(self.services.values(), |ip| {
@@ -847,6 +848,7 @@ impl Switch {
                 answers_suppressed: sum(|w| w.refusals_suppressed.get()),
                 arp_suppressed: sum(|w| w.arp_suppressed.get()),
             },
+            policy_rules: self.policy.hits.report(&self.shared.counters),
         }
     }
 

@@ -25,6 +25,9 @@ use policy::{Decision, Direction, Reason};
 pub struct PolicyView<'a> {
     pub compiled: &'a policy::compile::Compiled,
     pub generation: u64,
+    /// Per compiled rule (`Compiled::rule_index`): its slot among the
+    /// workers' rule counters, or `u32::MAX` when it is not counted.
+    pub rule_slots: &'a [u32],
 }
 
 /// A flow-log record: written by a worker for a rule with action Log,
@@ -146,6 +149,14 @@ pub fn check(
                 .evaluate(ep.policy.index as usize, dir, &flow.policy_packet());
         if let Some(logged) = d.logged {
             record(log, now, pol.generation, port, dir, flow, logged, &d, ctr);
+        }
+        if let Some(hit) = pol
+            .compiled
+            .rule_index(d.reason)
+            .and_then(|i| pol.rule_slots.get(i))
+            .and_then(|&s| ctr.rule_hits.get(s as usize))
+        {
+            hit.add(1);
         }
         if !d.allow {
             return Err(match dir {
@@ -319,6 +330,7 @@ mod tests {
             let pol = PolicyView {
                 compiled: &self.c,
                 generation: 1,
+                rule_slots: &[],
             };
             let mut log = FlowLog {
                 queue: &self.queue,

@@ -415,6 +415,7 @@ mod tests {
                 policy: PolicyView {
                     compiled: &compiled,
                     generation: 0,
+                    rule_slots: &[],
                 },
                 log: &log,
                 underlay: None,
@@ -660,6 +661,7 @@ mod tests {
                 policy: PolicyView {
                     compiled: &c,
                     generation: 1,
+                    rule_slots: &[],
                 },
                 log: &log,
                 underlay: None,
@@ -776,6 +778,7 @@ mod tests {
                 policy: PolicyView {
                     compiled: &c,
                     generation: 1,
+                    rule_slots: &[],
                 },
                 log: &log,
                 underlay: None,

@@ -385,6 +385,7 @@ mod tests {
                 policy: PolicyView {
                     compiled: &compiled,
                     generation: 0,
+                    rule_slots: &[],
                 },
                 log: &log,
                 underlay: None,

@@ -767,6 +767,7 @@ mod tests {
             policy: PolicyView {
                 compiled: &compiled,
                 generation: 0,
+                rule_slots: &[],
             },
             log: &log,
             underlay: Some(&u),
@@ -868,6 +869,7 @@ mod tests {
             policy: PolicyView {
                 compiled: &compiled,
                 generation: 0,
+                rule_slots: &[],
             },
             log: &log,
             underlay: Some(&u),
@@ -959,6 +961,7 @@ mod tests {
             policy: PolicyView {
                 compiled: &compiled,
                 generation: 0,
+                rule_slots: &[],
             },
             log: &log,
             underlay: Some(&u),
@@ -1073,6 +1076,7 @@ mod tests {
             policy: PolicyView {
                 compiled: &compiled,
                 generation: 0,
+                rule_slots: &[],
             },
             log: &log,
             underlay: Some(&u),
