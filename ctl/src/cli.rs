@@ -111,6 +111,17 @@ pub enum Command {
     /// matched by the switch's workers and copied into a bounded queue, and what
     /// does not fit is counted as dropped (printed at the end).
     Capture(CaptureArgs),
+    /// Print a shell completion script: `vsctl completion bash >
+    /// /etc/bash_completion.d/vsctl`, or `source <(vsctl completion zsh)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (vsctl.1 and one per command, vsctl-capture.1, ...) into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// The node agent: watch the Kubernetes API and keep vswitchd's desired state
     /// (pools, nodes, namespaces, policies, the cluster's pods, Services) in line
     /// with it. Runs until killed.

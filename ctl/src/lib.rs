@@ -170,6 +170,12 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         // These read and check their file before connecting.
         Command::Apply { file } => return apply::apply(&cli.socket, file, cli.json, out),
         Command::Agent(args) => return agent::run(args, &cli.socket).map_err(Error::Agent),
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "vsctl", out);
+            return Ok(());
+        }
+        Command::Man { dir } => return man_pages(dir, out),
         Command::Delete {
             file,
             ignore_not_found,
@@ -369,6 +375,8 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         | Command::Selector(_)
         | Command::Apply { .. }
         | Command::Agent(_)
+        | Command::Completion { .. }
+        | Command::Man { .. }
         | Command::Delete { .. } => Ok(()),
         Command::Get {
             what: GetWhat::Endpoints,
@@ -383,6 +391,27 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             emit(json, out, &eps, || render::endpoints(&eps))
         }
     }
+}
+
+/// vsctl.1 and a page per command (vsctl-capture.1, ...) in `dir`, from
+/// the same definitions as `--help`.
+fn man_pages(dir: &std::path::Path, out: &mut dyn Write) -> Result<(), Error> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    std::fs::create_dir_all(dir)?;
+    let mut pages = vec![("vsctl".to_owned(), cmd.clone())];
+    for sub in cmd.get_subcommands() {
+        let name = format!("vsctl-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name)));
+    }
+    for (name, page) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(page).render(&mut buf)?;
+        std::fs::write(&path, buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        writeln!(out, "{}", path.display())?;
+    }
+    Ok(())
 }
 
 fn snapshot(client: &mut Client) -> Result<(Vec<api::PortStats>, Instant), Error> {
@@ -554,8 +583,17 @@ mod tests {
 
     /// Runs `vsctl --socket <fake> args...`; returns (status, stdout, stderr).
     pub(crate) fn run(server: &FakeServer, args: &[&str]) -> (i32, String, String) {
-        let sock = server.path.to_str().expect("utf-8 temp path").to_owned();
-        let mut argv = vec!["vsctl", "--socket", &sock];
+        run_at(server.path.to_str().expect("utf-8 temp path"), args)
+    }
+
+    /// Runs `vsctl --socket <none> args...` for commands that must not
+    /// need a switch.
+    fn run_offline(args: &[&str]) -> (i32, String, String) {
+        run_at("/nonexistent/vswitchd.sock", args)
+    }
+
+    fn run_at(sock: &str, args: &[&str]) -> (i32, String, String) {
+        let mut argv = vec!["vsctl", "--socket", sock];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).expect("valid command line");
         let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -617,13 +655,28 @@ mod tests {
             }]
         );
         // options of another kind: refused before anything is sent
-        let server = FakeServer::start(vec![]);
-        let (code, _, err) = run(&server, &["get", "pods", "--state", "established"]);
+        let (code, _, err) = run_offline(&["get", "pods", "--state", "established"]);
         assert_eq!(code, 2);
         assert!(
             err.contains("--pod and --state are for 'get conntrack'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn completions_and_man_pages_need_no_switch() {
+        let (code, out, err) = run_offline(&["completion", "bash"]);
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert!(out.contains("_vsctl()") && out.contains("capture"), "{out}");
+        let dir = std::env::temp_dir().join(format!("vsctl-man-{}", std::process::id()));
+        let dir_s = dir.display().to_string();
+        let (code, out, err) = run_offline(&["man", &dir_s]);
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert!(out.lines().count() > 10, "a page per command: {out}");
+        let page = std::fs::read_to_string(dir.join("vsctl-capture.1")).expect("vsctl-capture.1");
+        assert!(page.contains(".TH vsctl-capture"), "{page}");
+        assert!(page.contains("pcapng"), "{page}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
