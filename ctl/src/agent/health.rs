@@ -4,7 +4,6 @@
 use super::AgentStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The main loop must have turned within this long to be alive.
@@ -22,13 +21,13 @@ pub async fn serve(listener: TcpListener, status: Arc<Mutex<AgentStatus>>) {
     }
 }
 
-const TEXT: &str = "text/plain; charset=utf-8";
+use exposition::TEXT;
 
 /// (status code, content type, body) for a path.
 pub fn route(path: &str, st: &AgentStatus) -> (u16, &'static str, String) {
     if path == "/metrics" {
         return match super::metrics::render(st) {
-            Ok(text) => (200, super::metrics::CONTENT_TYPE, text),
+            Ok(text) => (200, exposition::CONTENT_TYPE, text),
             Err(_) => (500, TEXT, "metrics could not be written\n".into()),
         };
     }
@@ -54,39 +53,14 @@ pub fn route(path: &str, st: &AgentStatus) -> (u16, &'static str, String) {
 }
 
 async fn answer(mut conn: TcpStream, status: Arc<Mutex<AgentStatus>>) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&buf);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (method, path) = exposition::read_request(&mut conn).await?;
     let (code, kind, body) = if method != "GET" {
         (405, TEXT, "only GET\n".to_owned())
     } else {
-        let path = path.split('?').next().unwrap_or("");
         match status.lock() {
-            Ok(st) => route(path, &st),
+            Ok(st) => route(&path, &st),
             Err(_) => (500, TEXT, "status poisoned\n".to_owned()),
         }
     };
-    let reason = match code {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
-    };
-    let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes()).await?;
-    conn.write_all(body.as_bytes()).await?;
-    conn.shutdown().await
+    exposition::respond(conn, code, kind, &body).await
 }

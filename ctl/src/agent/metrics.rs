@@ -2,17 +2,15 @@
 //! how long they take, its watches of the API server, and what it skipped.
 
 use super::AgentStatus;
+use exposition::{family, one};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::fmt::Error;
 use std::sync::atomic::Ordering;
-
-/// The content type of [`render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A watch's figures, by its kind and resource.
 #[derive(Debug, Clone)]
@@ -71,47 +69,6 @@ impl Figures {
                 .collect(),
         }
     }
-}
-
-type Labels = Vec<(&'static str, String)>;
-
-fn family<M: EncodeMetric>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    series: impl IntoIterator<Item = (Labels, M)>,
-) -> Result<(), Error> {
-    let mut series = series.into_iter().peekable();
-    let Some((_, first)) = series.peek() else {
-        return Ok(());
-    };
-    let mut m = enc.encode_descriptor(name, help, None, first.metric_type())?;
-    for (labels, v) in series {
-        if labels.is_empty() {
-            v.encode(m)?;
-            return Ok(());
-        }
-        // the encoder writes label values as they are
-        let labels: Labels = labels.into_iter().map(|(k, v)| (k, escape(&v))).collect();
-        v.encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-/// A label value as the exposition format quotes it.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn one<M: EncodeMetric>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    v: M,
-) -> Result<(), Error> {
-    family(enc, name, help, [(Vec::new(), v)])
 }
 
 impl Collector for Figures {

@@ -7,14 +7,13 @@
 
 use crate::control::socket::Control;
 use api::{EndpointSpec, PortInfo, Stats, Status};
+use exposition::{counter, family, gauge, one, CONTENT_TYPE, TEXT};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use std::fmt::Error;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What one scrape reads of the switch.
@@ -68,57 +67,6 @@ impl Scrape {
         }
         l
     }
-}
-
-type Labels = Vec<(&'static str, String)>;
-
-/// One family: its series by label set.
-fn family<M: EncodeMetric>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    series: impl IntoIterator<Item = (Labels, M)>,
-) -> Result<(), Error> {
-    let mut series = series.into_iter().peekable();
-    let Some((_, first)) = series.peek() else {
-        return Ok(());
-    };
-    let kind = first.metric_type();
-    let mut m = enc.encode_descriptor(name, help, None, kind)?;
-    for (labels, v) in series {
-        if labels.is_empty() {
-            v.encode(m)?;
-            return Ok(());
-        }
-        // the encoder writes label values as they are
-        let labels: Labels = labels.into_iter().map(|(k, v)| (k, escape(&v))).collect();
-        v.encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-/// A label value as the exposition format quotes it.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn one<M: EncodeMetric>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    v: M,
-) -> Result<(), Error> {
-    family(enc, name, help, [(Vec::new(), v)])
-}
-
-fn counter(v: u64) -> ConstCounter<u64> {
-    ConstCounter::new(v)
-}
-
-fn gauge(v: u64) -> ConstGauge<i64> {
-    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
 impl Collector for Scrape {
@@ -382,23 +330,18 @@ pub async fn serve(ctl: Control, listener: TcpListener) {
     }
 }
 
-/// (status code, content type, body) for a request line's method and path.
+/// (status code, content type, body) for a request's method and path.
 async fn route(method: &str, path: &str, ctl: Control) -> (u16, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
     if method != "GET" {
         return (405, TEXT, "only GET\n".into());
     }
-    if path.split('?').next() != Some("/metrics") {
+    if path != "/metrics" {
         return (404, TEXT, "not found: ask for /metrics\n".into());
     }
     // the lock may be held by a request that waits: not on the accepting thread
     let body = tokio::task::spawn_blocking(move || Scrape::take(&ctl).map(|s| s.render())).await;
     match body {
-        Ok(Some(Ok(text))) => (
-            200,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            text,
-        ),
+        Ok(Some(Ok(text))) => (200, CONTENT_TYPE, text),
         _ => (
             500,
             TEXT,
@@ -408,32 +351,9 @@ async fn route(method: &str, path: &str, ctl: Control) -> (u16, &'static str, St
 }
 
 async fn answer(mut conn: TcpStream, ctl: Control) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut words = head.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let (code, kind, body) = route(method, path, ctl).await;
-    let reason = match code {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Internal Server Error",
-    };
-    let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes()).await?;
-    conn.write_all(body.as_bytes()).await?;
-    conn.shutdown().await
+    let (method, path) = exposition::read_request(&mut conn).await?;
+    let (code, kind, body) = route(&method, &path, ctl).await;
+    exposition::respond(conn, code, kind, &body).await
 }
 
 #[cfg(test)]
