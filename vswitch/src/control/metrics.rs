@@ -12,6 +12,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::fmt::Error;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -47,25 +48,31 @@ impl Scrape {
         Ok(out)
     }
 
-    /// A port's labels: its name, and the pod's namespace and name when a
-    /// pod is behind it.
-    fn port_labels(&self, port: &str) -> Vec<(&'static str, String)> {
-        let mut l = vec![("port", port.to_owned())];
-        let pod = self
+    /// Each port's labels: its name, and the pod's namespace and name when
+    /// a pod is behind it; built once per scrape.
+    fn port_labels(&self) -> HashMap<&str, Vec<(&'static str, String)>> {
+        let pods: HashMap<&str, &str> = self
             .endpoints
             .iter()
-            .find(|e| e.port == port)
-            .and_then(|e| e.pod.as_deref());
-        if let Some(pod) = pod {
-            match pod.split_once('/') {
-                Some((ns, name)) => {
-                    l.push(("namespace", ns.to_owned()));
-                    l.push(("pod", name.to_owned()));
+            .filter_map(|e| Some((e.port.as_str(), e.pod.as_deref()?)))
+            .collect();
+        self.ports
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(self.stats.ports.iter().map(|p| p.name.as_str()))
+            .map(|port| {
+                let mut l = vec![("port", port.to_owned())];
+                match pods.get(port).map(|pod| (pod, pod.split_once('/'))) {
+                    Some((_, Some((ns, name)))) => {
+                        l.push(("namespace", ns.to_owned()));
+                        l.push(("pod", name.to_owned()));
+                    }
+                    Some((pod, None)) => l.push(("pod", (*pod).to_owned())),
+                    None => {}
                 }
-                None => l.push(("pod", pod.to_owned())),
-            }
-        }
-        l
+                (port, l)
+            })
+            .collect()
     }
 }
 
@@ -73,6 +80,13 @@ impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), Error> {
         let s = &self.stats;
         let e = &mut enc;
+        let labels = self.port_labels();
+        let port_labels = |port: &str| {
+            labels
+                .get(port)
+                .cloned()
+                .unwrap_or_else(|| vec![("port", port.to_owned())])
+        };
         type PortField = (&'static str, &'static str, fn(&api::PortStats) -> u64);
         let port_fields: [PortField; 6] = [
             (
@@ -113,7 +127,7 @@ impl Collector for Scrape {
                 help,
                 s.ports
                     .iter()
-                    .map(|p| (self.port_labels(&p.name), counter(f(p)))),
+                    .map(|p| (port_labels(&p.name), counter(f(p)))),
             )?;
         }
         family(
@@ -129,9 +143,9 @@ impl Collector for Scrape {
             "vswitch_port_worker",
             "The worker lcore that polls the port (1 per port).",
             self.ports.iter().map(|p| {
-                let mut l = self.port_labels(&p.name);
+                let mut l = port_labels(&p.name);
                 l.push(("lcore", p.lcore.to_string()));
-                l.push(("kind", format!("{:?}", p.kind).to_lowercase()));
+                l.push(("kind", p.kind.as_str().to_owned()));
                 (l, gauge(1))
             }),
         )?;
@@ -385,6 +399,17 @@ mod tests {
             packets: 10,
             ..Default::default()
         }];
+        s.ports = vec![PortInfo {
+            name: "pod-ab12".into(),
+            kind: api::PortKind::VhostServer,
+            path: None,
+            iface: None,
+            pci: None,
+            port_id: 4,
+            lcore: 1,
+            link_up: true,
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        }];
         s.endpoints = vec![EndpointSpec {
             port: "pod-ab12".into(),
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
@@ -413,6 +438,12 @@ mod tests {
         );
         assert!(
             text.contains("# TYPE vswitch_interface_rx_bytes counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "vswitch_port_worker{port=\"pod-ab12\",namespace=\"shop\",pod=\"web-0\",lcore=\"1\",kind=\"vhost-server\"} 1"
+            ),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
