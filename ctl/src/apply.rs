@@ -586,6 +586,50 @@ fn write_outcomes(out: &mut dyn Write, outcomes: &[(Key, Outcome)]) -> Result<()
 }
 
 /// Reads and parses the file, naming it in a refusal.
+/// Namespaces and policy objects as `apply -f` and `delete -f` take them:
+/// one YAML document each, namespaces first.
+pub fn write_manifests(
+    out: &mut dyn Write,
+    namespaces: &[NamespaceInfo],
+    policies: &[Policy],
+) -> Result<(), Error> {
+    let mut docs: Vec<serde_json::Value> = namespaces
+        .iter()
+        .map(|n| {
+            let mut meta = serde_json::json!({ "name": n.name });
+            if !n.labels.is_empty() {
+                meta["labels"] = serde_json::json!(n.labels);
+            }
+            serde_json::json!({"apiVersion": "v1", "kind": NAMESPACE, "metadata": meta})
+        })
+        .collect();
+    for p in policies {
+        let (api, kind, obj) = match p {
+            Policy::K8s(o) => (
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+                serde_json::to_value(o),
+            ),
+            Policy::Calico(o) => (CALICO_GROUPS[0], "NetworkPolicy", serde_json::to_value(o)),
+            Policy::Global(o) => (CALICO_GROUPS[0], GLOBAL_POLICY, serde_json::to_value(o)),
+            Policy::Tier(o) => (CALICO_GROUPS[0], TIER, serde_json::to_value(o)),
+        };
+        let mut doc = serde_json::json!({"apiVersion": api, "kind": kind});
+        if let serde_json::Value::Object(fields) = obj.map_err(std::io::Error::other)? {
+            for (k, v) in fields {
+                doc[k] = v;
+            }
+        }
+        docs.push(doc);
+    }
+    for d in docs {
+        let y = serde_yaml_ng::to_string(&d).map_err(std::io::Error::other)?;
+        out.write_all(b"---\n")?;
+        out.write_all(y.as_bytes())?;
+    }
+    Ok(())
+}
+
 fn read(file: &str, verb: Verb) -> Result<FileObjects, Error> {
     let text = crate::policy_cmd::read_input(file)?;
     let name = if file == "-" { "standard input" } else { file };

@@ -83,6 +83,11 @@ pub enum Command {
         /// the default, 1000.
         #[arg(long, value_name = "N", default_value_t = 0)]
         limit: u32,
+        /// Output format: a table, JSON (as --json), or YAML. For policies and
+        /// namespaces, YAML is the objects as `vsctl apply -f` and `vsctl delete -f`
+        /// take them back.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Forget what the workers track.
     Flush {
@@ -176,6 +181,13 @@ pub enum GetWhat {
     /// natOutgoing translations: PROTO POD NODE (the address and port the flow
     /// leaves with) REMOTE STATE AGE EXPIRES LCORE.
     Nat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -622,7 +634,8 @@ mod tests {
                     what,
                     pod: None,
                     state: None,
-                    limit: 0
+                    limit: 0,
+                    output: Output::Table
                 }
             );
         }
@@ -640,7 +653,18 @@ mod tests {
                 what: GetWhat::Conntrack,
                 pod: Some("shop/web-0".into()),
                 state: Some("established".into()),
-                limit: 0
+                limit: 0,
+                output: Output::Table
+            }
+        );
+        assert_eq!(
+            parse(&["get", "policies", "-o", "yaml"]).command,
+            Command::Get {
+                what: GetWhat::Policies,
+                pod: None,
+                state: None,
+                limit: 0,
+                output: Output::Yaml
             }
         );
         assert_eq!(

@@ -20,7 +20,9 @@ pub mod render;
 pub mod table;
 
 use api::{Client, ClientError, PortSpec, Reply, Request};
-use cli::{Cli, Command, EndpointCmd, FdbCmd, FlowsCmd, FlushWhat, GetWhat, PortCmd, StatsArgs};
+use cli::{
+    Cli, Command, EndpointCmd, FdbCmd, FlowsCmd, FlushWhat, GetWhat, Output, PortCmd, StatsArgs,
+};
 use serde::Serialize;
 use std::fmt;
 use std::io::{self, Write};
@@ -144,18 +146,25 @@ fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> Result<(), E
     Ok(())
 }
 
-/// Prints `data` as pretty JSON with `--json`, else `text()`.
+/// Prints `data` as pretty JSON (`--json`, `-o json`), as YAML (`-o
+/// yaml`), else `text()`.
 fn emit<T: Serialize + ?Sized>(
-    json: bool,
+    fmt: Output,
     out: &mut dyn Write,
     data: &T,
     text: impl FnOnce() -> String,
 ) -> Result<(), Error> {
-    if json {
-        write_json(out, data)
-    } else {
-        out.write_all(text().as_bytes())?;
-        Ok(())
+    match fmt {
+        Output::Json => write_json(out, data),
+        Output::Yaml => {
+            let y = serde_yaml_ng::to_string(data).map_err(io::Error::other)?;
+            out.write_all(y.as_bytes())?;
+            Ok(())
+        }
+        Output::Table => {
+            out.write_all(text().as_bytes())?;
+            Ok(())
+        }
     }
 }
 
@@ -185,6 +194,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             pod,
             state,
             limit,
+            ..
         } => {
             let conntrack = *what == GetWhat::Conntrack;
             let takes_limit = conntrack || *what == GetWhat::Nat;
@@ -199,6 +209,11 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
     }
     let mut client = Client::connect(&cli.socket)?;
     let json = cli.json;
+    let fmt = match &cli.command {
+        _ if json => Output::Json,
+        Command::Get { output, .. } => *output,
+        _ => Output::Table,
+    };
     match &cli.command {
         Command::Port(PortCmd::Add {
             name,
@@ -216,36 +231,36 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             };
             // the switch answers with the port as created (id, lcore, MAC)
             let ports = expect_reply!(client.call(&Request::PortAdd { port })?, Ports, "ports");
-            emit(json, out, &ports, || render::ports(&ports))
+            emit(fmt, out, &ports, || render::ports(&ports))
         }
         Command::Port(PortCmd::Del { name }) => {
             expect_done(client.call(&Request::PortDel { name: name.clone() })?)
         }
         Command::Port(PortCmd::List) => {
             let ports = expect_reply!(client.call(&Request::PortList {})?, Ports, "ports");
-            emit(json, out, &ports, || render::ports(&ports))
+            emit(fmt, out, &ports, || render::ports(&ports))
         }
         Command::Stats(args) if args.rate => rates(&mut client, args, json, out),
         Command::Stats(_) => {
             let stats = expect_reply!(client.call(&Request::Stats {})?, Stats, "stats");
-            emit(json, out, &stats, || render::stats(&stats))
+            emit(fmt, out, &stats, || render::stats(&stats))
         }
         Command::Fdb(FdbCmd::Show) => {
             let mut entries = expect_reply!(client.call(&Request::FdbShow {})?, Fdb, "fdb");
             render::sort_fdb(&mut entries);
-            emit(json, out, &entries, || render::fdb(&entries))
+            emit(fmt, out, &entries, || render::fdb(&entries))
         }
         Command::Fdb(FdbCmd::Flush { port }) => {
             let req = Request::FdbFlush { port: port.clone() };
             let n = expect_reply!(client.call(&req)?, Flushed, "flushed");
-            emit(json, out, &n, || render::flushed(n))
+            emit(fmt, out, &n, || render::flushed(n))
         }
         Command::Fdb(FdbCmd::Aging { seconds }) => {
             expect_done(client.call(&Request::SetAging { seconds: *seconds })?)
         }
         Command::Status => {
             let status = expect_reply!(client.call(&Request::Status {})?, Status, "status");
-            emit(json, out, &status, || render::status(&status))
+            emit(fmt, out, &status, || render::status(&status))
         }
         Command::Endpoint(EndpointCmd::Set {
             port,
@@ -273,14 +288,20 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             ..
         } => {
             let v = expect_reply!(client.call(&Request::PolicyList {})?, Policies, "policies");
-            emit(json, out, &v, || render::policies(&v))
+            if fmt == Output::Yaml {
+                return apply::write_manifests(out, &[], &v.policies);
+            }
+            emit(fmt, out, &v, || render::policies(&v))
         }
         Command::Get {
             what: GetWhat::Namespaces,
             ..
         } => {
             let v = expect_reply!(client.call(&Request::PolicyList {})?, Policies, "policies");
-            emit(json, out, &v.namespaces, || {
+            if fmt == Output::Yaml {
+                return apply::write_manifests(out, &v.namespaces, &[]);
+            }
+            emit(fmt, out, &v.namespaces, || {
                 render::namespaces(&v.namespaces)
             })
         }
@@ -289,14 +310,14 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             ..
         } => {
             let v = expect_reply!(client.call(&Request::PolicyList {})?, Policies, "policies");
-            emit(json, out, &v.pods, || render::cluster_pods(&v.pods))
+            emit(fmt, out, &v.pods, || render::cluster_pods(&v.pods))
         }
         Command::Get {
             what: GetWhat::Services,
             ..
         } => {
             let v = expect_reply!(client.call(&Request::ServiceList {})?, Services, "services");
-            emit(json, out, &v, || render::services(&v))
+            emit(fmt, out, &v, || render::services(&v))
         }
         Command::Flows(FlowsCmd::Log(args)) => flows::log(&mut client, args, json, out),
         Command::Get {
@@ -304,6 +325,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             pod,
             state,
             limit,
+            ..
         } => {
             let query = api::ConntrackQuery {
                 pod: pod.clone(),
@@ -315,7 +337,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 Conntrack,
                 "conntrack"
             );
-            emit(json, out, &v, || render::conntrack(&v))
+            emit(fmt, out, &v, || render::conntrack(&v))
         }
         Command::Get {
             what: GetWhat::Nat,
@@ -327,7 +349,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 Nat,
                 "nat"
             );
-            emit(json, out, &v, || render::nat(&v))
+            emit(fmt, out, &v, || render::nat(&v))
         }
         Command::Flush {
             what: FlushWhat::Conntrack,
@@ -335,7 +357,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         } => {
             let req = Request::ConntrackFlush { pod: pod.clone() };
             let n = expect_reply!(client.call(&req)?, Flushed, "flushed");
-            emit(json, out, &n, || format!("{n} connections flushed\n"))
+            emit(fmt, out, &n, || format!("{n} connections flushed\n"))
         }
         Command::Capture(args) => capture::capture(&mut client, args, out, &mut io::stderr()),
         Command::Get {
@@ -343,21 +365,21 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             ..
         } => {
             let v = expect_reply!(client.call(&Request::PoolList {})?, Pools, "pools");
-            emit(json, out, &v, || render::pools(&v))
+            emit(fmt, out, &v, || render::pools(&v))
         }
         Command::Get {
             what: GetWhat::Blocks,
             ..
         } => {
             let v = expect_reply!(client.call(&Request::BlockList {})?, Blocks, "blocks");
-            emit(json, out, &v, || render::blocks(&v))
+            emit(fmt, out, &v, || render::blocks(&v))
         }
         Command::Get {
             what: GetWhat::Nodes,
             ..
         } => {
             let v = expect_reply!(client.call(&Request::NodeList {})?, Nodes, "nodes");
-            emit(json, out, &v, || render::nodes(&v))
+            emit(fmt, out, &v, || render::nodes(&v))
         }
         Command::Get {
             what: GetWhat::Pods,
@@ -368,7 +390,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 Attachments,
                 "attachments"
             );
-            emit(json, out, &v, || render::attachments(&v))
+            emit(fmt, out, &v, || render::attachments(&v))
         }
         // Answered above, before connecting.
         Command::Policy(_)
@@ -388,7 +410,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 Endpoints,
                 "endpoints"
             );
-            emit(json, out, &eps, || render::endpoints(&eps))
+            emit(fmt, out, &eps, || render::endpoints(&eps))
         }
     }
 }

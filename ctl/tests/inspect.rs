@@ -14,6 +14,9 @@
 //!   which cuts it. The policy's allow rule counts the connection it
 //!   allowed, in `vsctl stats` and on `/metrics`.
 //!
+//! - `vsctl get policies -o yaml` (and namespaces) prints objects that
+//!   `apply -f` takes back unchanged and `delete -f` removes, every kind.
+//!
 //! Needs root (hugepages, namespaces), tshark and python3.
 
 use api::{EndpointSpec, MacAddr, Reply, Request};
@@ -571,4 +574,135 @@ fn conntrack_lists_a_connection_and_a_flush_makes_policy_judge_it_again() {
         rule.tier, rule.policy
     );
     assert!(text.contains(&series), "{series} in {text}");
+}
+
+const EVERY_KIND: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: a}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: bank}
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.no-telnet}
+spec:
+  tier: security
+  order: 10
+  selector: all()
+  types: [Ingress]
+  ingress:
+  - action: Deny
+    protocol: TCP
+    destination: {ports: [23]}
+  - action: Pass
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  selector: app == 'web'
+  types: [Ingress, Egress]
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {selector: role == 'client', namespaceSelector: team == 'a'}
+    destination: {ports: [80, '8000:8080']}
+  egress:
+  - action: Allow
+    protocol: UDP
+    destination: {nets: [10.96.0.10/32], ports: [53]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: bank}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {team: a}}
+      podSelector: {matchExpressions: [{key: role, operator: In, values: [api]}]}
+    - ipBlock: {cidr: 192.168.0.0/16, except: [192.168.1.0/24]}
+    ports: [{protocol: TCP, port: 5432}]
+";
+
+fn vsctl_stdin(sw: &Switch, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = vsctl(sw, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running vsctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("writing to vsctl");
+    let o = child.wait_with_output().expect("vsctl's output");
+    assert!(
+        o.status.success(),
+        "vsctl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `vsctl get policies -o yaml` and `get namespaces -o yaml` give back
+/// objects that `apply -f` takes as they are (nothing changes) and that
+/// `delete -f` removes, every kind.
+#[test]
+fn get_yaml_applies_back_unchanged_and_deletes_every_kind() {
+    must_be_root();
+    let _g = serial();
+    let sw = Vswitchd::new().start();
+    vsctl_stdin(&sw, &["apply", "-f", "-"], EVERY_KIND);
+    let before = vsctl_ok(&sw, &["--json", "get", "policies"]);
+    let v: serde_json::Value = serde_json::from_str(&before).expect("JSON");
+    assert_eq!(v["policies"].as_array().map(Vec::len), Some(4), "{before}");
+    assert_eq!(
+        v["namespaces"].as_array().map(Vec::len),
+        Some(2),
+        "{before}"
+    );
+
+    let yaml = format!(
+        "{}{}",
+        vsctl_ok(&sw, &["get", "namespaces", "-o", "yaml"]),
+        vsctl_ok(&sw, &["get", "policies", "-o", "yaml"])
+    );
+    for kind in [
+        "kind: Namespace",
+        "kind: Tier",
+        "kind: GlobalNetworkPolicy",
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy",
+    ] {
+        assert!(yaml.contains(kind), "{kind} in\n{yaml}");
+    }
+    let said = vsctl_stdin(&sw, &["apply", "-f", "-"], &yaml);
+    assert_eq!(
+        vsctl_ok(&sw, &["--json", "get", "policies"]),
+        before,
+        "applying what get printed changed something: {said}"
+    );
+    assert_eq!(
+        said.matches("unchanged").count(),
+        6,
+        "every object unchanged: {said}"
+    );
+
+    vsctl_stdin(&sw, &["delete", "-f", "-"], &yaml);
+    let after: serde_json::Value =
+        serde_json::from_str(&vsctl_ok(&sw, &["--json", "get", "policies"])).expect("JSON");
+    assert_eq!(after["policies"], serde_json::json!([]), "{after}");
+    assert_eq!(after["namespaces"], serde_json::json!([]), "{after}");
 }
