@@ -95,13 +95,25 @@ fn help_names_the_commands_and_flags() {
         String::from_utf8(out.stdout).expect("utf-8 help")
     };
     let top = help(&["--help"]);
+    // a command's line, whatever the width of the command column
+    let lines: Vec<String> = top
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
     for line in [
-        "  apply     Create or replace the objects of a YAML file; objects not in it stay",
-        "  delete    Delete the Namespaces and policy objects a YAML file names",
-        "  flows     Flow logs of policy rules with action Log",
+        "apply Create or replace the objects of a YAML file; objects not in it stay",
+        "delete Delete the Namespaces and policy objects a YAML file names",
+        "flows Flow logs of policy rules with action Log",
+        "man Write man pages (vsctl.1 and one per command, vsctl-capture.1, ...) into DIR",
     ] {
-        assert!(top.contains(line), "{line:?} not in\n{top}");
+        assert!(lines.iter().any(|l| l == line), "{line:?} not in\n{top}");
     }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("capture Copy the frames of ports or pods")),
+        "{top}"
+    );
     let apply = help(&["apply", "--help"]);
     assert!(apply.contains("-f, --filename <FILE>"), "{apply}");
     assert!(apply.contains("before anything is sent"), "{apply}");
