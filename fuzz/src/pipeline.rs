@@ -523,6 +523,7 @@ fn run_with<P: Buf>(flags: Flags, bursts: &Bursts<'_>) {
         policy: PolicyView {
             compiled: &t.compiled,
             generation: 1,
+            rule_slots: &[],
         },
         log: &log,
         underlay: Some(&t.underlay),
