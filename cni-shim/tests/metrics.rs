@@ -25,14 +25,6 @@ spec:
     protocol: ICMP
 ";
 
-/// A TCP port free now on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

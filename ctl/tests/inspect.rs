@@ -25,15 +25,9 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use testsupport::{http_get, must_be_root, need_tools, serial, wait_for, Netns, Switch, Vswitchd};
-
-/// A TCP port free now on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use testsupport::{
+    free_port, http_get, must_be_root, need_tools, serial, wait_for, Netns, Switch, Vswitchd,
+};
 
 /// `vsctl ARGS`, which must succeed; its stdout.
 fn vsctl_ok(sw: &Switch, args: &[&str]) -> String {

@@ -174,3 +174,11 @@ pub fn dashboard_metrics() -> Vec<String> {
     assert!(!names.is_empty(), "the dashboard queries no vswitch metric");
     names
 }
+
+/// A TCP port free now on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
