@@ -590,7 +590,8 @@ fn ip_in_ip_reaches_a_raw_socket_and_scapy_packets_are_delivered() {
 }
 
 /// Python for the natOutgoing test: a UDP server that answers every
-/// datagram and reports who it saw; and a client opening N flows at once.
+/// datagram and reports who it saw; and a client opening N flows at once
+/// and resending for S seconds to those not answered yet.
 const UDP_SERVER: &str = r#"
 import socket, sys, json, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -609,7 +610,7 @@ print(json.dumps(sorted([list(x) for x in seen])))
 "#;
 
 const UDP_CLIENT: &str = r#"
-import socket, sys, select
+import socket, sys, select, time
 n = int(sys.argv[2])
 dst = (sys.argv[1], 9999)
 ss = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
@@ -618,16 +619,23 @@ for i, s in enumerate(ss):
     s.sendto(str(i).encode(), dst)
 got = set()
 left = set(ss)
-for _ in range(40):
-    r, _, _ = select.select(list(left), [], [], 0.25)
+# resent every quarter second until answered: by the clock, as a client's
+# retransmission timer, so that a burst of answers does not use up the tries
+end = time.time() + float(sys.argv[3])
+resend = time.time() + 0.25
+while left and time.time() < end:
+    r, _, _ = select.select(list(left), [], [], max(0.0, resend - time.time()))
     for s in r:
-        s.recv(64)
+        try:
+            s.recv(64)
+        except OSError:
+            continue
         got.add(s)
         left.discard(s)
-    if not left:
-        break
-    for s in left:
-        s.sendto(b'again', dst)
+    if time.time() >= resend:
+        for s in left:
+            s.sendto(b'again', dst)
+        resend = time.time() + 0.25
 print(len(got))
 "#;
 
@@ -650,11 +658,25 @@ fn nat_outgoing_to_an_external_host() {
     std::thread::sleep(Duration::from_millis(500));
     let c0 = Bg::spawn(
         Some(p0),
-        &["python3", "-c", UDP_CLIENT, &ext.ip.to_string(), "500"],
+        &[
+            "python3",
+            "-c",
+            UDP_CLIENT,
+            &ext.ip.to_string(),
+            "500",
+            "10",
+        ],
     );
     let c1 = Bg::spawn(
         Some(p1),
-        &["python3", "-c", UDP_CLIENT, &ext.ip.to_string(), "500"],
+        &[
+            "python3",
+            "-c",
+            UDP_CLIENT,
+            &ext.ip.to_string(),
+            "500",
+            "10",
+        ],
     );
     for c in [c0, c1] {
         let o = c.wait(Duration::from_secs(30));
