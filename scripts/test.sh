@@ -80,7 +80,7 @@ house_check() {
     --forbid 'wire->tables,pipeline,control,worker,snapshot,counters,dpdk,capture' \
     --forbid 'tables->pipeline,control,worker,snapshot,dpdk,capture,inquiry' \
     --forbid 'pipeline->control,worker,snapshot,dpdk,capture,inquiry' \
-    --forbid 'capture->dpdk,wire,counters,tables,pipeline,snapshot,worker,control,inquiry' \
+    --forbid 'capture->dpdk,counters,tables,pipeline,snapshot,worker,control,inquiry' \
     --forbid 'inquiry->dpdk,pipeline,snapshot,worker,control,capture' \
     --forbid 'snapshot->control,worker' --forbid 'worker->control' \
     --forbid 'packet->dpdk,wire,counters,tables,pipeline,snapshot,worker,control,capture' \

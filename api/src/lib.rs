@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -862,6 +863,104 @@ pub enum Request {
         #[serde(default)]
         limit: u32,
     },
+    /// Arms the dataplane to record, for the next packets received on ports
+    /// (or pods) that match a filter, every stage's decision (see
+    /// [`TraceStart`]).
+    TraceStart {
+        start: TraceStart,
+    },
+    /// The packets a trace recorded since the last read; keeps it alive.
+    TraceRead {
+        id: u64,
+    },
+    /// Ends a trace; succeeds when it has already ended.
+    TraceStop {
+        id: u64,
+    },
+    /// Sends a made-up packet through the pipeline's stages without
+    /// transmitting it, and says what each stage decided.
+    TraceInject {
+        inject: TraceInject,
+    },
+}
+
+/// What a trace records.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct TraceStart {
+    /// Port names, or pods as "namespace/name"; all ports when empty.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// A filter as captures take it (see [`CaptureStart`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Packets to trace (0: one).
+    #[serde(default)]
+    pub count: u32,
+}
+
+/// A trace that runs: its id and the ports it covers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TraceInfo {
+    pub id: u64,
+    pub ports: Vec<CapturePort>,
+    /// Seconds a trace lives without a read before the switch ends it.
+    pub idle_timeout: u32,
+}
+
+/// Packets traced since the last read.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct TraceChunk {
+    pub packets: Vec<TracedPacket>,
+    /// Every packet asked for was traced and read: the trace has ended.
+    pub done: bool,
+}
+
+/// A made-up packet: from a pod (its addresses, to its gateway) or from
+/// the outside world through the uplink (`from: "uplink"`, `src` given).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TraceInject {
+    /// A pod as "namespace/name" or its port's name, or the uplink's
+    /// port name.
+    pub from: String,
+    /// The source address; a pod's own when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<Ipv4Addr>,
+    pub dst: Ipv4Addr,
+    /// `tcp`, `udp` or `icmp` (an echo request).
+    pub protocol: String,
+    #[serde(default)]
+    pub src_port: u16,
+    #[serde(default)]
+    pub dst_port: u16,
+    /// TCP flags as letters (`S`, `SA`, `A`, `F`, `R`, `P`); `S` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_flags: Option<String>,
+}
+
+/// One packet and what each stage did with it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct TracedPacket {
+    /// Unix time, nanoseconds, when it was received (0 for a made-up one).
+    pub time_ns: u64,
+    /// The port it came in on, and the pod behind it.
+    pub port: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// The packet as received, in words.
+    pub packet: String,
+    pub steps: Vec<TraceStep>,
+    /// The ports something left on because of it (the packet, an answer,
+    /// an ARP request); names.
+    pub sent: Vec<String>,
+    /// Why it (or a copy of it) was dropped; drop reasons as counters name them.
+    pub dropped: Vec<String>,
+}
+
+/// One stage's decision.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TraceStep {
+    pub stage: String,
+    pub detail: String,
 }
 
 /// Which connections to list.
@@ -1060,6 +1159,9 @@ pub enum Reply {
     Captured(CaptureChunk),
     Conntrack(ConntrackList),
     Nat(NatList),
+    Trace(TraceInfo),
+    Traced(TraceChunk),
+    Injected(TracedPacket),
 }
 
 /// The policy objects in force, as applied.

@@ -116,6 +116,15 @@ pub enum Command {
     /// matched by the switch's workers and copied into a bounded queue, and what
     /// does not fit is counted as dropped (printed at the end).
     Capture(CaptureArgs),
+    /// Follow packets through the switch's stages: for the next packets received on
+    /// ports or pods that match a filter, what each stage decided (a Service's
+    /// backend, each policy zone's conntrack state and the policy rule that decided,
+    /// what was sent where, encapsulation and natOutgoing, or the drop reason).
+    ///
+    /// With --inject, a made-up packet from a pod (or from the outside world through
+    /// the uplink) goes through the same stages on the switch's current
+    /// configuration without being sent, as the first packet of a new connection.
+    Trace(TraceArgs),
     /// Print a shell completion script: `vsctl completion bash >
     /// /etc/bash_completion.d/vsctl`, or `source <(vsctl completion zsh)`.
     Completion {
@@ -154,6 +163,55 @@ pub struct CaptureArgs {
     /// Bytes kept of each frame; 0 keeps whole frames.
     #[arg(short = 's', long, value_name = "BYTES", default_value_t = 0)]
     pub snaplen: u32,
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct TraceArgs {
+    /// Port names, or pods as NAMESPACE/NAME, whose received packets are traced;
+    /// every port when none is given.
+    #[arg(value_name = "PORT", conflicts_with = "inject")]
+    pub ports: Vec<String>,
+    /// Trace only packets that match: `arp`, `ip`, `tcp`, `udp`, `icmp`,
+    /// `host A.B.C.D`, `port N`, joined by `and` (as `vsctl capture` takes).
+    #[arg(long, value_name = "EXPR", conflicts_with = "inject")]
+    pub filter: Option<String>,
+    /// Packets to trace.
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        conflicts_with = "inject"
+    )]
+    pub count: u32,
+    /// Stop waiting for packets after this many seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_interval, default_value = "30")]
+    pub timeout: Duration,
+    /// Send a made-up packet (--from, --to, --proto, ...) instead of waiting for real ones.
+    #[arg(long, requires_all = ["from", "to"])]
+    pub inject: bool,
+    /// The made-up packet's origin: a pod (NAMESPACE/NAME or its port's name), or the
+    /// uplink's port name for a packet from outside (then --src is needed).
+    #[arg(long, value_name = "POD|PORT", requires = "inject")]
+    pub from: Option<String>,
+    /// Its source address (a pod's own when not given).
+    #[arg(long, value_name = "ADDR", requires = "inject")]
+    pub src: Option<std::net::Ipv4Addr>,
+    /// Its destination address.
+    #[arg(long, value_name = "ADDR", requires = "inject")]
+    pub to: Option<std::net::Ipv4Addr>,
+    /// Its protocol (icmp: an echo request).
+    #[arg(long, value_name = "PROTO", default_value = "tcp", value_parser = ["tcp", "udp", "icmp"])]
+    pub proto: String,
+    /// Its source port (the echo id for icmp).
+    #[arg(long, value_name = "N", default_value_t = 40000)]
+    pub sport: u16,
+    /// Its destination port.
+    #[arg(long, value_name = "N", default_value_t = 80)]
+    pub dport: u16,
+    /// Its TCP flags, as letters: S, A, F, R, P (default S).
+    #[arg(long, value_name = "FLAGS")]
+    pub flags: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -687,6 +745,48 @@ mod tests {
         );
         assert_eq!(
             parse_err(&["capture", "a"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        let Command::Trace(t) = parse(&["trace", "shop/b", "--filter", "tcp", "-c", "3"]).command
+        else {
+            panic!("not a trace");
+        };
+        assert_eq!((t.ports.len(), t.count, t.inject), (1, 3, false));
+        let Command::Trace(t) = parse(&[
+            "trace",
+            "--inject",
+            "--from",
+            "shop/b",
+            "--to",
+            "10.96.0.10",
+            "--proto",
+            "udp",
+            "--dport",
+            "53",
+        ])
+        .command
+        else {
+            panic!("not a trace");
+        };
+        assert_eq!(
+            (t.from.as_deref(), t.to, t.proto.as_str(), t.dport),
+            (
+                Some("shop/b"),
+                Some("10.96.0.10".parse().expect("ip")),
+                "udp",
+                53
+            )
+        );
+        assert_eq!(
+            parse_err(&["trace", "--inject", "--from", "shop/b"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_err(&["trace", "a", "--inject", "--from", "b", "--to", "10.0.0.1"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            parse_err(&["trace", "--to", "10.0.0.1"]),
             ErrorKind::MissingRequiredArgument
         );
         assert_eq!(

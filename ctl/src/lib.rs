@@ -18,6 +18,7 @@ pub mod policy_cmd;
 pub mod rate;
 pub mod render;
 pub mod table;
+pub mod trace;
 
 use api::{Client, ClientError, PortSpec, Reply, Request};
 use cli::{
@@ -111,6 +112,9 @@ pub fn reply_kind(r: &Reply) -> &'static str {
         Reply::Conntrack(_) => "conntrack",
         Reply::Nat(_) => "nat",
         Reply::Captured(_) => "captured",
+        Reply::Trace(_) => "trace",
+        Reply::Traced(_) => "traced",
+        Reply::Injected(_) => "injected",
     }
 }
 
@@ -360,6 +364,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             emit(fmt, out, &n, || format!("{n} connections flushed\n"))
         }
         Command::Capture(args) => capture::capture(&mut client, args, out, &mut io::stderr()),
+        Command::Trace(args) => trace::trace(&mut client, args, fmt, out, &mut io::stderr()),
         Command::Get {
             what: GetWhat::Pools,
             ..

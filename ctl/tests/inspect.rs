@@ -16,6 +16,8 @@
 //!
 //! - `vsctl get policies -o yaml` (and namespaces) prints objects that
 //!   `apply -f` takes back unchanged and `delete -f` removes, every kind.
+//! - `vsctl trace`: made-up packets (`--inject`) and real ones, each
+//!   stage's decision; see the test's note.
 //!
 //! Needs root (hugepages, namespaces), tshark and python3.
 
@@ -79,7 +81,7 @@ fn wait_exit(mut child: Child, within: Duration) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
-    panic!("vsctl capture did not end within {within:?}");
+    panic!("vsctl did not end within {within:?}");
 }
 
 /// The frames of a capture as tshark decodes them: one line per frame,
@@ -699,4 +701,250 @@ fn get_yaml_applies_back_unchanged_and_deletes_every_kind() {
         serde_json::from_str(&vsctl_ok(&sw, &["--json", "get", "policies"])).expect("JSON");
     assert_eq!(after["policies"], serde_json::json!([]), "{after}");
     assert_eq!(after["namespaces"], serde_json::json!([]), "{after}");
+}
+
+/// `vsctl --json ARGS`: one JSON value per line of its output.
+fn vsctl_json_lines(sw: &Switch, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    vsctl_ok(sw, &all)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The detail of the first step of `stage` in a traced packet.
+fn step<'a>(p: &'a serde_json::Value, stage: &str) -> &'a str {
+    p["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["stage"] == stage))
+        .and_then(|s| s["detail"].as_str())
+        .unwrap_or_else(|| panic!("no {stage} step: {p}"))
+}
+
+/// Starts a live trace and waits for its first line on stderr ("tracing
+/// ..."), so that the switch has armed the ports before traffic starts.
+fn start_trace(sw: &Switch, args: &[&str]) -> Child {
+    let mut child = vsctl(sw, &["--json", "trace"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running vsctl trace");
+    let mut line = String::new();
+    let err = child.stderr.as_mut().expect("stderr");
+    BufReader::new(err)
+        .read_line(&mut line)
+        .expect("reading vsctl's stderr");
+    assert!(line.starts_with("tracing "), "vsctl trace said: {line}");
+    child
+}
+
+fn traced(o: &Output) -> Vec<serde_json::Value> {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Made-up packets from a pod under a policy that lets the client reach
+/// the server on port 7001 only: each says which rule decided, where it
+/// would go, or why it is dropped, and none of them leaves a connection
+/// behind. Then live traces of real packets: a connection the policy
+/// allows (its SYN judged by the rule, its next packet known to conntrack,
+/// both delivered: the connection works while traced) and one it denies.
+#[test]
+fn trace_follows_made_up_and_real_packets_through_policy() {
+    must_be_root();
+    need_tools(&["python3"]);
+    let _g = serial();
+    let sw = Vswitchd::new().start();
+    let a = labelled_pod(&sw, "tra", 1, &[("app", "client")]);
+    let b = labelled_pod(&sw, "trb", 2, &[("app", "server")]);
+    let policy = sw.dir.join("deny-in.yaml");
+    std::fs::write(&policy, DENY_INGRESS).expect("writing the policy");
+    vsctl_ok(&sw, &["apply", "-f", &policy.display().to_string()]);
+    let baddr = b.addr.to_string();
+
+    // made up: allowed by the rule, denied by default, routed nowhere
+    let inject = |to: &str, dport: &str| {
+        let v = vsctl_json_lines(
+            &sw,
+            &[
+                "trace", "--inject", "--from", "shop/tra", "--to", to, "--dport", dport,
+            ],
+        );
+        assert_eq!(v.len(), 1, "{v:?}");
+        v[0].clone()
+    };
+    let ok = inject(&baddr, "7001");
+    assert_eq!(ok["sent"], serde_json::json!(["trb"]), "{ok}");
+    assert_eq!(ok["dropped"], serde_json::json!([]), "{ok}");
+    assert_eq!(ok["pod"], "shop/tra");
+    assert!(
+        ok["packet"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&format!("10.77.0.1:40000 > {baddr}:7001 tcp [S]"))),
+        "{ok}"
+    );
+    let egress = step(&ok, "egress");
+    assert!(
+        egress.contains("new, recorded as syn_sent") && egress.ends_with("allowed"),
+        "{egress}"
+    );
+    let ingress = step(&ok, "ingress");
+    assert!(
+        ingress.contains("deny-in ingress rule 0") && ingress.ends_with("allowed"),
+        "{ingress}"
+    );
+    assert!(
+        step(&ok, "sent").starts_with("trb (pod shop/trb): "),
+        "{ok}"
+    );
+
+    let denied = inject(&baddr, "7002");
+    assert_eq!(denied["sent"], serde_json::json!([]), "{denied}");
+    assert_eq!(
+        denied["dropped"],
+        serde_json::json!(["policy_ingress"]),
+        "{denied}"
+    );
+    assert!(
+        step(&denied, "ingress").contains("default deny"),
+        "{denied}"
+    );
+
+    let nowhere = inject("10.99.0.1", "80");
+    assert_eq!(
+        nowhere["dropped"],
+        serde_json::json!(["no_route"]),
+        "{nowhere}"
+    );
+
+    let udp = vsctl_json_lines(
+        &sw,
+        &[
+            "trace", "--inject", "--from", "tra", "--to", &baddr, "--proto", "udp", "--dport",
+            "7001",
+        ],
+    );
+    assert_eq!(
+        udp[0]["dropped"],
+        serde_json::json!(["policy_ingress"]),
+        "TCP only: {udp:?}"
+    );
+
+    let o = vsctl(
+        &sw,
+        &["trace", "--inject", "--from", "shop/nobody", "--to", &baddr],
+    )
+    .output()
+    .expect("vsctl");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no port or pod named 'shop/nobody'"));
+    let none = vsctl_ok(&sw, &["get", "conntrack"]);
+    assert!(
+        none.ends_with("0 of 0 connections\n"),
+        "made-up packets left connections: {none}"
+    );
+
+    // live: an allowed connection, traced and working
+    let server = b.ns.spawn(&[
+        "python3",
+        "-c",
+        "import socket\n\
+         s = socket.socket()\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('0.0.0.0', 7001))\n\
+         s.listen()\n\
+         c, _ = s.accept()\n\
+         c.sendall(c.recv(100).upper())\n\
+         c.close()\n",
+    ]);
+    wait_for("the server to listen", Duration::from_secs(10), || {
+        let o = b.ns.exec(&["ss", "-Hltn", "sport", "=", ":7001"]);
+        (!o.stdout.is_empty()).then_some(())
+    });
+    let live = start_trace(
+        &sw,
+        &["shop/tra", "--filter", "tcp and port 7001", "-c", "2"],
+    );
+    let said = a.ns.must(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket\n\
+             c = socket.create_connection(('{baddr}', 7001), timeout=5)\n\
+             c.sendall(b'traced')\n\
+             print(c.recv(100).decode())\n"
+        ),
+    ]);
+    assert_eq!(said.trim(), "TRACED", "the traced connection works");
+    assert!(server.wait(Duration::from_secs(5)).status.success());
+    let got = traced(&wait_exit(live, Duration::from_secs(10)));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0]["packet"]
+            .as_str()
+            .is_some_and(|p| p.contains("tcp [S]")),
+        "{}",
+        got[0]
+    );
+    assert!(
+        step(&got[0], "ingress").contains("deny-in ingress rule 0"),
+        "{}",
+        got[0]
+    );
+    assert_eq!(got[0]["sent"], serde_json::json!(["trb"]));
+    let known = step(&got[1], "ingress");
+    assert!(
+        known.contains("not consulted (a known connection)") && known.ends_with("allowed"),
+        "{known}"
+    );
+    assert_eq!(got[1]["sent"], serde_json::json!(["trb"]));
+    assert!(got[1]["time_ns"].as_u64() >= got[0]["time_ns"].as_u64());
+
+    // live: a denied one, in the text form
+    let mut live = vsctl(&sw, &["trace", "shop/tra", "--filter", "port 7002"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vsctl trace");
+    let mut line = String::new();
+    BufReader::new(live.stderr.as_mut().expect("stderr"))
+        .read_line(&mut line)
+        .expect("stderr");
+    assert!(
+        line.starts_with("tracing 1 packet(s) received on tra"),
+        "{line}"
+    );
+    a.ns.exec(&[
+        "python3",
+        "-c",
+        &format!("import socket\nsocket.create_connection(('{baddr}', 7002), timeout=1)"),
+    ]);
+    let o = wait_exit(live, Duration::from_secs(10));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.starts_with("packet 1 on tra (pod shop/tra): 10.77.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains("\n  dropped  policy_ingress\n"), "{text}");
+
+    // a second trace waits for none of the first's packets
+    let o = vsctl(
+        &sw,
+        &["trace", "tra", "--filter", "port 9", "--timeout", "0.5"],
+    )
+    .output()
+    .expect("vsctl");
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("0 of 1 packet(s) traced"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

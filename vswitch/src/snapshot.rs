@@ -171,6 +171,8 @@ pub struct Shared {
     pub pool: Arc<crate::dpdk::mbuf::Mempool>,
     /// The ports being captured, and what their captures took.
     pub captures: crate::capture::Captures,
+    /// The live trace, if one runs.
+    pub tracer: crate::pipeline::trace::Tracer,
     /// Questions to each worker about its own tables.
     pub inquiries: Vec<crate::inquiry::Mailbox>,
 }

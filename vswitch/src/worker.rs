@@ -7,12 +7,13 @@
 //! finds nothing it spins a little, then sleeps with growing pauses, so that
 //! two pollers can share a small machine.
 
-use crate::capture::{Captures, Dir};
+use crate::capture::{Captures, Dir, TRACED};
 use crate::counters::{DropReason, PortCounters, WorkerCounters};
 use crate::dpdk::{self, mbuf::Mbuf};
 use crate::inquiry::{Ask, Told};
 use crate::packet::{Burst, PacketBuf};
 use crate::pipeline::firewall::PolicyView;
+use crate::pipeline::trace;
 use crate::pipeline::{slot, transmit_counted, Context, Pipeline, PortSet, TxSink};
 use crate::snapshot::{PortEntry, Shared, Snapshot};
 use crate::tables::conntrack::Timeouts;
@@ -111,6 +112,30 @@ fn answer(pipe: &mut Pipeline<Mbuf>, ask: &Ask, now: u32) -> Told {
     }
 }
 
+/// Switches the packets a trace took out of a burst, one by one, and hands
+/// what they met to the trace's reader.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn trace_each(
+    pipe: &mut Pipeline<Mbuf>,
+    cx: &Context<'_>,
+    port: u16,
+    picked: Burst<Mbuf>,
+    sink: &mut PortSink<'_>,
+    shared: &Shared,
+    serial: u64,
+    tsc: u64,
+) {
+    for pkt in picked {
+        let mut t = trace::run_one(pipe, cx, port, pkt, sink, sink.ctr);
+        t.tsc = tsc;
+        t.serial = serial;
+        // a reader that fell behind loses the newest, as a capture does
+        let _ = shared.tracer.traced.push(t);
+    }
+}
+
 /// The ports worker `me` owns.
 fn local_ports(snap: &Snapshot, me: usize) -> Box<PortSet> {
     Box::new(snap.polls[me].iter().copied().collect())
@@ -185,8 +210,15 @@ pub fn run(shared: Arc<Shared>, me: usize) {
             }
             got += n;
             let armed = caps.armed(port);
+            let mut traced = None;
             if armed != 0 {
-                caps.offer(armed, port, Dir::In, &burst[..], dpdk::eal::rdtsc());
+                let tsc = dpdk::eal::rdtsc();
+                caps.offer(armed, port, Dir::In, &burst[..], tsc);
+                if armed & TRACED != 0 {
+                    let mut picked = Burst::new();
+                    let serial = shared.tracer.pick(&mut burst, &mut picked);
+                    traced = Some((picked, serial, tsc));
+                }
             }
             let pc = &ctr.ports[slot(port)];
             pc.rx_packets.add(n as u64);
@@ -199,6 +231,11 @@ pub fn run(shared: Arc<Shared>, me: usize) {
                 caps,
             };
             pipe.process(&cx, port, &mut burst, &mut sink, ctr);
+            if let Some((picked, serial, tsc)) = traced {
+                trace_each(
+                    &mut pipe, &cx, port, picked, &mut sink, &shared, serial, tsc,
+                );
+            }
         }
         if got != 0 {
             // a pass that moved packets counts as busy, polls of empty ports included

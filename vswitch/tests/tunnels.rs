@@ -7,7 +7,10 @@
 //!
 //! Needs root; run with `cargo test -p vswitch --release --test tunnels`.
 
-use api::{Desired, EncapMode, EndpointSpec, IpPool, MacAddr, Node, PortKind, Reply, Request};
+use api::{
+    Desired, EncapMode, EndpointSpec, IpPool, MacAddr, Node, PortKind, Reply, Request, TraceInject,
+    TracedPacket,
+};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use testsupport::underlay::*;
@@ -28,6 +31,33 @@ struct VNode {
     pods: Vec<(Netns, Ipv4Addr)>,
     // the switch goes last: pods' ports first
     sw: Switch,
+}
+
+/// What a made-up packet from pod `from` of node `n` meets (`vsctl trace
+/// --inject`).
+fn trace_inject(n: &VNode, from: &str, to: Ipv4Addr, proto: &str, dport: u16) -> TracedPacket {
+    let inject = TraceInject {
+        from: from.into(),
+        src: None,
+        dst: to,
+        protocol: proto.into(),
+        src_port: 40000,
+        dst_port: dport,
+        tcp_flags: None,
+    };
+    match n.sw.call(&Request::TraceInject { inject }) {
+        Reply::Injected(t) => t,
+        r => panic!("trace --inject: {r:?}"),
+    }
+}
+
+/// The detail of a traced packet's step `stage`.
+fn step<'a>(t: &'a TracedPacket, stage: &str) -> &'a str {
+    t.steps
+        .iter()
+        .find(|s| s.stage == stage)
+        .map(|s| s.detail.as_str())
+        .unwrap_or_else(|| panic!("no {stage} step: {t:?}"))
 }
 
 fn vnode(ul: &Underlay, name: &str, subnet: u8, host: u32, n: u8, pods: usize) -> VNode {
@@ -292,6 +322,25 @@ fn vxlan_always_on(uplink: PortKind, hint: &str) {
     );
     assert_pod_mtu(&a, 1450);
     cross_node(&ul, &a, &b, Wire::Vxlan, 1);
+
+    // a made-up packet goes the same way, and says so
+    let (_, a_ip) = a.pod(0);
+    let (_, b_ip) = b.pod(0);
+    let t = trace_inject(&a, "default/na-0", b_ip, "udp", 53);
+    assert_eq!(
+        (t.sent.as_slice(), t.dropped.len()),
+        (&["up".to_string()][..], 0),
+        "{t:?}"
+    );
+    let sent = step(&t, "sent");
+    assert!(
+        sent.starts_with("up: VXLAN vni ")
+            && sent.contains(&format!(
+                "> {}:4789 udp (node nb), carrying {a_ip}:40000 > {b_ip}:53 udp",
+                b.ip
+            )),
+        "{sent}"
+    );
 
     // a packet too big for the tunnel, with DF, gets "fragmentation needed"
     // with the MTU that fits, from the switch
@@ -652,6 +701,11 @@ fn nat_outgoing_to_an_external_host() {
     ping_eventually(p0, ext.ip);
     let seen = tcp_transfer_seen(p0, ext.ns(), ext.ip, 5005, 1 << 20).expect("TCP out");
     assert_eq!(seen, a.ip, "the external host sees the node's address");
+    let t = trace_inject(&a, "default/na-0", ext.ip, "tcp", 5005);
+    assert!(
+        step(&t, "sent").contains(&format!("; natOutgoing: {p0_ip}:40000 as {}:", a.ip)),
+        "{t:?}"
+    );
 
     // 1,000 concurrent UDP flows from two pods: 1,000 distinct node ports
     let server = ext.spawn(&["python3", "-c", UDP_SERVER, "12"]);

@@ -5,10 +5,11 @@
 //! behind; one not read for [`IDLE_TIMEOUT`] is ended by the control
 //! thread's tick, so a forgotten capture does not keep copying frames.
 
-use crate::capture::{Dir, Filter, Want, MAX_SNAP, SLOTS};
+use crate::capture::{Dir, Want, MAX_SNAP, SLOTS};
 use crate::control::switch::{invalid, not_found, Result, Switch, SwitchError};
 use crate::dpdk;
 use crate::snapshot::Shared;
+use crate::wire::filter::Filter;
 use api::{CaptureChunk, CaptureDir, CaptureInfo, CapturePort, CapturedFrame};
 use base64::Engine;
 use std::sync::atomic::Ordering::Relaxed;

@@ -16,7 +16,7 @@ const DEFAULT_LIMIT: usize = 1000;
 /// How long a worker may take to answer: it answers between two bursts.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
-fn protocol(p: u8) -> String {
+pub(crate) fn protocol(p: u8) -> String {
     match p {
         PROTO_TCP => "tcp".into(),
         PROTO_UDP => "udp".into(),

@@ -17,4 +17,5 @@ mod rule_hits;
 pub mod socket;
 mod sockets;
 pub mod switch;
+pub mod trace;
 pub mod uplink;

@@ -11,6 +11,7 @@
 use crate::control::capture::{self, Desk};
 use crate::control::inspect;
 use crate::control::switch::{StatusSource, Switch};
+use crate::control::trace::{self, Names};
 use api::{ErrorCode, Reply, Request, Response};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,9 @@ pub struct Control {
     /// Captures are read without the switch's lock, so that a long policy
     /// push does not make them drop frames.
     pub captures: Arc<Desk>,
+    /// The live trace, read without the switch's lock but for the names
+    /// its words use.
+    pub traces: Arc<trace::Desk>,
 }
 
 impl Control {
@@ -43,7 +47,8 @@ impl Control {
         Some(Control {
             sw,
             status,
-            captures: Arc::new(Desk::new(shared)),
+            captures: Arc::new(Desk::new(shared.clone())),
+            traces: Arc::new(trace::Desk::new(shared)),
         })
     }
 }
@@ -89,6 +94,23 @@ pub fn handle_line(ctl: &Control, line: &str) -> Response {
         .map(Reply::Capture),
         Request::CaptureRead { id } => ctl.captures.read(id).map(Reply::Captured),
         Request::CaptureStop { id } => ctl.captures.stop(id).map(|()| Reply::Done),
+        Request::TraceStart { start } => match ctl.sw.lock() {
+            Ok(sw) => capture::resolve(&sw, &start.ports),
+            Err(_) => return poisoned(),
+        }
+        .and_then(|ports| {
+            ctl.traces
+                .start(ports, start.filter.as_deref(), start.count)
+        })
+        .map(Reply::Trace),
+        Request::TraceRead { id } => {
+            let names = match ctl.sw.lock() {
+                Ok(sw) => Names::of(&sw),
+                Err(_) => return poisoned(),
+            };
+            ctl.traces.read(id, &names).map(Reply::Traced)
+        }
+        Request::TraceStop { id } => ctl.traces.stop(id).map(|()| Reply::Done),
         req => {
             let Ok(mut sw) = ctl.sw.lock() else {
                 return poisoned();
@@ -162,10 +184,14 @@ fn locked(sw: &mut Switch, req: Request) -> crate::control::switch::Result<Reply
             inspect::flush_conntrack(sw, pod.as_deref()).map(Reply::Flushed)
         }
         Request::NatList { limit } => inspect::nat(sw, limit).map(Reply::Nat),
+        Request::TraceInject { inject } => trace::inject(sw, &inject).map(Reply::Injected),
         Request::CaptureStart { .. }
         | Request::CaptureRead { .. }
-        | Request::CaptureStop { .. } => Err(crate::control::switch::SwitchError::Internal(
-            "captures are served without the switch".into(),
+        | Request::CaptureStop { .. }
+        | Request::TraceStart { .. }
+        | Request::TraceRead { .. }
+        | Request::TraceStop { .. } => Err(crate::control::switch::SwitchError::Internal(
+            "captures and traces are served without the switch".into(),
         )),
     }
 }
@@ -273,6 +299,7 @@ pub async fn serve(ctl: Control, listener: UnixListener) -> std::io::Result<()> 
             },
             _ = tick.tick() => {
                 ctl.captures.expire();
+                ctl.traces.tick();
                 // a request holding the switch delays the chores, never the
                 // workers: their clock is their own
                 if let Ok(mut s) = ctl.sw.try_lock() {

@@ -251,6 +251,7 @@ impl Switch {
             neigh: crate::tables::neigh::Neighbors::new(NEIGHBORS),
             pool: pool.clone(),
             captures: crate::capture::Captures::new(MAX_PORTS),
+            tracer: Default::default(),
             inquiries: (0..n).map(|_| Default::default()).collect(),
         });
         Ok(Switch {
@@ -593,7 +594,9 @@ impl Switch {
         }
         self.shared.fdb.flush(Some(port.id));
         // a port that comes later with the same id is not the one captured
+        // or traced
         self.shared.captures.arm(port.id, None);
+        self.shared.captures.arm_trace(port.id, false);
         if port.spec.kind == PortKind::VhostServer {
             if let Some(p) = &port.spec.path {
                 self.made_sockets.remove(p);

@@ -14,6 +14,7 @@ pub mod l3;
 pub mod pod;
 pub mod refuse;
 pub mod services;
+pub mod trace;
 pub mod uplink;
 
 use crate::counters::{DropReason, WorkerCounters};
@@ -127,6 +128,9 @@ pub struct Pipeline<P> {
     pub(crate) templates: Templates,
     /// Service connections of this worker's clients (and NodePort).
     pub svc: SvcNat,
+    /// The zones of the packet being traced ([`trace`]); `None` for all
+    /// others.
+    pub trace: Option<Box<trace::Trace>>,
 }
 
 /// Connections a worker tracks unless told otherwise.
@@ -186,6 +190,7 @@ impl<P: PacketBuf> Pipeline<P> {
             templates: Templates::default(),
             // two entries a connection, at most as many connections as natOutgoing
             svc: SvcNat::new(2 * nat_capacity(ct_capacity), timeouts),
+            trace: None,
         }
     }
 
@@ -230,6 +235,22 @@ impl<P: PacketBuf> Pipeline<P> {
 
     #[inline(always)]
     pub(crate) fn zone(
+        &mut self,
+        cx: &Context<'_>,
+        port: u16,
+        ep: &Endpoint,
+        dir: Direction,
+        flow: &Flow,
+        ctr: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        if self.trace.is_some() {
+            return self.zone_traced(cx, port, ep, dir, flow, ctr);
+        }
+        self.zone_untraced(cx, port, ep, dir, flow, ctr)
+    }
+
+    #[inline(always)]
+    pub(crate) fn zone_untraced(
         &mut self,
         cx: &Context<'_>,
         port: u16,

@@ -4,6 +4,7 @@
 
 pub mod checksum;
 pub mod eth;
+pub mod filter;
 pub mod icmp;
 pub mod ipv4;
 pub mod tunnel;
