@@ -766,6 +766,30 @@ fn trace_follows_made_up_and_real_packets_through_policy() {
     std::fs::write(&policy, DENY_INGRESS).expect("writing the policy");
     vsctl_ok(&sw, &["apply", "-f", &policy.display().to_string()]);
     let baddr = b.addr.to_string();
+    // a ClusterIP Service in front of the server's port 7001
+    let vip = "10.96.0.10";
+    let r = sw.call(&Request::Apply {
+        doc: api::Desired {
+            services: Some(vec![api::Service {
+                name: "shop/web".into(),
+                cluster_ips: vec![vip.parse().expect("vip")],
+                ports: vec![api::ServicePort {
+                    name: None,
+                    protocol: api::policy::K8sProtocol::Tcp,
+                    port: 80,
+                    node_port: None,
+                    backends: vec![api::Backend {
+                        ip: b.addr,
+                        port: 7001,
+                        node: None,
+                    }],
+                }],
+                affinity_timeout: None,
+            }]),
+            ..Default::default()
+        },
+    });
+    assert_eq!(r, Reply::Done);
 
     // made up: allowed by the rule, denied by default, routed nowhere
     let inject = |to: &str, dport: &str| {
@@ -811,9 +835,25 @@ fn trace_follows_made_up_and_real_packets_through_policy() {
         "{denied}"
     );
     assert!(
-        step(&denied, "ingress").contains("default deny"),
+        step(&denied, "ingress").contains("no rule matched: tier default denies by default"),
         "{denied}"
     );
+
+    // through the Service: its backend, the rule, the port
+    let svc = inject(vip, "80");
+    assert_eq!(
+        step(&svc, "service"),
+        format!("{vip}:80 (Service shop/web): backend {baddr}:7001")
+    );
+    assert!(
+        step(&svc, "ingress").contains(&format!("> {baddr}:7001 tcp;")),
+        "{svc}"
+    );
+    assert!(
+        step(&svc, "ingress").contains("deny-in ingress rule 0"),
+        "{svc}"
+    );
+    assert_eq!(svc["sent"], serde_json::json!(["trb"]), "{svc}");
 
     let nowhere = inject("10.99.0.1", "80");
     assert_eq!(
@@ -866,16 +906,13 @@ fn trace_follows_made_up_and_real_packets_through_policy() {
         let o = b.ns.exec(&["ss", "-Hltn", "sport", "=", ":7001"]);
         (!o.stdout.is_empty()).then_some(())
     });
-    let live = start_trace(
-        &sw,
-        &["shop/tra", "--filter", "tcp and port 7001", "-c", "2"],
-    );
+    let live = start_trace(&sw, &["shop/tra", "--filter", "tcp and port 80", "-c", "2"]);
     let said = a.ns.must(&[
         "python3",
         "-c",
         &format!(
             "import socket\n\
-             c = socket.create_connection(('{baddr}', 7001), timeout=5)\n\
+             c = socket.create_connection(('{vip}', 80), timeout=5)\n\
              c.sendall(b'traced')\n\
              print(c.recv(100).decode())\n"
         ),
@@ -895,6 +932,10 @@ fn trace_follows_made_up_and_real_packets_through_policy() {
         step(&got[0], "ingress").contains("deny-in ingress rule 0"),
         "{}",
         got[0]
+    );
+    assert_eq!(
+        step(&got[0], "service"),
+        format!("{vip}:80 (Service shop/web): backend {baddr}:7001")
     );
     assert_eq!(got[0]["sent"], serde_json::json!(["trb"]));
     let known = step(&got[1], "ingress");

@@ -37,6 +37,20 @@ impl Compiled {
     /// Endpoints that are not local have no program and are allowed
     /// ([`Reason::Unselected`]): their own node enforces their policy.
     pub fn evaluate(&self, ep: usize, dir: Direction, pkt: &Packet) -> Decision {
+        self.evaluate_noting(ep, dir, pkt, &mut |_| {})
+    }
+
+    /// [`Compiled::evaluate`], telling `entered` the name of each tier as
+    /// evaluation enters it: the last one named before a
+    /// [`Reason::DefaultDeny`] is the tier that denied (for traces).
+    #[inline(always)]
+    pub fn evaluate_noting(
+        &self,
+        ep: usize,
+        dir: Direction,
+        pkt: &Packet,
+        entered: &mut impl FnMut(&str),
+    ) -> Decision {
         let mut logged = None;
         let Some(prog) = self.program(ep, dir) else {
             return Decision {
@@ -53,6 +67,11 @@ impl Compiled {
             };
         }
         'tiers: for tier in &prog.tiers {
+            if let Some(first) = tier.policies.first() {
+                if let Some(pol) = self.policies.get(*first as usize) {
+                    entered(&pol.tier);
+                }
+            }
             for &p in &tier.policies {
                 let Some(pol) = self.policies.get(p as usize) else {
                     continue;

@@ -385,10 +385,25 @@ spec:
     assert_eq!(d.reason, Reason::DefaultDeny);
     // UDP is allowed in the first tier.
     assert!(n.ingress("y/a", "x/a", UDP, 81).allow);
+    // ... and the tier that denied is the last one entered: default
+    let tiers = |src: &str, proto: u8, dport: u16| {
+        let mut entered = Vec::new();
+        let d = n.c.evaluate_noting(
+            n.idx("x/a"),
+            Direction::Ingress,
+            &Net::pkt(src, "x/a", proto, dport),
+            &mut |t: &str| entered.push(t.to_owned()),
+        );
+        (d, entered)
+    };
+    let (d, entered) = tiers("y/a", TCP, 81);
+    assert_eq!(d, n.ingress("y/a", "x/a", TCP, 81), "the same verdict");
+    assert_eq!(entered, ["security", "platform", "default"]);
     // ICMP: nothing in security decides and its default is Deny.
     let d = n.ingress("y/a", "x/a", ICMP, 0);
     assert!(!d.allow);
     assert_eq!(d.reason, Reason::DefaultDeny);
+    assert_eq!(tiers("y/a", ICMP, 0).1, ["security"], "denied in security");
     // y/a: TCP passes security, platform passes by default, and no policy of
     // the default tier selects y/a: the profile allows.
     let d = n.ingress("x/b", "y/a", TCP, 1);

@@ -9,7 +9,7 @@
 
 use api::{
     Desired, EncapMode, EndpointSpec, IpPool, MacAddr, Node, PortKind, Reply, Request, TraceInject,
-    TracedPacket,
+    TraceStart, TracedPacket,
 };
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -333,6 +333,36 @@ fn vxlan_always_on(uplink: PortKind, hint: &str) {
         "{t:?}"
     );
     let sent = step(&t, "sent");
+    assert!(sent.contains(&format!("; next hop {} (", b.ip)), "{sent}");
+    // and a real datagram, traced live, went that way too
+    let start = TraceStart {
+        ports: vec!["default/na-0".into()],
+        filter: Some("udp and port 53".into()),
+        count: 1,
+    };
+    let info = match a.sw.call(&Request::TraceStart { start }) {
+        Reply::Trace(i) => i,
+        r => panic!("trace: {r:?}"),
+    };
+    let (a_ns, _) = a.pod(0);
+    let send = format!(
+        "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('{b_ip}', 53))"
+    );
+    in_ns(a_ns, &["python3", "-c", &send]);
+    let live = wait_for("the traced datagram", Duration::from_secs(10), || {
+        match a.sw.call(&Request::TraceRead { id: info.id }) {
+            Reply::Traced(c) => c.packets.into_iter().next(),
+            r => panic!("trace read: {r:?}"),
+        }
+    });
+    assert_eq!(live.sent, ["up"], "{live:?}");
+    let live_sent = step(&live, "sent");
+    assert!(
+        live_sent.starts_with("up: VXLAN vni ")
+            && live_sent.contains(&format!(" udp (node nb), carrying {a_ip}:"))
+            && live_sent.contains(&format!("; next hop {} (", b.ip)),
+        "{live_sent}"
+    );
     assert!(
         sent.starts_with("up: VXLAN vni ")
             && sent.contains(&format!(

@@ -31,7 +31,7 @@ use crate::wire::tunnel::VXLAN_PORT;
 use api::{CapturePort, TraceChunk, TraceInfo, TraceInject, TraceStep, TracedPacket};
 use crossbeam_queue::ArrayQueue;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use policy::Direction;
+use policy::{Direction, Reason};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -225,6 +225,8 @@ pub struct Names {
     node_ports: HashMap<(u8, u16), String>,
     node_ip: u32,
     uplink: Option<u16>,
+    /// Underlay neighbours by MAC: who a frame's next hop is.
+    neighbours: HashMap<[u8; 6], u32>,
     compiled: Arc<policy::compile::Compiled>,
 }
 
@@ -258,6 +260,15 @@ impl Names {
             ),
             None => (HashMap::new(), 0, None),
         };
+        let shared = sw.shared();
+        let now =
+            (dpdk::eal::rdtsc().saturating_sub(shared.tsc_start) / shared.tsc_hz.max(1)) as u32;
+        let neighbours = shared
+            .neigh
+            .entries(now)
+            .into_iter()
+            .filter_map(|e| Some((crate::wire::eth::mac_bytes(e.mac?), e.ip)))
+            .collect();
         let mut services = HashMap::new();
         let mut node_ports = HashMap::new();
         for s in sw.service_list() {
@@ -279,6 +290,7 @@ impl Names {
             node_ports,
             node_ip,
             uplink,
+            neighbours,
             compiled: snap.policy.clone(),
         }
     }
@@ -462,6 +474,10 @@ fn zone_words(z: &ZoneStep, names: &Names) -> TraceStep {
         (Some(b), None) => format!("{}, then forgotten", b.name()),
     };
     let policy = match z.policy {
+        Some(Reason::DefaultDeny) => format!(
+            "no rule matched: tier {} denies by default (its policies apply to the pod)",
+            z.tier.as_deref().unwrap_or("?")
+        ),
         Some(r) => names.compiled.describe(r),
         None if z.before.is_some() => "not consulted (a known connection)".into(),
         None => "none of this direction".into(),
@@ -530,11 +546,18 @@ pub fn explain(t: &Traced, names: &Names, time_ns: u64) -> TracedPacket {
                     ));
                 }
             }
-            if s.frame
-                .get(0..6)
-                .is_some_and(|m| m.iter().all(|&b| b == 0xff))
-            {
-                detail.push_str("; the next hop is not resolved yet: asked for");
+            match s.frame.get(0..6).and_then(|m| <[u8; 6]>::try_from(m).ok()) {
+                Some(m) if m == [0xff; 6] => {
+                    detail.push_str("; the next hop is not resolved yet: asked for")
+                }
+                Some(m) => {
+                    let mac = m.map(|b| format!("{b:02x}")).join(":");
+                    match names.neighbours.get(&m) {
+                        Some(&nh) => detail.push_str(&format!("; next hop {} ({mac})", ip(nh))),
+                        None => detail.push_str(&format!("; next hop {mac}")),
+                    }
+                }
+                None => {}
             }
         }
         if s.port == t.port {

@@ -45,6 +45,8 @@ pub struct ZoneStep {
     /// What decided, when policy was consulted: a new connection in a zone
     /// with policy of this direction.
     pub policy: Option<Reason>,
+    /// The last tier policy entered: the one that denied, for a default deny.
+    pub tier: Option<String>,
     pub verdict: Result<(), DropReason>,
 }
 
@@ -228,10 +230,16 @@ impl<P: PacketBuf> Pipeline<P> {
         };
         // policy is consulted for what conntrack does not know; the same
         // evaluation, repeated here for its reason
+        let mut tier = None;
         let policy = (ep.policy.programmed && has && before.is_none()).then(|| {
             cx.policy
                 .compiled
-                .evaluate(ep.policy.index as usize, dir, &flow.policy_packet())
+                .evaluate_noting(
+                    ep.policy.index as usize,
+                    dir,
+                    &flow.policy_packet(),
+                    &mut |t: &str| tier = Some(t.to_owned()),
+                )
                 .reason
         });
         let verdict = self.zone_untraced(cx, port, ep, dir, flow, ctr);
@@ -245,6 +253,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 before,
                 after,
                 policy,
+                tier,
                 verdict,
             });
         }
