@@ -5,6 +5,7 @@
 //! types have no DPDK in them so that `vsctl`, the CNI plugin and the node
 //! agent can share them.
 
+pub mod drops;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

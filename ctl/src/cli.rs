@@ -125,6 +125,12 @@ pub enum Command {
     /// the uplink) goes through the same stages on the switch's current
     /// configuration without being sent, as the first packet of a new connection.
     Trace(TraceArgs),
+    /// What each drop reason of `vsctl stats` (and of `vswitch_drops_total`) means and
+    /// what to do about it; one reason, or all. Needs no switch.
+    DropReasons {
+        #[arg(value_name = "REASON")]
+        reason: Option<String>,
+    },
     /// Print a shell completion script: `vsctl completion bash >
     /// /etc/bash_completion.d/vsctl`, or `source <(vsctl completion zsh)`.
     Completion {

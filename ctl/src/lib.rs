@@ -189,6 +189,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             return Ok(());
         }
         Command::Man { dir } => return man_pages(dir, out),
+        Command::DropReasons { reason } => return drop_reasons(reason.as_deref(), cli.json, out),
         Command::Delete {
             file,
             ignore_not_found,
@@ -404,6 +405,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         | Command::Agent(_)
         | Command::Completion { .. }
         | Command::Man { .. }
+        | Command::DropReasons { .. }
         | Command::Delete { .. } => Ok(()),
         Command::Get {
             what: GetWhat::Endpoints,
@@ -418,6 +420,36 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             emit(fmt, out, &eps, || render::endpoints(&eps))
         }
     }
+}
+
+/// `vsctl drop-reasons [REASON]`: each reason, its meaning and what to do.
+fn drop_reasons(reason: Option<&str>, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let list: Vec<&api::drops::DropInfo> = match reason {
+        None => api::drops::DROP_REASONS.iter().collect(),
+        Some(r) => match api::drops::drop_reason(r) {
+            Some(d) => vec![d],
+            None => {
+                return Err(Error::Usage(format!(
+                    "no drop reason '{r}'; `vsctl drop-reasons` lists them all"
+                )))
+            }
+        },
+    };
+    if json {
+        let v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|d| serde_json::json!({"name": d.name, "meaning": d.meaning, "remedy": d.remedy}))
+            .collect();
+        return write_json(out, &v);
+    }
+    for d in list {
+        writeln!(
+            out,
+            "{}\n  {}\n  What to do: {}",
+            d.name, d.meaning, d.remedy
+        )?;
+    }
+    Ok(())
 }
 
 /// vsctl.1 and a page per command (vsctl-capture.1, ...) in `dir`, from
@@ -638,6 +670,46 @@ mod tests {
 
     fn one_line(s: &str) -> String {
         s.lines().map(str::trim).collect()
+    }
+
+    /// The operators' guide carries the drop reasons as `vsctl
+    /// drop-reasons` has them (`VSWITCH_BLESS=1` rewrites its table), and
+    /// names no vsctl command that does not exist.
+    #[test]
+    fn the_operators_guide_follows_the_source() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/operators-guide.md");
+        let guide = std::fs::read_to_string(&path).expect("docs/operators-guide.md");
+        let (open, close) = (
+            "<!-- drop-reasons: from api/src/drops.rs -->\n",
+            "<!-- /drop-reasons -->",
+        );
+        let a = guide.find(open).expect("the table's opening marker") + open.len();
+        let b = guide.find(close).expect("the table's closing marker");
+        let table = api::drops::drop_reasons_markdown();
+        if std::env::var_os("VSWITCH_BLESS").is_some() {
+            let new = format!("{}{table}{}", &guide[..a], &guide[b..]);
+            std::fs::write(&path, new).expect("writing the guide");
+        } else {
+            assert_eq!(
+                &guide[a..b],
+                table,
+                "run with VSWITCH_BLESS=1 to update the guide"
+            );
+        }
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let known: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+        for (i, _) in guide.match_indices("vsctl ") {
+            let word: String = guide[i + 6..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect();
+            if !word.is_empty() {
+                assert!(
+                    known.contains(&word.as_str()),
+                    "the guide names `vsctl {word}`"
+                );
+            }
+        }
     }
 
     #[test]

@@ -306,3 +306,17 @@ impl From<crate::wire::tunnel::TunnelDrop> for DropReason {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What operators read of each reason (`vsctl drop-reasons`, the
+    /// guide) is of these reasons exactly, in this order.
+    #[test]
+    fn every_drop_reason_is_explained_for_operators() {
+        let ours: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        let told: Vec<&str> = api::drops::DROP_REASONS.iter().map(|d| d.name).collect();
+        assert_eq!(ours, told);
+    }
+}
