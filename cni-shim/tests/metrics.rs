@@ -10,8 +10,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
-use std::io::{Read, Write};
+use serde_json::json;
 use std::time::Duration;
 
 const ALLOW_ICMP: &str = "apiVersion: projectcalico.org/v3
@@ -24,51 +23,6 @@ spec:
   - action: Allow
     protocol: ICMP
 ";
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// `GET path` over HTTP/1.0 (so the server closes the connection and sends
-/// no chunks): the body, or None.
-fn get(addr: &str, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out.split_once("\r\n\r\n")?.1.to_owned())
-}
-
-/// The values of an instant PromQL query's series (empty when it has none).
-fn query(prom: &str, q: &str) -> Vec<f64> {
-    let Some(body) = get(prom, &format!("/api/v1/query?query={}", percent_encode(q))) else {
-        return Vec::new();
-    };
-    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    v["data"]["result"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|s| s["value"][1].as_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn one_value(prom: &str, q: &str) -> Option<f64> {
-    match query(prom, q).as_slice() {
-        [v] => Some(*v),
-        _ => None,
-    }
-}
 
 /// See the module's note.
 #[test]
@@ -100,7 +54,7 @@ fn prometheus_reads_what_vsctl_stats_shows() {
         .port;
 
     // the switch's own exposition first: the pod's series carry its names
-    let text = get(&maddr, "/metrics").expect("vswitchd serves /metrics");
+    let (_, text) = http_get(&maddr, "/metrics").expect("vswitchd serves /metrics");
     assert!(
         text.contains(&format!(
             "vswitch_interface_rx_packets_total{{port=\"{client_port}\",namespace=\"shop\",pod=\"client-0\"}}"
@@ -121,32 +75,7 @@ fn prometheus_reads_what_vsctl_stats_shows() {
         );
     }
 
-    let pport = free_port();
-    let prom = format!("127.0.0.1:{pport}");
-    let cfg = sw.dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-             scrape_configs:\n  - job_name: vswitchd\n    static_configs: [{{targets: ['{maddr}']}}]\n"
-        ),
-    )
-    .expect("writing prometheus.yml");
-    let tsdb = sw.dir.join("tsdb");
-    let prometheus = Bg::spawn(
-        None,
-        &[
-            "prometheus",
-            &format!("--config.file={}", cfg.display()),
-            &format!("--storage.tsdb.path={}", tsdb.display()),
-            &format!("--web.listen-address={prom}"),
-        ],
-    );
-    wait_for(
-        "Prometheus scrapes vswitchd",
-        Duration::from_secs(60),
-        || (one_value(&prom, "up{job=\"vswitchd\"}") == Some(1.0)).then_some(()),
-    );
+    let prom = Prometheus::start(&sw.dir, &[("vswitchd", &maddr)]);
 
     // a policy whose one rule allows ICMP to every pod: the pings are one
     // connection it allows
@@ -166,7 +95,7 @@ fn prometheus_reads_what_vsctl_stats_shows() {
     let pinger = client.spawn(&["ping", "-c", "40", "-i", "0.2", &web_ip]);
     let rx = "vswitch_interface_rx_packets_total{namespace=\"shop\",pod=\"client-0\"}";
     let rate = wait_for("a receive rate", Duration::from_secs(30), || {
-        one_value(&prom, &format!("rate({rx}[4s])")).filter(|r| *r >= 3.0)
+        prom.one(&format!("rate({rx}[4s])")).filter(|r| *r >= 3.0)
     });
     assert!(rate <= 12.0, "5 pings a second, rate {rate}");
     eprintln!("the pod's receive rate, as PromQL has it: {rate:.2}/s");
@@ -203,10 +132,9 @@ fn prometheus_reads_what_vsctl_stats_shows() {
                 .policy_rules
                 .iter()
                 .find(|r| r.policy.contains("allow-icmp"))?;
-            let got_rx = one_value(&prom, rx)?;
-            let got_drops = one_value(&prom, spoofed)?;
-            let got_hits = one_value(
-                &prom,
+            let got_rx = prom.one(rx)?;
+            let got_drops = prom.one(spoofed)?;
+            let got_hits = prom.one(
                 &format!(
                     "vswitch_policy_rule_hits_total{{policy=\"{}\",direction=\"ingress\",rule=\"0\",action=\"allow\"}}",
                     rule.policy
@@ -231,7 +159,7 @@ fn prometheus_reads_what_vsctl_stats_shows() {
         "agreed: {packets} packets received from the pod, {drops} spoofed_ip drops, \
          {hits} connection allowed by the rule"
     );
-    prometheus.stop();
+    drop(prom);
 
     for (id, ns) in [(&web_id, &web), (&client_id, &client)] {
         Call::new(id, &ns.path).run("DEL", &conf).ok_silent();

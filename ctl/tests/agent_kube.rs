@@ -2,9 +2,12 @@
 //! real vswitchd (no ports): the cluster's objects reach vswitchd's state,
 //! changes follow within seconds, and after restarts of the API server, of
 //! the agent and of vswitchd the state converges again with nothing lost or
-//! doubled, including changes made while the agent was down.
+//! doubled, including changes made while the agent was down. At the end a
+//! real Prometheus scrapes the agent and vswitchd and reads back what their
+//! /status says.
 //!
-//! Needs root (hugepages for vswitchd, the host-wide server lock).
+//! Needs root (hugepages for vswitchd, the host-wide server lock) and
+//! Debian's prometheus.
 
 use api::{Client, Reply, Request};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -13,7 +16,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use testsupport::{http_get, must_be_root, ready, Agent, KubeServer, Switch, Vswitchd};
+use testsupport::{
+    http_get, must_be_root, need_tools, ready, Agent, KubeServer, Prometheus, Switch, Vswitchd,
+};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -384,11 +389,20 @@ impl Kube {
 fn agent_follows_the_cluster_through_restarts() {
     let t_start = Instant::now();
     must_be_root();
+    need_tools(&["prometheus"]);
     let server = KubeServer::start();
     let kube = Kube::new(&server);
     // killed and restarted below: its end is not judged
+    let metrics_addr = format!("127.0.0.1:{}", testsupport::free_port());
     let mut vswitchd = Vswitchd::new()
-        .args(["--node", "n1", "--mem", "256"])
+        .args([
+            "--node",
+            "n1",
+            "--mem",
+            "256",
+            "--metrics-listen",
+            &metrics_addr,
+        ])
         .any_exit()
         .start();
     let sock = vswitchd.sock.clone();
@@ -752,6 +766,39 @@ fn agent_follows_the_cluster_through_restarts() {
             );
         }
     }
+    // a real Prometheus scrapes both, and reads what they say of themselves
+    let prom = Prometheus::start(
+        &vswitchd.dir,
+        &[("agent", health), ("vswitchd", &metrics_addr)],
+    );
+    let mut seen = None;
+    let t0 = Instant::now();
+    loop {
+        let (_, status) = http_get(health, "/status").expect("/status");
+        let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+        let sw = vswitchd.status();
+        let build = format!(
+            "vswitch_build_info{{version=\"{}\",dpdk_version=\"{}\"}}",
+            sw.version, sw.dpdk_version
+        );
+        let now = (
+            prom.one("vswitch_agent_pushes_total"),
+            status["pushes"].as_f64(),
+            prom.one("vswitch_generation"),
+            sw.generation as f64,
+            prom.one(&build),
+        );
+        if now.0.is_some() && now.0 == now.1 && now.2 == Some(now.3) && now.4 == Some(1.0) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < CONVERGE,
+            "Prometheus and the /status of the agent and of vswitchd disagree: {seen:?}"
+        );
+        seen = Some(now);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(prom);
     // nothing more changed
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(state(&sock).expect("state"), settled);

@@ -32,6 +32,7 @@ mod kube;
 mod netns;
 mod pod;
 mod process;
+mod prometheus;
 mod switch;
 pub mod underlay;
 
@@ -41,4 +42,5 @@ pub use kube::*;
 pub use netns::*;
 pub use pod::*;
 pub use process::Bg;
+pub use prometheus::Prometheus;
 pub use switch::*;
