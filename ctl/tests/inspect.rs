@@ -759,7 +759,8 @@ fn trace_follows_made_up_and_real_packets_through_policy() {
     must_be_root();
     need_tools(&["python3"]);
     let _g = serial();
-    let sw = Vswitchd::new().start();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let sw = Vswitchd::new().args(["--metrics-listen", &metrics]).start();
     let a = labelled_pod(&sw, "tra", 1, &[("app", "client")]);
     let b = labelled_pod(&sw, "trb", 2, &[("app", "server")]);
     let policy = sw.dir.join("deny-in.yaml");
@@ -790,6 +791,11 @@ fn trace_follows_made_up_and_real_packets_through_policy() {
         },
     });
     assert_eq!(r, Reply::Done);
+    let (_, text) = http_get(&metrics, "/metrics").expect("/metrics");
+    assert!(
+        text.contains("vswitch_service_backends{service=\"shop/web\",port=\"80/TCP\"} 1\n"),
+        "{text}"
+    );
 
     // made up: allowed by the rule, denied by default, routed nowhere
     let inject = |to: &str, dport: &str| {

@@ -24,6 +24,9 @@ pub struct Scrape {
     pub ports: Vec<PortInfo>,
     pub endpoints: Vec<EndpointSpec>,
     pub status: Option<Status>,
+    pub services: Vec<api::Service>,
+    /// Underlay neighbours by state name.
+    pub neighbours: Vec<(&'static str, u64)>,
 }
 
 impl Scrape {
@@ -31,11 +34,21 @@ impl Scrape {
     pub fn take(ctl: &Control) -> Option<Scrape> {
         let status = ctl.status.status();
         let sw = ctl.sw.lock().ok()?;
+        let mut neighbours: Vec<(&'static str, u64)> = Vec::new();
+        for e in sw.shared().neigh.entries(sw.now()) {
+            match neighbours.iter_mut().find(|(s, _)| *s == e.state.name()) {
+                Some((_, n)) => *n += 1,
+                None => neighbours.push((e.state.name(), 1)),
+            }
+        }
+        neighbours.sort_unstable();
         Some(Scrape {
             stats: sw.stats(),
             ports: sw.list_ports(),
             endpoints: sw.endpoints(),
             status: Some(status),
+            services: sw.service_list(),
+            neighbours,
         })
     }
 
@@ -289,6 +302,30 @@ impl Collector for Scrape {
             "Connections tracked at most, all workers together.",
             gauge(c.capacity),
         )?;
+        family(
+            e,
+            "vswitch_service_backends",
+            "Ready backends of each Service port (0: the port refuses connections).",
+            self.services.iter().flat_map(|s| {
+                s.ports.iter().map(move |p| {
+                    (
+                        vec![
+                            ("service", s.name.clone()),
+                            ("port", format!("{}/{}", p.port, p.protocol.as_str())),
+                        ],
+                        gauge(p.backends.len() as u64),
+                    )
+                })
+            }),
+        )?;
+        family(
+            e,
+            "vswitch_neighbours",
+            "Underlay neighbours in the ARP table, by state.",
+            self.neighbours
+                .iter()
+                .map(|(state, n)| (vec![("state", (*state).to_owned())], gauge(*n))),
+        )?;
         if let Some(st) = &self.status {
             one(
                 e,
@@ -465,6 +502,39 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("vswitch_fdb_entries 0"), "{text}");
+    }
+
+    #[test]
+    fn service_backends_and_neighbours() {
+        let mut s = scrape();
+        s.services = vec![api::Service {
+            name: "shop/web".into(),
+            cluster_ips: vec![std::net::Ipv4Addr::new(10, 96, 0, 10)],
+            ports: vec![api::ServicePort {
+                name: None,
+                protocol: api::policy::K8sProtocol::Udp,
+                port: 53,
+                node_port: None,
+                backends: vec![
+                    api::Backend {
+                        ip: std::net::Ipv4Addr::new(10, 65, 0, 1),
+                        port: 5353,
+                        node: None,
+                    };
+                    2
+                ],
+            }],
+            affinity_timeout: None,
+        }];
+        s.neighbours = vec![("reachable", 3), ("stale", 1)];
+        let text = s.render().expect("renders");
+        for line in [
+            "vswitch_service_backends{service=\"shop/web\",port=\"53/UDP\"} 2\n",
+            "vswitch_neighbours{state=\"reachable\"} 3\n",
+            "vswitch_neighbours{state=\"stale\"} 1\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in {text}");
+        }
     }
 
     #[test]

@@ -230,14 +230,6 @@ pub struct Names {
     compiled: Arc<policy::compile::Compiled>,
 }
 
-fn proto_number(p: api::policy::K8sProtocol) -> u8 {
-    match p {
-        api::policy::K8sProtocol::Tcp => PROTO_TCP,
-        api::policy::K8sProtocol::Udp => PROTO_UDP,
-        api::policy::K8sProtocol::Sctp => crate::tables::conntrack::PROTO_SCTP,
-    }
-}
-
 impl Names {
     pub fn of(sw: &Switch) -> Names {
         let ports: HashMap<u16, String> = sw
@@ -273,7 +265,7 @@ impl Names {
         let mut node_ports = HashMap::new();
         for s in sw.service_list() {
             for p in &s.ports {
-                let proto = proto_number(p.protocol);
+                let proto = p.protocol.number();
                 for ip in &s.cluster_ips {
                     services.insert((u32::from(*ip), proto, p.port), s.name.clone());
                 }
@@ -713,8 +705,7 @@ pub fn inject(sw: &Switch, i: &TraceInject) -> Result<TracedPacket> {
         },
     };
     let frame = made_up(i, src, mac, to_mac)?;
-    let hz = shared.tsc_hz.max(1);
-    let now = (dpdk::eal::rdtsc().saturating_sub(shared.tsc_start) / hz) as u32;
+    let now = sw.now();
     // the neighbours as the workers know them, in a table of its own: a
     // made-up packet's ARP request must not hold back a real one
     let neigh = Neighbors::new(shared.neigh.slots() / 2);
