@@ -759,8 +759,11 @@ fn trace_follows_made_up_and_real_packets_through_policy() {
     must_be_root();
     need_tools(&["python3"]);
     let _g = serial();
+    // vswitchd takes a flag from its environment too
     let metrics = format!("127.0.0.1:{}", free_port());
-    let sw = Vswitchd::new().args(["--metrics-listen", &metrics]).start();
+    let sw = Vswitchd::new()
+        .env("VSWITCH_METRICS_LISTEN", &metrics)
+        .start();
     let a = labelled_pod(&sw, "tra", 1, &[("app", "client")]);
     let b = labelled_pod(&sw, "trb", 2, &[("app", "server")]);
     let policy = sw.dir.join("deny-in.yaml");

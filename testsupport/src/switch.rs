@@ -50,6 +50,7 @@ pub fn vswitchd() -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct Vswitchd {
     args: Vec<String>,
+    envs: Vec<(String, String)>,
     judge_exit: bool,
 }
 
@@ -64,6 +65,7 @@ impl Vswitchd {
     pub fn new() -> Vswitchd {
         Vswitchd {
             args: Vec::new(),
+            envs: Vec::new(),
             judge_exit: true,
         }
     }
@@ -73,6 +75,13 @@ impl Vswitchd {
     pub fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> Vswitchd {
         self.args
             .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// An environment variable for vswitchd (`VSWITCH_<FLAG>` stands for a
+    /// flag); a [`Switch::restart`] passes it again.
+    pub fn env(mut self, key: &str, value: &str) -> Vswitchd {
+        self.envs.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -118,6 +127,7 @@ impl Vswitchd {
                 .iter()
                 .map(|a| a.replace("{dir}", &dir_s))
                 .collect(),
+            envs: self.envs,
             judge_exit: self.judge_exit,
             dir,
             binary: vswitchd(),
@@ -142,6 +152,7 @@ pub struct Switch {
     log: PathBuf,
     prefix: String,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
     judge_exit: bool,
     /// The binary of the next (re)start: [`vswitchd`] unless
     /// [`Switch::restart_with`] named another.
@@ -174,6 +185,7 @@ impl Switch {
             .arg(&self.dir)
             .args(&self.args)
             .env("VSWITCH_LOG", "info")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(logf)

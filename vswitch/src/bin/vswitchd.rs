@@ -14,6 +14,9 @@ use vswitch::control::config::{IpamStoreKind, PolicySource, SwitchConfig, Uplink
 use vswitch::control::{metrics, socket, switch::Switch};
 use vswitch::dpdk;
 
+/// Every flag but `--port` and the EAL's may also be given as an
+/// environment variable, `VSWITCH_` and the flag's name in capitals
+/// (`--ct-max` as `VSWITCH_CT_MAX`); a flag on the command line wins.
 #[derive(Parser, Debug)]
 #[command(
     name = "vswitchd",
@@ -22,85 +25,99 @@ use vswitch::dpdk;
 )]
 struct Args {
     /// Control socket.
-    #[arg(long, default_value = api::DEFAULT_SOCKET)]
+    #[arg(long, env = "VSWITCH_SOCKET", default_value = api::DEFAULT_SOCKET)]
     socket: PathBuf,
     /// EAL lcore map: the first lcore runs the control thread, every other one
     /// is a worker (e.g. "0@0,1@1"). Default: control on CPU 0, `--workers`
     /// workers on the last CPUs.
-    #[arg(long)]
+    #[arg(long, env = "VSWITCH_LCORES")]
     lcores: Option<String>,
     /// Worker lcores when --lcores is not given; ports are split among them.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "VSWITCH_WORKERS", default_value_t = 1)]
     workers: usize,
     /// Run without hugepages (development; slower).
-    #[arg(long)]
+    #[arg(long, env = "VSWITCH_NO_HUGE")]
     no_huge: bool,
     /// Memory for the EAL, MiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "VSWITCH_MEM", default_value_t = 256)]
     mem: u32,
     /// EAL file prefix (several DPDK processes on one host need distinct ones).
-    #[arg(long, default_value = "vswitchd")]
+    #[arg(long, env = "VSWITCH_FILE_PREFIX", default_value = "vswitchd")]
     file_prefix: String,
     /// Packet buffers in the pool.
-    #[arg(long, default_value_t = 32768)]
+    #[arg(long, env = "VSWITCH_MBUFS", default_value_t = 32768)]
     mbufs: u32,
     /// Seconds after which a silent MAC is forgotten.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, env = "VSWITCH_AGING", default_value_t = 300)]
     aging: u32,
     /// Most MACs the FDB holds; beyond, the least recently seen are evicted.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, env = "VSWITCH_FDB_MAX", default_value_t = 1 << 20)]
     fdb_max: usize,
     /// Most connections tracked, all workers together; beyond, a new
     /// connection takes the place of a closed, closing or unanswered one,
     /// never an established one's, or is dropped (`ct_full`).
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, env = "VSWITCH_CT_MAX", default_value_t = 1 << 20)]
     ct_max: usize,
     /// Percent of a worker's connection table one pod may hold (1-100).
-    #[arg(long, default_value_t = vswitch::tables::conntrack::DEFAULT_ZONE_SHARE,
+    #[arg(long, env = "VSWITCH_CT_ZONE_SHARE", default_value_t = vswitch::tables::conntrack::DEFAULT_ZONE_SHARE,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     ct_zone_share: u32,
     /// The port that attaches the switch to the node's network (add it with
     /// --port, e.g. `up=af-packet:eth1`, `up=af-xdp:eth1` or
     /// `up=pci:0000:3b:00.0`); this node's underlay address is
     /// the first address of its Node in the desired state.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, env = "VSWITCH_UPLINK", value_name = "PORT")]
     uplink: Option<String>,
     /// A tap port whose kernel side is the host's own stack: what the
     /// uplink receives and the switch does not take goes there, and what
     /// the host sends goes out of the uplink.
-    #[arg(long, value_name = "PORT", requires = "uplink")]
+    #[arg(
+        long,
+        env = "VSWITCH_HOST_PORT",
+        value_name = "PORT",
+        requires = "uplink"
+    )]
     host_port: Option<String>,
     /// The underlay's default gateway, for nodes in other subnets and for
     /// the outside world.
-    #[arg(long, value_name = "IP", requires = "uplink")]
+    #[arg(
+        long,
+        env = "VSWITCH_UNDERLAY_GATEWAY",
+        value_name = "IP",
+        requires = "uplink"
+    )]
     underlay_gateway: Option<std::net::Ipv4Addr>,
     /// The outer TTL of VXLAN and IP-in-IP packets the switch sends.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..))]
+    #[arg(long, env = "VSWITCH_TUNNEL_TTL", default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..))]
     tunnel_ttl: u8,
     /// Append flow-log records (rules with action Log) to this file as JSON
     /// lines, besides keeping the latest for `vsctl flows log`.
-    #[arg(long)]
+    #[arg(long, env = "VSWITCH_FLOW_LOG_FILE")]
     flow_log_file: Option<PathBuf>,
     /// Where durable state (IPAM claims with --ipam-store file) is kept.
-    #[arg(long, default_value = "/var/lib/vswitch")]
+    #[arg(long, env = "VSWITCH_STATE_DIR", default_value = "/var/lib/vswitch")]
     state_dir: PathBuf,
     /// The only directory under which pods' vhost-user sockets are made
     /// (the CNI plugin's `vhostSocketDir` and `socketDir` must lie inside it).
-    #[arg(long, default_value = "/var/run/vswitch")]
+    #[arg(
+        long,
+        env = "VSWITCH_VHOST_SOCKET_ROOT",
+        default_value = "/var/run/vswitch"
+    )]
     vhost_socket_root: PathBuf,
     /// Where IPAM claims are kept: "file" (STATE_DIR/ipam.json, a standalone node) or "kube"
     /// (IPAMBlock and BlockAffinity objects in the API server named by $KUBECONFIG or the
     /// in-cluster service account; pools are the cluster's IPPools).
-    #[arg(long, value_enum, default_value_t = StoreArg::File)]
+    #[arg(long, env = "VSWITCH_IPAM_STORE", value_enum, default_value_t = StoreArg::File)]
     ipam_store: StoreArg,
     /// Where pods' labels and policy come from: "local" (`vsctl apply` on
     /// this node; a pod attached through CNI is programmed at once) or
     /// "agent" (the node agent; a pod attached through CNI passes nothing but
     /// ARP until the agent's document names it).
-    #[arg(long, value_enum, default_value_t = SourceArg::Local)]
+    #[arg(long, env = "VSWITCH_POLICY_SOURCE", value_enum, default_value_t = SourceArg::Local)]
     policy_source: SourceArg,
     /// This node's name in block affinities (default: the host name).
-    #[arg(long)]
+    #[arg(long, env = "VSWITCH_NODE")]
     node: Option<String>,
     /// A port to add at start: NAME=KIND:ARG, KIND one of vhost-server,
     /// vhost-client (ARG: socket path), tap, af-packet, af-xdp (ARG: interface
@@ -110,7 +127,7 @@ struct Args {
     ports: Vec<String>,
     /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics,
     /// e.g. 0.0.0.0:9091.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, env = "VSWITCH_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
     /// Extra EAL arguments, after `--`.
     #[arg(last = true)]
