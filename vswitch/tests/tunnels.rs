@@ -344,6 +344,16 @@ fn vxlan_always_on(uplink: PortKind, hint: &str) {
         Reply::Trace(i) => i,
         r => panic!("trace: {r:?}"),
     };
+    // and a capture of the uplink sees it leave, encapsulated
+    let start = api::CaptureStart {
+        ports: vec!["up".into()],
+        filter: Some("udp and port 4789".into()),
+        snaplen: 0,
+    };
+    let cap = match a.sw.call(&Request::CaptureStart { start }) {
+        Reply::Capture(c) => c,
+        r => panic!("capture: {r:?}"),
+    };
     let (a_ns, _) = a.pod(0);
     let send = format!(
         "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('{b_ip}', 53))"
@@ -356,6 +366,35 @@ fn vxlan_always_on(uplink: PortKind, hint: &str) {
         }
     });
     assert_eq!(live.sent, ["up"], "{live:?}");
+    let frame = wait_for("the captured datagram", Duration::from_secs(10), || match a
+        .sw
+        .call(&Request::CaptureRead { id: cap.id })
+    {
+        Reply::Captured(c) => c.frames.into_iter().find(|f| f.dir == api::CaptureDir::Out),
+        r => panic!("capture read: {r:?}"),
+    });
+    assert_eq!(a.sw.call(&Request::CaptureStop { id: cap.id }), Reply::Done);
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&frame.data)
+        .expect("base64");
+    let outer = etherparse::SlicedPacket::from_ethernet(&bytes).expect("a frame");
+    let Some(etherparse::TransportSlice::Udp(u)) = outer.transport else {
+        panic!("not UDP: {bytes:02x?}");
+    };
+    assert_eq!(u.destination_port(), 4789);
+    let inner = etherparse::SlicedPacket::from_ethernet(&u.payload()[8..]).expect("inner frame");
+    let Some(etherparse::NetSlice::Ipv4(inner_ip)) = inner.net else {
+        panic!("inner not IPv4");
+    };
+    assert_eq!(
+        (
+            inner_ip.header().source_addr(),
+            inner_ip.header().destination_addr()
+        ),
+        (a_ip, b_ip),
+        "the uplink's capture holds the pod's datagram in its tunnel"
+    );
     let live_sent = step(&live, "sent");
     assert!(
         live_sent.starts_with("up: VXLAN vni ")

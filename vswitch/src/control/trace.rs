@@ -658,17 +658,12 @@ pub fn inject(sw: &Switch, i: &TraceInject) -> Result<TracedPacket> {
     let names = Names::of(sw);
     let shared = sw.shared();
     let snap = shared.snapshot.load_full();
-    let ports = sw.list_ports();
-    let endpoints = sw.endpoints();
-    let port = match ports.iter().find(|p| p.name == i.from) {
-        Some(p) => p.port_id,
-        None => match endpoints.iter().find(|e| e.pod.as_deref() == Some(&i.from)) {
-            Some(e) => match ports.iter().find(|p| p.name == e.port) {
-                Some(p) => p.port_id,
-                None => return not_found(format!("pod '{}' has no port", i.from)),
-            },
-            None => return not_found(format!("no port or pod named '{}'", i.from)),
-        },
+    // the same names a capture takes: a port's, or a pod's
+    let Some(port) = crate::control::capture::resolve(sw, std::slice::from_ref(&i.from))?
+        .first()
+        .map(|p| p.port_id)
+    else {
+        return not_found(format!("no port or pod named '{}'", i.from));
     };
     let (src, mac, to_mac) = match snap
         .endpoints
