@@ -20,8 +20,7 @@ use pcap_file::DataLink;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(50);
@@ -48,10 +47,7 @@ pub fn capture(
     out: &mut dyn Write,
     log: &mut dyn Write,
 ) -> Result<(), Error> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(Error::Output)?;
-    }
+    let stop = crate::stop_on_signals()?;
     let mut file;
     let sink: &mut dyn Write = if args.write == "-" {
         out

@@ -134,6 +134,16 @@ macro_rules! expect_reply {
     };
 }
 
+/// A flag that SIGINT and SIGTERM raise: long-running commands (capture,
+/// trace) end cleanly on it.
+pub(crate) fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Error> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(Error::Output)?;
+    }
+    Ok(stop)
+}
+
 pub(crate) fn expect_done(r: Reply) -> Result<(), Error> {
     match r {
         Reply::Done => Ok(()),

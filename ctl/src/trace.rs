@@ -9,8 +9,7 @@ use crate::cli::{Output, TraceArgs};
 use crate::{expect_done, reply_kind, Error};
 use api::{Client, Reply, Request, TraceInject, TraceStart, TracedPacket};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(100);
@@ -77,10 +76,7 @@ pub fn trace(
         };
         return print(fmt, out, 1, &p);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(Error::Output)?;
-    }
+    let stop = crate::stop_on_signals()?;
     let start = TraceStart {
         ports: args.ports.clone(),
         filter: args.filter.clone(),

@@ -53,6 +53,7 @@ pub struct Frame {
     pub data: Vec<u8>,
 }
 
+/// What one slot's capture takes.
 #[derive(Clone, Debug, Default)]
 pub struct Want {
     pub serial: u64,
@@ -159,17 +160,7 @@ impl Captures {
 mod tests {
     use super::*;
 
-    fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 20];
-        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        f[14] = 0x45;
-        f[14 + 9] = 6;
-        f[14 + 12..14 + 16].copy_from_slice(&src);
-        f[14 + 16..14 + 20].copy_from_slice(&dst);
-        f[34..36].copy_from_slice(&sport.to_be_bytes());
-        f[36..38].copy_from_slice(&dport.to_be_bytes());
-        f
-    }
+    use crate::wire::filter::tcp;
 
     #[test]
     fn offers_keep_what_matches_and_count_overflow() {

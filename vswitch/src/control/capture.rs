@@ -33,8 +33,36 @@ pub struct Desk {
     shared: Arc<Shared>,
     sessions: Mutex<Vec<Option<Session>>>,
     next: Mutex<u64>,
-    /// A TSC reading and the Unix time in nanoseconds at that moment.
-    epoch: (u64, u128),
+    clock: UnixClock,
+}
+
+/// TSC readings as Unix time: a reading and the Unix time at that moment,
+/// taken once, and the TSC's rate.
+pub struct UnixClock {
+    tsc0: u64,
+    unix0: u128,
+    hz: u64,
+}
+
+impl UnixClock {
+    pub fn new(tsc_hz: u64) -> UnixClock {
+        let unix0 = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        UnixClock {
+            tsc0: dpdk::eal::rdtsc(),
+            unix0,
+            hz: tsc_hz.max(1),
+        }
+    }
+
+    /// Nanoseconds since the Unix epoch at TSC reading `tsc`.
+    pub fn unix_ns(&self, tsc: u64) -> u64 {
+        let since = i128::from(tsc) - i128::from(self.tsc0);
+        let ns =
+            i128::try_from(self.unix0).unwrap_or(0) + since * 1_000_000_000 / i128::from(self.hz);
+        u64::try_from(ns).unwrap_or(0)
+    }
 }
 
 /// The ports named (a port's name, or a pod as "namespace/name"); every
@@ -75,14 +103,11 @@ pub fn resolve(sw: &Switch, names: &[String]) -> Result<Vec<CapturePort>> {
 
 impl Desk {
     pub fn new(shared: Arc<Shared>) -> Desk {
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
         Desk {
+            clock: UnixClock::new(shared.tsc_hz),
             shared,
             sessions: Mutex::new((0..SLOTS).map(|_| None).collect()),
             next: Mutex::new(0),
-            epoch: (dpdk::eal::rdtsc(), unix),
         }
     }
 
@@ -197,7 +222,7 @@ impl Desk {
                 continue;
             }
             frames.push(CapturedFrame {
-                time_ns: self.unix_ns(f.tsc),
+                time_ns: self.clock.unix_ns(f.tsc),
                 port_id: f.port,
                 dir: match f.dir {
                     Dir::In => CaptureDir::In,
@@ -249,13 +274,5 @@ impl Desk {
             }
         }
         tracing::info!("capture {} {why}", s.id);
-    }
-
-    fn unix_ns(&self, tsc: u64) -> u64 {
-        let (tsc0, unix0) = self.epoch;
-        let hz = u128::from(self.shared.tsc_hz.max(1));
-        let since = i128::from(tsc) - i128::from(tsc0);
-        let ns = i128::try_from(unix0).unwrap_or(0) + since * 1_000_000_000 / hz as i128;
-        u64::try_from(ns).unwrap_or(0)
     }
 }

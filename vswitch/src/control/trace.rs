@@ -13,7 +13,7 @@
 //! It is traced as the first packet of a new connection, nothing it sends
 //! reaches a port, and nothing the workers hold changes.
 
-use crate::control::capture::IDLE_TIMEOUT;
+use crate::control::capture::{UnixClock, IDLE_TIMEOUT};
 use crate::control::inspect::protocol;
 use crate::control::switch::{invalid, not_found, Result, Switch, SwitchError};
 use crate::counters::WorkerCounters;
@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Packets one trace may ask for.
 pub const MAX_COUNT: u32 = trace::QUEUE as u32;
@@ -56,20 +56,16 @@ pub struct Desk {
     shared: Arc<Shared>,
     session: Mutex<Option<Session>>,
     next: Mutex<u64>,
-    /// A TSC reading and the Unix time in nanoseconds at that moment.
-    epoch: (u64, u128),
+    clock: UnixClock,
 }
 
 impl Desk {
     pub fn new(shared: Arc<Shared>) -> Desk {
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
         Desk {
+            clock: UnixClock::new(shared.tsc_hz),
             shared,
             session: Mutex::new(None),
             next: Mutex::new(0),
-            epoch: (dpdk::eal::rdtsc(), unix),
         }
     }
 
@@ -160,7 +156,7 @@ impl Desk {
             if t.serial != id {
                 continue;
             }
-            packets.push(explain(&t, names, self.unix_ns(t.tsc)));
+            packets.push(explain(&t, names, self.clock.unix_ns(t.tsc)));
         }
         s.read += packets.len() as u32;
         let done = s.read >= s.count;
@@ -201,14 +197,6 @@ impl Desk {
             self.shared.captures.arm_trace(p.port_id, false);
         }
         tracing::info!("trace {} ended", s.id);
-    }
-
-    fn unix_ns(&self, tsc: u64) -> u64 {
-        let hz = u128::from(self.shared.tsc_hz.max(1));
-        let (t0, unix0) = self.epoch;
-        let d = i128::from(tsc as i64 - t0 as i64);
-        let ns = unix0 as i128 + d * 1_000_000_000 / hz as i128;
-        ns.max(0) as u64
     }
 }
 

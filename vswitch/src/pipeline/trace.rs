@@ -266,12 +266,7 @@ mod tests {
     use super::*;
 
     fn frame(dport: u16) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 20];
-        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        f[14] = 0x45;
-        f[14 + 9] = 6;
-        f[36..38].copy_from_slice(&dport.to_be_bytes());
-        f
+        crate::wire::filter::tcp([10, 0, 0, 1], [10, 0, 0, 2], 40000, dport)
     }
 
     #[test]

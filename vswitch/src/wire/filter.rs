@@ -203,22 +203,23 @@ fn ipv4(b: &[u8], at: usize) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::new(s[0], s[1], s[2], s[3]))
 }
 
-/// What one slot's capture takes.
+/// A bare TCP frame, for the tests of what filters take.
+#[cfg(test)]
+pub(crate) fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20 + 20];
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    f[14] = 0x45;
+    f[14 + 9] = 6;
+    f[14 + 12..14 + 16].copy_from_slice(&src);
+    f[14 + 16..14 + 20].copy_from_slice(&dst);
+    f[34..36].copy_from_slice(&sport.to_be_bytes());
+    f[36..38].copy_from_slice(&dport.to_be_bytes());
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 20];
-        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        f[14] = 0x45;
-        f[14 + 9] = 6;
-        f[14 + 12..14 + 16].copy_from_slice(&src);
-        f[14 + 16..14 + 20].copy_from_slice(&dst);
-        f[34..36].copy_from_slice(&sport.to_be_bytes());
-        f[36..38].copy_from_slice(&dport.to_be_bytes());
-        f
-    }
 
     #[test]
     fn filters_parse_and_refuse() {
